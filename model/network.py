@@ -1,0 +1,184 @@
+"""Hourglass landmark network with attention gates on the skip branches (Hu et al. 2025; Newell et al. 2016;
+attention gates after Oktay et al. 2018), heatmap outputs and sub-pixel decoding.
+
+The network maps a one-channel image (B, 1, H, W) to one heatmap per landmark at 1/``stem_stride`` of the input
+resolution. ``forward`` also returns differentiable coordinates (a soft-argmax over each whole map, used for the
+Wing loss in training) and optional auxiliary logits (global stage: right knee as acquired, implant present).
+``decode_heatmaps`` is the inference decoder: a soft-argmax in a small window around each map's peak, which is
+sub-pixel accurate and not pulled toward the map centre, plus a per-landmark confidence (the probability mass
+inside that window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class HourglassConfig:
+    depth: int
+    width: int
+    n_points: int
+    n_aux: int = 0
+    stem_stride: int = 4  # heatmap resolution = input / stem_stride (1, 2 or 4)
+    attention: bool = True
+    in_channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.stem_stride not in (1, 2, 4):
+            raise ValueError(f"stem_stride must be 1, 2 or 4, got {self.stem_stride}")
+        if self.depth < 1 or self.width < 8 or self.n_points < 1:
+            raise ValueError(f"invalid hourglass config {self}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HourglassConfig":
+        return cls(**data)
+
+
+# The paper's configurations, and the narrower ones the shipped CPU-trained weights use.
+PAPER_GLOBAL = HourglassConfig(depth=4, width=32, n_points=2, n_aux=2)
+PAPER_LOCAL_PREOP = HourglassConfig(depth=6, width=256, n_points=134)
+PAPER_LOCAL_POSTOP = HourglassConfig(depth=6, width=256, n_points=181)
+CPU_GLOBAL = HourglassConfig(depth=4, width=32, n_points=2, n_aux=2)
+CPU_LOCAL_PREOP = HourglassConfig(depth=5, width=64, n_points=134)
+CPU_LOCAL_POSTOP = HourglassConfig(depth=5, width=64, n_points=181)
+
+
+class Residual(nn.Module):
+    """Pre-activation bottleneck residual block."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        mid = max(cout // 2, 4)
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, mid, 1, bias=False),
+            nn.BatchNorm2d(mid), nn.ReLU(inplace=True), nn.Conv2d(mid, mid, 3, padding=1, bias=False),
+            nn.BatchNorm2d(mid), nn.ReLU(inplace=True), nn.Conv2d(mid, cout, 1),
+        )
+        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.skip(x)
+
+
+class AttentionGate(nn.Module):
+    """Additive attention gate (Oktay et al.): the coarser level's output decides which skip features pass."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        inter = max(channels // 2, 4)
+        self.theta = nn.Conv2d(channels, inter, 2, stride=2, bias=False)
+        self.phi = nn.Conv2d(channels, inter, 1)
+        self.psi = nn.Conv2d(inter, 1, 1)
+        self.out = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        theta = self.theta(x)
+        phi = F.interpolate(self.phi(gate), size=theta.shape[-2:], mode="bilinear", align_corners=False)
+        alpha = torch.sigmoid(self.psi(F.relu(theta + phi)))
+        alpha = F.interpolate(alpha, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.out(alpha * x)
+
+
+class Hourglass(nn.Module):
+    """One hourglass level; recursion builds the lower levels."""
+
+    def __init__(self, depth: int, width: int, attention: bool):
+        super().__init__()
+        self.skip = Residual(width, width)
+        self.down = Residual(width, width)
+        self.inner = Hourglass(depth - 1, width, attention) if depth > 1 else Residual(width, width)
+        self.up = Residual(width, width)
+        self.gate = AttentionGate(width) if attention else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.skip(x)
+        low = self.up(self.inner(self.down(F.max_pool2d(x, 2, ceil_mode=True))))
+        low = F.interpolate(low, size=x.shape[-2:], mode="nearest")
+        if self.gate is not None:
+            skip = self.gate(skip, low)
+        return skip + low
+
+
+@dataclass
+class NetOutput:
+    heatmaps: torch.Tensor  # (B, N, h, w) logits
+    coords: torch.Tensor  # (B, N, 2) [x, y] in input pixels, soft-argmax over the whole map
+    aux: torch.Tensor | None  # (B, n_aux) logits
+
+
+class LandmarkNet(nn.Module):
+    """Stem to 1/stem_stride resolution, one hourglass, a heatmap head and an optional auxiliary head."""
+
+    def __init__(self, cfg: HourglassConfig):
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.width
+        stem: list[nn.Module] = [
+            nn.Conv2d(cfg.in_channels, w // 2, 7, stride=2 if cfg.stem_stride >= 2 else 1, padding=3, bias=False),
+            nn.BatchNorm2d(w // 2), nn.ReLU(inplace=True), Residual(w // 2, w),
+        ]
+        if cfg.stem_stride == 4:
+            stem.append(nn.MaxPool2d(2))
+        stem.append(Residual(w, w))
+        self.stem = nn.Sequential(*stem)
+        self.hourglass = Hourglass(cfg.depth, w, cfg.attention)
+        self.head = nn.Sequential(Residual(w, w), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.Conv2d(w, w, 1),
+                                  nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.Conv2d(w, cfg.n_points, 1))
+        self.aux_head = nn.Linear(w, cfg.n_aux) if cfg.n_aux else None
+
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        feats = self.hourglass(self.stem(x))
+        heatmaps = self.head(feats)
+        aux = self.aux_head(feats.mean(dim=(2, 3))) if self.aux_head is not None else None
+        return NetOutput(heatmaps, soft_argmax(heatmaps, self.cfg.stem_stride), aux)
+
+
+def _to_input_px(grid_xy: torch.Tensor, stride: int) -> torch.Tensor:
+    """Heatmap cell coordinates to input pixel coordinates (pixel centres at integers)."""
+    return (grid_xy + 0.5) * stride - 0.5
+
+
+def soft_argmax(heatmaps: torch.Tensor, stride: int) -> torch.Tensor:
+    """Differentiable expectation of the spatial softmax of each map, in input pixels."""
+    b, n, h, w = heatmaps.shape
+    prob = torch.softmax(heatmaps.reshape(b, n, h * w).float(), dim=-1).reshape(b, n, h, w)
+    xs = torch.arange(w, device=heatmaps.device, dtype=prob.dtype)
+    ys = torch.arange(h, device=heatmaps.device, dtype=prob.dtype)
+    x = (prob.sum(2) * xs).sum(-1)
+    y = (prob.sum(3) * ys).sum(-1)
+    return _to_input_px(torch.stack([x, y], dim=-1), stride)
+
+
+@torch.no_grad()
+def decode_heatmaps(heatmaps: torch.Tensor, stride: int, radius: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local soft-argmax around each map's peak: ``(coords (B, N, 2) input px, confidence (B, N))``.
+
+    The confidence is the softmax probability mass inside the (2 radius + 1)^2 window: near 1 for a sharp,
+    single peak, small for a flat or multi-modal map.
+    """
+    b, n, h, w = heatmaps.shape
+    prob = torch.softmax(heatmaps.reshape(b, n, h * w).float(), dim=-1)
+    peak = prob.argmax(dim=-1)
+    py, px = peak // w, peak % w
+    offs = torch.arange(-radius, radius + 1, device=heatmaps.device)
+    wy = py[..., None, None] + offs[:, None]  # (B, N, k, 1)
+    wx = px[..., None, None] + offs[None, :]  # (B, N, 1, k)
+    inside = (wy >= 0) & (wy < h) & (wx >= 0) & (wx < w)
+    idx = (wy.clamp(0, h - 1) * w + wx.clamp(0, w - 1)).reshape(b, n, -1)
+    weights = torch.gather(prob, 2, idx) * inside.reshape(b, n, -1)
+    mass = weights.sum(-1).clamp_min(1e-12)
+    gx = (weights * wx.expand_as(inside).reshape(b, n, -1)).sum(-1) / mass
+    gy = (weights * wy.expand_as(inside).reshape(b, n, -1)).sum(-1) / mass
+    return _to_input_px(torch.stack([gx, gy], dim=-1), stride), mass
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

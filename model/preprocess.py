@@ -1,0 +1,144 @@
+"""From a pydicom dataset to the normalised image the network sees, and the resampling both stages use.
+
+- Pixel data is decoded through pydicom's plugins (pylibjpeg/openjpeg/RLE for compressed transfer syntaxes).
+- Modality LUT (rescale) is applied; a non-linear VOI LUT *sequence* is applied too; a linear window
+  (WindowCenter/Width) is not, because percentile clipping replaces it and keeps training and inference identical.
+- MONOCHROME1 is inverted so that bone is always bright; intensities are clipped at the 0.5 and 99.5 percentiles
+  and scaled to [0, 1].
+- Pixel spacing comes from PixelSpacing, else ImagerPixelSpacing; laterality from ImageLaterality, else Laterality.
+
+Training uses exactly these functions (``normalize_image``, ``letterbox``, ``warp_to_frame``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pydicom
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+from model.frames import FrameSpec
+
+
+class UnsupportedImage(ValueError):
+    """The dataset cannot be used as a knee radiograph (no pixels, colour, multi-frame, undecodable...)."""
+
+
+@dataclass
+class Radiograph:
+    image: np.ndarray  # float32 (rows, cols) in [0, 1], bone bright
+    pixel_spacing_mm: tuple[float, float] | None  # (row, column)
+    laterality_tag: str | None  # "L", "R" or None
+    photometric: str
+    sop_instance_uid: str | None = None
+
+
+def normalize_image(pixels: np.ndarray, photometric: str = "MONOCHROME2",
+                    low_pct: float = 0.5, high_pct: float = 99.5) -> np.ndarray:
+    """Stored (or modality-LUT) values to float32 [0, 1], bone bright, percentiles clipped."""
+    arr = np.asarray(pixels, dtype=np.float32)
+    if arr.ndim != 2:
+        raise UnsupportedImage(f"expected a single-frame greyscale image, got pixel array of shape {arr.shape}")
+    sample = arr[::4, ::4] if arr.size > 1_000_000 else arr
+    lo, hi = np.percentile(sample, [low_pct, high_pct])
+    if not np.isfinite(hi - lo) or hi - lo < 1e-6:
+        raise UnsupportedImage("image is blank (no intensity variation)")
+    out = np.clip((arr - lo) / (hi - lo), 0.0, 1.0)
+    if photometric == "MONOCHROME1":
+        out = 1.0 - out
+    return out.astype(np.float32, copy=False)
+
+
+def _laterality(ds: pydicom.Dataset) -> str | None:
+    for keyword in ("ImageLaterality", "Laterality"):
+        value = str(ds.get(keyword, "") or "").strip().upper()
+        if value in ("L", "R"):
+            return value
+    return None
+
+
+def _spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        if value is not None and len(value) == 2:
+            row, col = float(value[0]), float(value[1])
+            if row > 0 and col > 0:
+                return row, col
+    return None
+
+
+def load_radiograph(ds: pydicom.Dataset) -> Radiograph:
+    """Decode and normalise a pydicom dataset; raises ``UnsupportedImage`` with the reason."""
+    if "PixelData" not in ds:
+        raise UnsupportedImage("dataset has no pixel data")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise UnsupportedImage(f"photometric interpretation {photometric} is not greyscale")
+    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
+        raise UnsupportedImage("multi-frame images are not supported")
+    try:
+        stored = ds.pixel_array
+    except Exception as exc:  # decoder missing or corrupt pixel data
+        raise UnsupportedImage(f"cannot decode pixel data ({ds.file_meta.TransferSyntaxUID.name if 'file_meta' in ds and 'TransferSyntaxUID' in ds.file_meta else 'unknown transfer syntax'}): {exc}") from exc
+    values = apply_modality_lut(stored, ds)
+    if "VOILUTSequence" in ds:
+        values = apply_voi_lut(values, ds, prefer_lut=True)
+    return Radiograph(
+        image=normalize_image(values, photometric),
+        pixel_spacing_mm=_spacing(ds),
+        laterality_tag=_laterality(ds),
+        photometric=photometric,
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "")) or None,
+    )
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """2x3 affine ``outer ∘ inner``."""
+    a = np.vstack([outer, [0, 0, 1]]) @ np.vstack([inner, [0, 0, 1]])
+    return a[:2]
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the whole image into a ``size`` x ``size`` square (area resampling, zero padding, centred).
+
+    Returns the square and the 2x3 matrix from image pixels to square pixels.
+    """
+    h, w = image.shape
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    px, py = (size - nw) // 2, (size - nh) // 2
+    out = np.zeros((size, size), dtype=np.float32)
+    out[py:py + nh, px:px + nw] = small
+    sx, sy = nw / w, nh / h  # cv2.resize maps x to (x + 0.5) * sx - 0.5
+    matrix = np.array([[sx, 0, 0.5 * sx - 0.5 + px], [0, sy, 0.5 * sy - 0.5 + py]])
+    return out, matrix
+
+
+def _downsample(image: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    h, w = image.shape
+    nw, nh = max(1, round(w / factor)), max(1, round(h / factor))
+    small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    sx, sy = nw / w, nh / h
+    return small, np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]])
+
+
+def warp_to_frame(image: np.ndarray, matrix: np.ndarray, spec: FrameSpec) -> np.ndarray:
+    """Resample ``image`` into the frame given by ``matrix`` (image px -> frame px), anti-aliased.
+
+    Large reductions first go through an area-averaged downsampling so the bilinear warp does not alias.
+    """
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    factor = int(np.floor(1.0 / max(scale, 1e-6) / 1.5))
+    if factor >= 2:
+        image, down = _downsample(image, factor)
+        matrix = compose(matrix, np.linalg.inv(np.vstack([down, [0, 0, 1]]))[:2])
+    return cv2.warpAffine(image, matrix, (spec.width_px, spec.height_px), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+
+def to_network_input(image: np.ndarray) -> np.ndarray:
+    """Centre a [0, 1] image for the network (shared by training and inference)."""
+    return ((image - 0.5) / 0.25).astype(np.float32, copy=False)

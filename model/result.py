@@ -1,0 +1,66 @@
+"""What one prediction returns: landmarks, phase, laterality, both angles with their axes, confidence, timings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.alignment import AlignmentResult
+
+STATUS_OK = "ok"
+STATUS_LOW_CONFIDENCE = "low_confidence"
+
+
+@dataclass
+class KneePrediction:
+    """Result for one AP knee radiograph, all coordinates ``[column, row]`` in the source image's pixels."""
+
+    landmarks: np.ndarray  # (N, 2) float, source pixels
+    landmark_confidence: np.ndarray  # (N,) in [0, 1]
+    scheme_id: str  # e.g. "kneealign-preop@1.0"
+    phase: str  # "preop" | "postop"
+    phase_probability: float  # model's probability of an implant (post-op)
+    laterality: str  # "L" | "R"
+    laterality_source: str  # "tag", "image" (no tag), or "image-over-tag" (tag contradicted)
+    alignment: AlignmentResult
+    confidence: float  # whole-result confidence in [0, 1]
+    confidence_threshold: float
+    pixel_spacing_mm: tuple[float, float] | None  # (row, column) spacing, None when unknown
+    reference_length_px: float
+    model_name: str
+    model_version: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return STATUS_OK if self.confidence >= self.confidence_threshold else STATUS_LOW_CONFIDENCE
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.status == STATUS_LOW_CONFIDENCE
+
+    def to_json(self) -> dict:
+        """A JSON-ready summary (the ``dicomnode process`` line, without the SOP Instance UID)."""
+        out = {
+            "laterality": self.laterality,
+            "laterality_source": self.laterality_source,
+            "phase": self.phase,
+            "phase_probability": round(self.phase_probability, 4),
+            "scheme": self.scheme_id,
+            "confidence": round(self.confidence, 4),
+            "confidence_threshold": self.confidence_threshold,
+            "status": self.status,
+            "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
+            "reference_length_px": round(self.reference_length_px, 2),
+            "model": {"name": self.model_name, "version": self.model_version},
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "warnings": list(self.warnings),
+        }
+        align = self.alignment.as_dict()
+        out["atfa_fts_deg"] = round(align.pop("atfa_fts_deg"), 2)
+        out["atfa_fnts_deg"] = round(align.pop("atfa_fnts_deg"), 2)
+        out["axes"] = align["axes"]
+        out["landmarks"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks]
+        return out
