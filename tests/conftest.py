@@ -1,0 +1,43 @@
+"""Shared test helpers: locating real third-party tools, and skipping (locally) or failing (in CI) without them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def require_tool(path_or_name: str, version_flag: str | None = None, must_mention: str | None = None) -> str:
+    """Return the tool's path; skip the test when it is missing locally, fail in CI (where .ci/run installs it)."""
+    path = path_or_name if os.path.isabs(path_or_name) else shutil.which(path_or_name)
+    if not path or not os.path.exists(path):
+        message = f"required tool {path_or_name} is not installed"
+        if IN_CI:
+            pytest.fail(message + " (CI must install it: see .ci/run)")
+        pytest.skip(message)
+    if version_flag and must_mention:
+        out = subprocess.run([path, version_flag], capture_output=True, text=True, timeout=30)
+        text = out.stdout + out.stderr
+        assert must_mention.lower() in text.lower(), f"{path} is not {must_mention}: {text[:200]}"
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dcmtk():
+    """Absolute paths of dcmtk's tools (pynetdicom's own storescu/storescp would shadow them on a venv PATH)."""
+    tools = {name: require_tool(f"/usr/bin/{name}") for name in ("storescu", "storescp", "echoscu", "dcmdump")}
+    require_tool(tools["storescu"], "--version", "DCMTK")
+    return tools

@@ -1,0 +1,100 @@
+"""Network shapes for the paper's and the shipped configurations, decoding, weight bundles and the API."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.network import (CPU_GLOBAL, CPU_LOCAL_POSTOP, CPU_LOCAL_PREOP, PAPER_GLOBAL, PAPER_LOCAL_POSTOP,
+                           PAPER_LOCAL_PREOP, HourglassConfig, LandmarkNet, decode_heatmaps, soft_argmax)
+from model.weights import ModelBundle, WeightsError, load_bundle, save_bundle
+
+TINY = dict(global_cfg=HourglassConfig(2, 8, 2, n_aux=2),
+            local_cfgs={"preop": HourglassConfig(2, 8, 134), "postop": HourglassConfig(2, 8, 181)})
+
+
+@pytest.mark.parametrize("cfg,shape", [
+    (PAPER_GLOBAL, (256, 256)), (PAPER_LOCAL_PREOP, (288, 192)), (PAPER_LOCAL_POSTOP, (288, 192)),
+    (CPU_GLOBAL, (256, 256)), (CPU_LOCAL_PREOP, (288, 192)), (CPU_LOCAL_POSTOP, (288, 192)),
+])
+def test_configurations_build_and_give_right_shapes(cfg, shape):
+    net = LandmarkNet(cfg).eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, 1, *shape))
+    h, w = shape[0] // cfg.stem_stride, shape[1] // cfg.stem_stride
+    assert out.heatmaps.shape == (1, cfg.n_points, h, w)
+    assert out.coords.shape == (1, cfg.n_points, 2)
+    assert (out.aux is None) == (cfg.n_aux == 0)
+    if cfg.n_aux:
+        assert out.aux.shape == (1, cfg.n_aux)
+
+
+def test_paper_local_has_attention_gates_on_all_six_levels():
+    net = LandmarkNet(PAPER_LOCAL_PREOP)
+    gates = [m for m in net.modules() if m.__class__.__name__ == "AttentionGate"]
+    assert len(gates) == 6
+
+
+def gaussian_maps(centres, h=40, w=30, sigma=1.2):
+    ys, xs = np.mgrid[0:h, 0:w]
+    maps = [-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2) for cx, cy in centres]
+    return torch.tensor(np.array(maps)[None], dtype=torch.float32)
+
+
+def test_local_decoder_is_subpixel_and_confident_on_sharp_peaks():
+    centres = [(10.3, 20.6), (0.2, 5.0), (25.75, 38.1)]
+    coords, conf = decode_heatmaps(gaussian_maps(centres), stride=4)
+    expected = (np.array(centres) + 0.5) * 4 - 0.5
+    assert np.allclose(coords[0].numpy()[0], expected[0], atol=0.15)
+    assert np.allclose(coords[0].numpy()[2], expected[2], atol=0.3)
+    assert (conf[0] > 0.9).all()
+
+
+def test_flat_map_gives_low_confidence_and_soft_argmax_centre_bias():
+    flat = torch.zeros(1, 1, 40, 30)
+    _, conf = decode_heatmaps(flat, stride=1)
+    assert conf.item() < 0.05
+    assert np.allclose(soft_argmax(flat, 1)[0, 0].numpy(), [14.5, 19.5])
+
+
+def test_bundle_round_trip_and_predictions_identical(tmp_path):
+    bundle = ModelBundle.untrained(**TINY)
+    path = save_bundle(bundle, tmp_path / "w.safetensors")
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["schemes"] == {"preop": "kneealign-preop@1.0", "postop": "kneealign-postop@1.0"}
+    loaded = load_bundle(path)
+    a = bundle.build_networks()["local_preop"].eval()
+    b = loaded.build_networks()["local_preop"].eval()
+    x = torch.randn(1, 1, 288, 192)
+    with torch.no_grad():
+        assert torch.equal(a(x).heatmaps, b(x).heatmaps)
+
+
+def test_bundle_with_wrong_scheme_is_refused(tmp_path):
+    bundle = ModelBundle.untrained(**TINY)
+    path = save_bundle(bundle, tmp_path / "w.safetensors")
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["kneealign"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["schemes"]["preop"] = "kneealign-preop@0.9"
+    save_file(tensors, str(path), metadata={"kneealign": json.dumps(meta)})
+    with pytest.raises(WeightsError, match="preop@0.9"):
+        load_bundle(path)
+
+
+def test_bundle_with_wrong_point_count_is_refused(tmp_path):
+    bad = dict(TINY, local_cfgs={"preop": HourglassConfig(2, 8, 100), "postop": HourglassConfig(2, 8, 181)})
+    path = save_bundle(ModelBundle.untrained(**bad), tmp_path / "w.safetensors")
+    with pytest.raises(WeightsError, match="100 points"):
+        load_bundle(path)
+
+
+def test_missing_or_garbage_weights_file(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        load_bundle(tmp_path / "none.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(WeightsError, match="not a readable"):
+        load_bundle(tmp_path / "bad.safetensors")
