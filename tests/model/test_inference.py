@@ -1,0 +1,75 @@
+"""The inference API end to end on untrained networks: plumbing, coordinates, status and laterality rules.
+
+Accuracy is measured on the trained weights by ``knee-train evaluate`` (see the model card), not here.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from model.inference import KneeAligner, resolve_device
+from model.network import HourglassConfig
+from model.weights import ModelBundle, save_bundle
+from tests.model.test_preprocess import make_dx
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    bundle = ModelBundle.untrained(HourglassConfig(2, 8, 2, n_aux=2),
+                                   {"preop": HourglassConfig(2, 8, 134), "postop": HourglassConfig(2, 8, 181)})
+    return save_bundle(bundle, tmp_path_factory.mktemp("w") / "tiny.safetensors")
+
+
+def knee_like_dx(**tags):
+    rng = np.random.default_rng(5)
+    px = (1000 + 2000 * rng.random((600, 480))).astype(np.uint16)
+    return make_dx(px, 12, ImagerPixelSpacing=[0.15, 0.15], **tags)
+
+
+def test_predict_returns_a_complete_result_in_source_pixels(tiny_weights):
+    pred = KneeAligner.load(tiny_weights, device="cpu").predict(knee_like_dx(ImageLaterality="R"))
+    n = 181 if pred.phase == "postop" else 134
+    assert pred.landmarks.shape == (n, 2) and np.isfinite(pred.landmarks).all()
+    assert pred.landmark_confidence.shape == (n,)
+    assert pred.scheme_id == f"kneealign-{pred.phase}@1.0"
+    assert pred.laterality == "R" and pred.laterality_source == "tag"
+    assert set(pred.timings_ms) >= {"decode", "global", "local", "refine", "total"}
+    assert 0.0 <= pred.confidence <= 1.0
+    line = json.loads(json.dumps(pred.to_json()))
+    for key in ("laterality", "phase", "atfa_fts_deg", "atfa_fnts_deg", "confidence", "status", "landmarks"):
+        assert key in line
+    assert len(line["landmarks"]) == n
+
+
+def test_threshold_decides_the_status(tiny_weights):
+    ds = knee_like_dx(ImageLaterality="L")
+    assert KneeAligner.load(tiny_weights, confidence_threshold=0.0).predict(ds).status == "ok"
+    low = KneeAligner.load(tiny_weights, confidence_threshold=1.01).predict(ds)
+    assert low.status == "low_confidence" and low.low_confidence
+
+
+def test_untrained_networks_are_not_confident(tiny_weights):
+    pred = KneeAligner.load(tiny_weights).predict(knee_like_dx(ImageLaterality="L"))
+    assert pred.status == "low_confidence"
+
+
+def test_missing_tag_means_laterality_from_the_image(tiny_weights):
+    pred = KneeAligner.load(tiny_weights).predict(knee_like_dx())
+    assert pred.laterality in ("L", "R") and pred.laterality_source == "image"
+
+
+def test_laterality_rule():
+    warnings = []
+    assert KneeAligner._decide_laterality("L", 0.6, warnings) == ("L", "tag")
+    assert KneeAligner._decide_laterality("L", 0.99, warnings) == ("R", "image-over-tag")
+    assert warnings and "contradicted" in warnings[0]
+    assert KneeAligner._decide_laterality(None, 0.2, []) == ("L", "image")
+
+
+def test_cuda_request_without_cuda_is_a_clear_error():
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        resolve_device("cuda")
