@@ -4,9 +4,8 @@ attention gates after Oktay et al. 2018), heatmap outputs and sub-pixel decoding
 The network maps a one-channel image (B, 1, H, W) to one heatmap per landmark at 1/``stem_stride`` of the input
 resolution. ``forward`` also returns differentiable coordinates (a soft-argmax over each whole map, used for the
 Wing loss in training) and optional auxiliary logits (global stage: right knee as acquired, implant present).
-``decode_heatmaps`` is the inference decoder: a soft-argmax in a small window around each map's peak, which is
-sub-pixel accurate and not pulled toward the map centre, plus a per-landmark confidence (the probability mass
-inside that window).
+``decode_heatmaps`` is the inference decoder: the peak refined to sub-pixel accuracy (not pulled toward the map
+centre as a global soft-argmax is), plus a per-landmark confidence (the probability mass around the peak).
 """
 
 from __future__ import annotations
@@ -159,25 +158,44 @@ def soft_argmax(heatmaps: torch.Tensor, stride: int) -> torch.Tensor:
 
 @torch.no_grad()
 def decode_heatmaps(heatmaps: torch.Tensor, stride: int, radius: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Local soft-argmax around each map's peak: ``(coords (B, N, 2) input px, confidence (B, N))``.
+    """Sub-pixel peak of each map: ``(coords (B, N, 2) input px, confidence (B, N))``.
 
-    The confidence is the softmax probability mass inside the (2 radius + 1)^2 window: near 1 for a sharp,
-    single peak, small for a flat or multi-modal map.
+    The peak cell is refined by a second-order Taylor expansion of the log-probability around it (exact for a
+    Gaussian-shaped map, as in DARK, Zhang et al. 2020); where the local surface is not a maximum, a soft-argmax
+    in the (2 radius + 1)^2 window is used instead. The confidence is the softmax probability mass inside that
+    window: near 1 for a sharp single peak, small for a flat or multi-modal map.
     """
     b, n, h, w = heatmaps.shape
-    prob = torch.softmax(heatmaps.reshape(b, n, h * w).float(), dim=-1)
+    logp = torch.log_softmax(heatmaps.reshape(b, n, h * w).float(), dim=-1)
+    prob = logp.exp()
     peak = prob.argmax(dim=-1)
     py, px = peak // w, peak % w
     offs = torch.arange(-radius, radius + 1, device=heatmaps.device)
-    wy = py[..., None, None] + offs[:, None]  # (B, N, k, 1)
-    wx = px[..., None, None] + offs[None, :]  # (B, N, 1, k)
-    inside = (wy >= 0) & (wy < h) & (wx >= 0) & (wx < w)
+    wy = (py[..., None, None] + offs[:, None]).expand(b, n, offs.numel(), offs.numel())
+    wx = (px[..., None, None] + offs[None, :]).expand(b, n, offs.numel(), offs.numel())
+    inside = ((wy >= 0) & (wy < h) & (wx >= 0) & (wx < w)).reshape(b, n, -1)
     idx = (wy.clamp(0, h - 1) * w + wx.clamp(0, w - 1)).reshape(b, n, -1)
-    weights = torch.gather(prob, 2, idx) * inside.reshape(b, n, -1)
+    weights = torch.gather(prob, 2, idx) * inside
     mass = weights.sum(-1).clamp_min(1e-12)
-    gx = (weights * wx.expand_as(inside).reshape(b, n, -1)).sum(-1) / mass
-    gy = (weights * wy.expand_as(inside).reshape(b, n, -1)).sum(-1) / mass
-    return _to_input_px(torch.stack([gx, gy], dim=-1), stride), mass
+    soft = torch.stack([(weights * wx.reshape(b, n, -1)).sum(-1) / mass,
+                        (weights * wy.reshape(b, n, -1)).sum(-1) / mass], dim=-1)
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        return torch.gather(logp, 2, ((py + dy).clamp(0, h - 1) * w + (px + dx).clamp(0, w - 1))[..., None])[..., 0]
+
+    c = at(0, 0)
+    gx, gy = (at(0, 1) - at(0, -1)) / 2, (at(1, 0) - at(-1, 0)) / 2
+    hxx, hyy = at(0, 1) - 2 * c + at(0, -1), at(1, 0) - 2 * c + at(-1, 0)
+    hxy = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / 4
+    det = hxx * hyy - hxy * hxy
+    ok = (hxx < 0) & (det > 1e-9) & (px > 0) & (px < w - 1) & (py > 0) & (py < h - 1)
+    safe = torch.where(ok, det, torch.ones_like(det))
+    dx = -(hyy * gx - hxy * gy) / safe
+    dy = -(hxx * gy - hxy * gx) / safe
+    ok = ok & (dx.abs() <= 1) & (dy.abs() <= 1)
+    taylor = torch.stack([px + dx, py + dy], dim=-1)
+    grid = torch.where(ok[..., None], taylor, soft)
+    return _to_input_px(grid, stride), mass
 
 
 def count_parameters(net: nn.Module) -> int:
