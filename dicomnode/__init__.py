@@ -1,0 +1,1 @@
+"""KneeAlign DICOM node: receive knee radiographs, measure alignment, send the SR and overlay back."""

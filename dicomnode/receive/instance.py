@@ -1,0 +1,84 @@
+"""What the receiver tells the pipeline about a stored instance, and reading it from the received bytes.
+
+The header is parsed from the encoded Part 10 bytes without loading large values: pixel data is skipped (its
+presence is noted, its bytes are never read or decoded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from io import BytesIO
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+# Values longer than this are not read while parsing the header (pixel data, large private blobs).
+_DEFER_BYTES = 4096
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """An instance durably stored in the spool, as handed to ``on_stored``."""
+
+    path: Path
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    calling_ae: str
+    peer_name: str
+    transfer_syntax: str
+    size_bytes: int
+    received_at: datetime
+    modality: str | None = None
+    body_part_examined: str | None = None
+    view_position: str | None = None
+    laterality: str | None = None
+    series_description: str | None = None
+    protocol_name: str | None = None
+    study_description: str | None = None
+    patient_id: str | None = field(default=None, repr=False)  # never log it
+
+
+OnStored = Callable[[StoredInstance], None]
+
+
+def parse_header(encoded: bytes) -> Dataset:
+    """Parse a Part 10 byte string (preamble, file meta, dataset) without reading large values.
+
+    Raises whatever pydicom raises for bytes it cannot parse.
+    """
+    return dcmread(BytesIO(encoded), defer_size=_DEFER_BYTES)
+
+
+def has_pixel_data(dataset: Dataset) -> bool:
+    """True if the dataset carries an image (Pixel Data, Float or Double Float Pixel Data)."""
+    return any(keyword in dataset for keyword in _PIXEL_KEYWORDS)
+
+
+def text_attribute(dataset: Dataset, keyword: str) -> str | None:
+    """A string attribute as a stripped ``str`` (multiple values joined by backslash), None if absent or empty."""
+    value = dataset.get(keyword)
+    if value is None:
+        return None
+    text = "\\".join(str(v) for v in value) if isinstance(value, MultiValue) else str(value)
+    return text.strip() or None
+
+
+def filter_attributes(dataset: Dataset) -> dict[str, str | None]:
+    """The attributes the processing filter needs, keyed like the ``StoredInstance`` fields."""
+    return {
+        "modality": text_attribute(dataset, "Modality"),
+        "body_part_examined": text_attribute(dataset, "BodyPartExamined"),
+        "view_position": text_attribute(dataset, "ViewPosition"),
+        "laterality": text_attribute(dataset, "ImageLaterality") or text_attribute(dataset, "Laterality"),
+        "series_description": text_attribute(dataset, "SeriesDescription"),
+        "protocol_name": text_attribute(dataset, "ProtocolName"),
+        "study_description": text_attribute(dataset, "StudyDescription"),
+        "patient_id": text_attribute(dataset, "PatientID"),
+    }
