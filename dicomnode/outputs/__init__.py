@@ -1,0 +1,34 @@
+"""The DICOM objects the node sends back to the PACS for one measured image: SR, Secondary Capture, GSPS.
+
+    datasets = build_outputs(source, prediction, kinds=("sr", "sc"))   # [SR, SC], each in a new series
+
+Each object lands in the source's study, in a series of its own, and says who made it (the node as device
+observer / contributing equipment, the model's name and version). See sr.py, sc.py and gsps.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pydicom
+
+from dicomnode.outputs.common import KINDS, NodeIdentity, OutputError, check_kind
+from dicomnode.outputs.gsps import build_gsps
+from dicomnode.outputs.sc import build_sc
+from dicomnode.outputs.sr import build_sr
+from model.result import KneePrediction
+
+BUILDERS = {"sr": build_sr, "sc": build_sc, "gsps": build_gsps}
+
+
+def build_outputs(source: pydicom.Dataset, prediction: KneePrediction, kinds: Iterable[str] = ("sr", "sc"),
+                  identity: NodeIdentity | None = None) -> list[pydicom.Dataset]:
+    """The requested result objects, always in the order SR, SC, GSPS (duplicates ignored)."""
+    wanted = set()
+    for kind in kinds:
+        check_kind(kind)
+        wanted.add(kind)
+    return [BUILDERS[kind](source, prediction, identity=identity) for kind in KINDS if kind in wanted]
+
+
+__all__ = ["KINDS", "NodeIdentity", "OutputError", "build_gsps", "build_outputs", "build_sc", "build_sr"]

@@ -1,0 +1,87 @@
+"""Coded concepts used in the node's results: standard SCT/DCM/UCUM codes and the project's private scheme.
+
+PS3.16 has no code for the anatomical tibiofemoral angle (nor for varus/valgus), so the two methods, the result
+status and a few labels are coded in a private scheme whose designator starts with "99", as PS3.3 8.2 asks,
+and every object that uses it lists it in its Coding Scheme Identification Sequence (``CODING_SCHEME``).
+
+A low-confidence angle is recorded under its own concept name ("aTFA (FNTS) LOW CONFIDENCE - not a valid
+measurement"), not under the plain one: every SR renderer (dsrdump, PACS text views, OHIF's measurement
+panel, which shows a NUM as "concept name: value unit") then shows the warning next to the number, and a
+consumer that looks for the plain aTFA codes cannot pick up an unreliable value by mistake.
+"""
+
+from __future__ import annotations
+
+from highdicom.coding_schemes import CodingSchemeIdentificationItem
+from highdicom.sr import CodedConcept
+from pydicom.sr.codedict import codes
+
+SCHEME_DESIGNATOR = "99KNEEALIGN"
+CODING_SCHEME = CodingSchemeIdentificationItem(
+    designator=SCHEME_DESIGNATOR,
+    name="KneeAlign private codes",
+    version="1",
+    responsible_organization="KneeAlign project",
+)
+
+
+def _private(value: str, meaning: str) -> CodedConcept:
+    return CodedConcept(value=value, scheme_designator=SCHEME_DESIGNATOR, meaning=meaning, scheme_version="1")
+
+
+ATFA_FTS = _private("ATFA-FTS", "aTFA (FTS)")
+ATFA_FNTS = _private("ATFA-FNTS", "aTFA (FNTS)")
+ATFA_FTS_LOW = _private("ATFA-FTS-LC", "aTFA (FTS) LOW CONFIDENCE - not a valid measurement")
+ATFA_FNTS_LOW = _private("ATFA-FNTS-LC", "aTFA (FNTS) LOW CONFIDENCE - not a valid measurement")
+RESULT_STATUS = _private("RESULT-STATUS", "Result status")
+STATUS_CONFIDENT = _private("STATUS-OK", "Confidence at or above threshold")
+STATUS_LOW_CONFIDENCE = _private("STATUS-LOWCONF", "Low confidence: not a valid measurement")
+STATUS_NOTE = _private("STATUS-NOTE", "Result status note")
+SURGICAL_PHASE = _private("PHASE", "Surgical phase")
+LATERALITY_SOURCE = _private("LAT-SOURCE", "Laterality determined from")
+RESULT_CONFIDENCE = _private("RESULT-CONF", "Result confidence")
+LANDMARK_CONFIDENCE = _private("LMK-CONF", "Mean landmark confidence")
+ANALYSED_REGION = _private("ANALYSED-REGION", "Region analysed by the algorithm")
+LANDMARK_OUTLINE = _private("LMK-OUTLINE", "Landmark outline")
+DISCLAIMER = _private("DISCLAIMER", "Intended use")
+
+# Standard codes (PS3.16 / SNOMED CT / UCUM)
+KNEE_JOINT = codes.SCT.KneeJoint
+LATERALITY = codes.SCT.Laterality
+LEFT = codes.SCT.Left
+RIGHT = codes.SCT.Right
+FEMUR = codes.SCT.Femur
+TIBIA = codes.SCT.Tibia
+FIBULA = codes.SCT.Fibula
+PRE_OPERATIVE = codes.SCT.Preoperative
+POST_OPERATIVE = codes.SCT.Postoperative
+IMAGING_PROCEDURE = codes.SCT.ImagingProcedure
+ARM_OF_ANGLE = codes.DCM.ArmOfAngle
+DEVICE = codes.DCM.Device
+PROCESSING_EQUIPMENT = codes.DCM.ProcessingEquipment
+DEGREE = codes.UCUM.Degree
+PERCENT = codes.UCUM.Percent
+
+BONE_SITES = {"femur": FEMUR, "tibia": TIBIA, "fibula": FIBULA}
+
+
+def angle_code(method: str, low_confidence: bool) -> CodedConcept:
+    """Concept name of an aTFA measurement; ``method`` is "fts" or "fnts"."""
+    table = {("fts", False): ATFA_FTS, ("fnts", False): ATFA_FNTS,
+             ("fts", True): ATFA_FTS_LOW, ("fnts", True): ATFA_FNTS_LOW}
+    try:
+        return table[(method, bool(low_confidence))]
+    except KeyError:
+        raise ValueError(f"unknown aTFA method {method!r}; expected 'fts' or 'fnts'") from None
+
+
+def laterality_code(laterality: str):
+    if laterality not in ("L", "R"):
+        raise ValueError(f"laterality must be 'L' or 'R', got {laterality!r}")
+    return LEFT if laterality == "L" else RIGHT
+
+
+def phase_code(phase: str):
+    if phase not in ("preop", "postop"):
+        raise ValueError(f"phase must be 'preop' or 'postop', got {phase!r}")
+    return PRE_OPERATIVE if phase == "preop" else POST_OPERATIVE

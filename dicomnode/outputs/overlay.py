@@ -1,0 +1,139 @@
+"""What the overlays show, independent of how they are drawn: axes, landmark curves, and the text lines.
+
+The Secondary Capture burns these into pixels and the presentation state encodes them as graphics, so both
+say the same thing in the same words. Points stay in prediction coordinates (``[column, row]`` pixel centres
+of the source image); each renderer converts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.alignment import Axis
+from model.result import KneePrediction
+from model.scheme import LandmarkScheme, load_scheme
+
+DISCLAIMER_TEXT = "NOT FOR DIAGNOSTIC USE - synthetic-trained research software"
+LOW_CONFIDENCE_TEXT = "LOW CONFIDENCE - NOT A VALID MEASUREMENT"
+DEGREE_SIGN = "\u00b0"
+
+# RGB colours, shared so the SC legend and the presentation-state layers match.
+COLOURS = {
+    "fnts": (255, 70, 255),    # magenta: femoral axis, FNTS
+    "fts": (255, 170, 0),      # orange: femoral axis, FTS
+    "tibia": (0, 230, 120),    # green: tibial axis
+    "curve": (90, 190, 255),   # light blue: landmark outlines
+    "point": (255, 235, 60),   # yellow: landmarks
+    "text": (255, 255, 255),
+    "warning": (255, 50, 50),  # red: low confidence
+    "disclaimer": (255, 220, 0),
+}
+
+
+@dataclass(frozen=True)
+class AxisLine:
+    key: str  # "fnts", "fts" or "tibia": also the colour
+    label: str
+    axis: Axis
+
+    @property
+    def points(self) -> np.ndarray:
+        return np.array([self.axis.proximal, self.axis.distal], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class TextLine:
+    text: str
+    colour: str  # a key of COLOURS
+    emphasis: bool = False  # drawn larger (the low-confidence warning)
+    legend: str | None = None  # a key of COLOURS drawn as a short line before the text
+
+
+def scheme_of(prediction: KneePrediction) -> LandmarkScheme:
+    """The landmark scheme the prediction follows (checked against its id and point count)."""
+    scheme = load_scheme(prediction.phase)
+    if scheme.id != prediction.scheme_id:
+        raise ValueError(f"prediction follows scheme {prediction.scheme_id!r}, the shipped one is {scheme.id!r}")
+    scheme.check_points(prediction.landmarks, "prediction landmarks")
+    return scheme
+
+
+def axis_lines(prediction: KneePrediction) -> list[AxisLine]:
+    a = prediction.alignment
+    return [AxisLine("fnts", "Femoral axis (FNTS)", a.femoral_axis_fnts),
+            AxisLine("fts", "Femoral axis (FTS)", a.femoral_axis_fts),
+            AxisLine("tibia", "Tibial axis", a.tibial_axis)]
+
+
+def angle_arms(prediction: KneePrediction, method: str) -> np.ndarray:
+    """The 4 points of an angle's arms: femoral axis proximal, distal, then tibial axis proximal, distal."""
+    a = prediction.alignment
+    femoral = {"fts": a.femoral_axis_fts, "fnts": a.femoral_axis_fnts}.get(method)
+    if femoral is None:
+        raise ValueError(f"unknown aTFA method {method!r}; expected 'fts' or 'fnts'")
+    return np.array([femoral.proximal, femoral.distal, a.tibial_axis.proximal, a.tibial_axis.distal],
+                    dtype=np.float64)
+
+
+def angle_value(prediction: KneePrediction, method: str) -> float:
+    a = prediction.alignment
+    return float({"fts": a.atfa_fts_deg, "fnts": a.atfa_fnts_deg}[method])
+
+
+def format_angle(deg: float, degree_sign: str = DEGREE_SIGN) -> str:
+    """``+6.2° valgus``, ``-3.0° varus``, ``0.0° neutral`` (the sign convention of model.alignment)."""
+    shown = round(float(deg), 1)
+    if shown == 0:
+        return f"0.0{degree_sign} neutral"
+    return f"{shown:+.1f}{degree_sign} {'valgus' if shown > 0 else 'varus'}"
+
+
+def laterality_word(prediction: KneePrediction) -> str:
+    return {"L": "Left", "R": "Right"}[prediction.laterality]
+
+
+def phase_word(prediction: KneePrediction) -> str:
+    return {"preop": "pre-op", "postop": "post-op"}[prediction.phase]
+
+
+def laterality_source_text(prediction: KneePrediction) -> str:
+    return {"tag": "DICOM laterality tag", "image": "image content (no laterality tag)",
+            "image-over-tag": "image content, which contradicts the laterality tag"}.get(
+        prediction.laterality_source, prediction.laterality_source)
+
+
+def confidence_text(prediction: KneePrediction) -> str:
+    return f"confidence {prediction.confidence:.0%} (threshold {prediction.confidence_threshold:.0%})"
+
+
+def status_note(prediction: KneePrediction) -> str:
+    """One sentence stating the result's status, for the SR and the overlays."""
+    if prediction.low_confidence:
+        return (f"{LOW_CONFIDENCE_TEXT}: {confidence_text(prediction)}. "
+                "The angles are shown for review only; check the landmarks before any use.")
+    return f"Result above the confidence threshold: {confidence_text(prediction)}."
+
+
+def summary_lines(prediction: KneePrediction, degree_sign: str = DEGREE_SIGN) -> list[TextLine]:
+    """The text block of an overlay, top to bottom (the disclaimer is separate: :data:`DISCLAIMER_TEXT`)."""
+    low = prediction.low_confidence
+    flag = " (unreliable)" if low else ""
+    lat = laterality_word(prediction)
+    if prediction.laterality_source == "image-over-tag":
+        lat += " (from image; tag disagrees)"
+    lines = []
+    if low:
+        lines.append(TextLine(LOW_CONFIDENCE_TEXT, "warning", emphasis=True))
+    lines += [
+        TextLine(f"{lat} knee, {phase_word(prediction)}", "text"),
+        TextLine(f"aTFA FNTS: {format_angle(angle_value(prediction, 'fnts'), degree_sign)}{flag}",
+                 "warning" if low else "text", legend="fnts"),
+        TextLine(f"aTFA FTS: {format_angle(angle_value(prediction, 'fts'), degree_sign)}{flag}",
+                 "warning" if low else "text", legend="fts"),
+        TextLine("Tibial axis", "text", legend="tibia"),
+        TextLine(confidence_text(prediction).capitalize(), "warning" if low else "text"),
+        TextLine(f"{prediction.model_name} {prediction.model_version}", "text"),
+    ]
+    return lines

@@ -1,0 +1,165 @@
+"""The Comprehensive SR: validators, OHIF's loading rules, values, coordinates, status and identity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dicomnode.outputs import codes
+from dicomnode.outputs.sr import build_sr
+from model.scheme import load_scheme
+from tests.outputs.conftest import save
+from tests.outputs.dicom_checks import (
+    all_text,
+    dciodvfy,
+    dsrdump,
+    measurement_groups,
+    nums_by_meaning,
+    ohif_sr_problems,
+    pixelmed_sr,
+)
+from tests.outputs.synthetic_knee import knee_case
+
+FNTS, FTS = "aTFA (FNTS)", "aTFA (FTS)"
+FNTS_LOW, FTS_LOW = codes.ATFA_FNTS_LOW.meaning, codes.ATFA_FTS_LOW.meaning
+
+
+def test_sr_passes_dciodvfy(any_case, tmp_path):
+    report = dciodvfy(save(build_sr(any_case.source, any_case.prediction), tmp_path / "sr.dcm"))
+    assert "ComprehensiveSR" in report.output
+    assert report.errors == [], report.output
+    # The only warnings: dicom3tools does not know our private coding scheme designator.
+    assert all("99KNEEALIGN" in w for w in report.warnings), report.warnings
+
+
+def test_dsrdump_shows_the_angles(left_case, tmp_path):
+    text = dsrdump(save(build_sr(left_case.source, left_case.prediction), tmp_path / "sr.dcm"))
+    a = left_case.prediction.alignment
+    assert "Imaging Measurement Report" in text
+    assert f'NUM:(,,"{FNTS}")="{round(a.atfa_fnts_deg, 3)}" (deg,UCUM' in text
+    assert f'NUM:(,,"{FTS}")="{round(a.atfa_fts_deg, 3)}" (deg,UCUM' in text
+    assert "Arm of angle" in text and "POLYLINE" in text
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_pixelmed_tid1500_no_errors(any_case, tmp_path):
+    report = pixelmed_sr(save(build_sr(any_case.source, any_case.prediction), tmp_path / "sr.dcm"))
+    assert "Found Root Template TID_1500" in report.output, report.output
+    assert "Root Template Validation Complete" in report.output, report.output
+    assert report.errors == [], report.output
+
+
+def test_ohif_loading_rules(any_case):
+    sr = build_sr(any_case.source, any_case.prediction)
+    assert ohif_sr_problems(sr, any_case.source.SOPInstanceUID) == []
+
+
+def test_ohif_check_catches_a_num_with_two_scoords(left_case):
+    sr = build_sr(left_case.source, left_case.prediction)
+    num = nums_by_meaning(sr)[FNTS][0]
+    num.ContentSequence.append(num.ContentSequence[0])
+    problems = ohif_sr_problems(sr, left_case.source.SOPInstanceUID)
+    assert any("exactly one content item" in p for p in problems)
+    assert ohif_sr_problems(sr, "1.2.3.4")  # a source the SR does not reference
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+@pytest.mark.parametrize("atfa", [6.0, -8.0])
+def test_values_equal_the_prediction_with_sign(laterality, atfa):
+    case = knee_case(laterality=laterality, atfa_deg=atfa, rotation_deg=-5.0)
+    a = case.prediction.alignment
+    assert a.atfa_fts_deg == pytest.approx(atfa, abs=1e-6)  # the fixture's geometry is what it claims
+    nums = nums_by_meaning(build_sr(case.source, case.prediction))
+    fts = float(nums[FTS][0].MeasuredValueSequence[0].NumericValue)
+    fnts = float(nums[FNTS][0].MeasuredValueSequence[0].NumericValue)
+    assert fts == pytest.approx(a.atfa_fts_deg, abs=1e-3)
+    assert fnts == pytest.approx(a.atfa_fnts_deg, abs=1e-3)
+    assert np.sign(fts) == np.sign(atfa)
+    unit = nums[FTS][0].MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0]
+    assert (unit.CodeValue, unit.CodingSchemeDesignator) == ("deg", "UCUM")
+
+
+def test_arms_are_the_axes_shifted_to_dicom_pixel_corners(low_case):
+    sr = build_sr(low_case.source, low_case.prediction)
+    nums = nums_by_meaning(sr)
+    a = low_case.prediction.alignment
+    for name, femoral in ((FNTS_LOW, a.femoral_axis_fnts), (FTS_LOW, a.femoral_axis_fts)):
+        (scoord,) = nums[name][0].ContentSequence
+        assert scoord.GraphicType == "POLYLINE"
+        assert scoord.ConceptNameCodeSequence[0].CodeMeaning == "Arm of angle"
+        got = np.array(scoord.GraphicData).reshape(-1, 2)
+        want = np.array([femoral.proximal, femoral.distal, a.tibial_axis.proximal, a.tibial_axis.distal]) + 0.5
+        np.testing.assert_allclose(got, want, atol=1e-3)
+        image = scoord.ContentSequence[0].ReferencedSOPSequence[0]
+        assert image.ReferencedSOPInstanceUID == low_case.source.SOPInstanceUID
+
+
+def test_low_confidence_is_stated_plainly(low_case, left_case):
+    sr = build_sr(low_case.source, low_case.prediction)
+    nums = nums_by_meaning(sr)
+    assert FTS not in nums and FNTS not in nums  # no plain, confident-looking angle anywhere
+    assert FTS_LOW in nums and FNTS_LOW in nums  # the values are there, under names that carry the warning
+    text = all_text(sr)
+    assert "LOW CONFIDENCE - NOT A VALID MEASUREMENT" in text
+    assert "Right knee aTFA - LOW CONFIDENCE" in text  # the tracking identifier
+    assert sr.SeriesDescription.endswith("LOW CONFIDENCE")
+    assert "Low confidence: not a valid measurement" in text  # the coded result status
+    confident = build_sr(left_case.source, left_case.prediction)
+    assert "LOW CONFIDENCE" not in all_text(confident).upper()
+    assert "Confidence at or above threshold" in all_text(confident)
+
+
+def test_phase_laterality_confidence_and_algorithm(low_case):
+    pred = low_case.prediction
+    sr = build_sr(low_case.source, pred)
+    knee = measurement_groups(sr)[0]
+    codes_in_group = {(it.ConceptNameCodeSequence[0].CodeMeaning, it.ConceptCodeSequence[0].CodeMeaning)
+                      for it in knee.ContentSequence if it.ValueType == "CODE"}
+    assert ("Surgical phase", codes.POST_OPERATIVE.meaning) in codes_in_group
+    assert ("Laterality", "Right") in codes_in_group
+    site = next(it for it in knee.ContentSequence if it.ConceptNameCodeSequence[0].CodeValue == "363698007")
+    assert site.ConceptCodeSequence[0].CodeValue == codes.KNEE_JOINT.value
+    assert site.ContentSequence[0].ConceptCodeSequence[0].CodeValue == codes.RIGHT.value
+    texts = {it.ConceptNameCodeSequence[0].CodeMeaning: it.TextValue
+             for it in knee.ContentSequence if it.ValueType == "TEXT"}
+    assert texts["Algorithm Name"] == pred.model_name
+    assert texts["Algorithm Version"] == pred.model_version
+    confidence = nums_by_meaning(sr)["Result confidence"]
+    assert len(confidence) == 1
+    assert float(confidence[0].MeasuredValueSequence[0].NumericValue) == pytest.approx(100 * pred.confidence)
+    assert confidence[0].MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue == "%"
+
+
+def test_one_landmark_outline_per_scheme_curve(low_case):
+    pred = low_case.prediction
+    scheme = load_scheme(pred.phase)
+    groups = measurement_groups(build_sr(low_case.source, pred))
+    outlines = {}
+    for g in groups:
+        label = [it.TextValue for it in g.ContentSequence if it.ConceptNameCodeSequence[0].CodeValue == "112039"]
+        if label[0].startswith("Landmarks: "):
+            (region,) = [it for it in g.ContentSequence if it.ValueType == "SCOORD"]
+            outlines[label[0][len("Landmarks: "):]] = np.array(region.GraphicData).reshape(-1, 2)
+    assert len(outlines) == len(scheme.curves)
+    for curve in scheme.curves:
+        got = outlines[curve.name.replace("_", " ")]
+        np.testing.assert_allclose(got, pred.landmarks[curve.start:curve.start + curve.count] + 0.5, atol=1e-3)
+
+
+def test_document_identity_and_references(left_case):
+    src = left_case.source
+    sr = build_sr(src, left_case.prediction)
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
+    assert sr.StudyInstanceUID == src.StudyInstanceUID
+    assert sr.SeriesInstanceUID != src.SeriesInstanceUID
+    assert (sr.VerificationFlag, sr.PreliminaryFlag, sr.CompletionFlag) == ("UNVERIFIED", "PRELIMINARY", "COMPLETE")
+    assert sr.Manufacturer == "KneeAlign"
+    assert any(item.CodingSchemeDesignator == "99KNEEALIGN" for item in sr.CodingSchemeIdentificationSequence)
+    purposes = [eq.PurposeOfReferenceCodeSequence[0].CodeValue for eq in sr.ContributingEquipmentSequence
+                if eq.Manufacturer == "KneeAlign"]
+    assert purposes == ["109102"]  # Processing Equipment
+    observer = next(it for it in sr.ContentSequence if it.ConceptNameCodeSequence[0].CodeValue == "121005")
+    assert observer.ConceptCodeSequence[0].CodeMeaning == "Device"
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
