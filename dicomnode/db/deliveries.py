@@ -1,0 +1,103 @@
+"""The delivery queue: which output files are due for which destination, and the record of each C-STORE
+attempt (delivered, retried after an exponential backoff, or dead after the configured attempts)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from dicomnode.db.engine import Database
+from dicomnode.db.jobs import backoff_seconds
+from dicomnode.db.models import (
+    DELIVERY_DEAD,
+    DELIVERY_DELIVERED,
+    DELIVERY_PENDING,
+    Delivery,
+    DeliveryAttempt,
+    Output,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    id: int
+    peer: str
+    path: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    delivery_id: int
+    ok: bool
+    status: str  # e.g. "0x0000 Success", "association rejected: ..."
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: float
+    max_seconds: float
+
+
+def due_deliveries(db: Database, now: datetime | None = None, limit: int = 1000) -> dict[str, list[PendingDelivery]]:
+    """Pending deliveries whose next attempt is due, grouped by destination peer, oldest first."""
+    now = now or utcnow()
+    with db.session() as session:
+        rows = session.execute(
+            select(Delivery.id, Delivery.peer, Output.path, Output.sop_class_uid, Output.sop_instance_uid,
+                   Delivery.attempts)
+            .join(Output, Output.id == Delivery.output_id)
+            .where(Delivery.state == DELIVERY_PENDING, Delivery.next_attempt_at <= now)
+            .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)).all()
+    grouped: dict[str, list[PendingDelivery]] = {}
+    for row in rows:
+        grouped.setdefault(row.peer, []).append(PendingDelivery(*row))
+    return grouped
+
+
+def record_attempts(db: Database, outcomes: Sequence[AttemptOutcome], policy: RetryPolicy,
+                    now: datetime | None = None) -> dict[int, str]:
+    """Record attempts (one transaction) and move each delivery on. Returns each delivery's new state."""
+    now = now or utcnow()
+
+    def work() -> dict[int, str]:
+        states: dict[int, str] = {}
+        with db.transaction() as session:
+            for outcome in outcomes:
+                delivery = session.get(Delivery, outcome.delivery_id, with_for_update=db.is_postgres)
+                if delivery is None or delivery.state != DELIVERY_PENDING:
+                    continue
+                delivery.attempts += 1
+                delivery.last_status = outcome.status[:2000]
+                delivery.last_attempt_at = now
+                session.add(DeliveryAttempt(delivery_id=delivery.id, at=now, ok=outcome.ok,
+                                            status=outcome.status[:2000]))
+                if outcome.ok:
+                    delivery.state = DELIVERY_DELIVERED
+                    delivery.delivered_at = now
+                elif delivery.attempts >= policy.max_attempts:
+                    delivery.state = DELIVERY_DEAD
+                else:
+                    delay = backoff_seconds(policy.base_seconds, delivery.attempts, policy.max_seconds)
+                    delivery.next_attempt_at = now + timedelta(seconds=delay)
+                states[delivery.id] = delivery.state
+            return states
+
+    return db.retrying(work)
+
+
+def retry_dead_deliveries(db: Database, peer: str | None = None) -> int:
+    """Give dead deliveries (optionally to one peer) a fresh set of attempts, due now. Returns how many."""
+    now = utcnow()
+    with db.transaction() as session:
+        query = update(Delivery).where(Delivery.state == DELIVERY_DEAD)
+        if peer is not None:
+            query = query.where(Delivery.peer == peer)
+        return session.execute(query.values(state=DELIVERY_PENDING, attempts=0, next_attempt_at=now)).rowcount

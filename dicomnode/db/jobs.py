@@ -1,0 +1,210 @@
+"""The job queue: atomic claiming, completion, failure with exponential backoff and a dead-letter state,
+recovery of jobs left running by a crash, and manual requeue.
+
+Claiming uses ``SELECT .. FOR UPDATE SKIP LOCKED`` on PostgreSQL (several workers on several hosts) and a
+conditional ``UPDATE .. WHERE state = 'queued'`` on SQLite (whose writers are serialised anyway). A claim
+counts as an attempt, so a job that keeps killing its worker still ends up dead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dicomnode.db.engine import Database
+from dicomnode.db.models import (
+    INSTANCE_FAILED,
+    INSTANCE_PROCESSED,
+    INSTANCE_QUEUED,
+    INSTANCE_SKIPPED,
+    JOB_DEAD,
+    JOB_DONE,
+    JOB_FAILED,
+    JOB_PROCESS_INSTANCE,
+    JOB_QUEUED,
+    JOB_RUNNING,
+    Instance,
+    Job,
+    utcnow,
+)
+
+INTERRUPTED = "interrupted: the worker stopped while running this job"
+
+
+def backoff_seconds(base: float, attempt: int, cap: float | None = None) -> float:
+    """Delay before the retry that follows failed attempt number ``attempt`` (1-based): base * 2**(attempt-1)."""
+    delay = base * 2 ** max(attempt - 1, 0)
+    return min(delay, cap) if cap is not None else delay
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a worker needs to run a claimed job."""
+
+    id: int
+    kind: str
+    instance_id: int | None
+    study_id: int | None
+    attempts: int
+    max_attempts: int
+
+
+def _claimed(job: Job) -> ClaimedJob:
+    return ClaimedJob(job.id, job.kind, job.instance_id, job.study_id, job.attempts, job.max_attempts)
+
+
+def _claim_values(worker_id: str, now: datetime) -> dict:
+    return {"state": JOB_RUNNING, "attempts": Job.attempts + 1, "claimed_by": worker_id,
+            "started_at": now, "finished_at": None, "updated_at": now}
+
+
+def _due(now: datetime):
+    return select(Job).where(Job.state == JOB_QUEUED, Job.next_attempt_at <= now).order_by(
+        Job.next_attempt_at, Job.id).limit(1)
+
+
+def claim_job(db: Database, worker_id: str, now: datetime | None = None) -> ClaimedJob | None:
+    """Atomically take the oldest due queued job for ``worker_id``; None when nothing is due."""
+    now = now or utcnow()
+    if db.is_postgres:
+        with db.transaction() as session:
+            job_id = session.execute(
+                _due(now).with_only_columns(Job.id).with_for_update(skip_locked=True)).scalar_one_or_none()
+            if job_id is None:
+                return None
+            session.execute(update(Job).where(Job.id == job_id).values(**_claim_values(worker_id, now)))
+            return _claimed(session.get(Job, job_id))
+
+    def attempt() -> ClaimedJob | None:
+        with db.session() as session:
+            for _ in range(20):  # lost races: another worker claimed the candidate first
+                job_id = session.execute(_due(now).with_only_columns(Job.id)).scalar_one_or_none()
+                if job_id is None:
+                    return None
+                won = session.execute(update(Job).where(Job.id == job_id, Job.state == JOB_QUEUED)
+                                      .values(**_claim_values(worker_id, now))).rowcount == 1
+                session.commit()
+                if won:
+                    return _claimed(session.get(Job, job_id))
+            return None
+
+    return db.retrying(attempt)
+
+
+def complete_job(db: Database, job_id: int, worker_id: str | None = None) -> bool:
+    """Mark a running job done. False if it was no longer running (e.g. requeued after a presumed crash)."""
+    now = utcnow()
+    condition = [Job.id == job_id, Job.state == JOB_RUNNING]
+    if worker_id is not None:
+        condition.append(Job.claimed_by == worker_id)
+    with db.transaction() as session:
+        return session.execute(update(Job).where(*condition).values(
+            state=JOB_DONE, finished_at=now, updated_at=now, last_error=None)).rowcount == 1
+
+
+def job_instances(session: Session, job: Job) -> list[Instance]:
+    """The instances a job covers: its one instance, or its study's instances that are queued or failed
+    (those still waiting for the study's quiet period, and finished ones, are left alone)."""
+    if job.kind == JOB_PROCESS_INSTANCE:
+        instance = session.get(Instance, job.instance_id) if job.instance_id is not None else None
+        return [instance] if instance is not None else []
+    return list(session.scalars(select(Instance).where(
+        Instance.study_id == job.study_id, Instance.state.in_([INSTANCE_QUEUED, INSTANCE_FAILED]))
+        .order_by(Instance.id)))
+
+
+def _bury(session, job: Job, error: str, now: datetime) -> None:
+    job.state = JOB_DEAD
+    job.finished_at = now
+    for instance in job_instances(session, job):
+        if instance.state not in (INSTANCE_PROCESSED, INSTANCE_SKIPPED):
+            instance.state = INSTANCE_FAILED
+            instance.reason = error
+
+
+def fail_job(db: Database, job_id: int, error: str, retry_base_seconds: float,
+             now: datetime | None = None) -> str:
+    """Record a failed attempt: ``failed`` with next_attempt_at after the backoff, or ``dead`` when the job
+    has used its ``max_attempts`` (its instances then become ``failed``). Returns the new state."""
+    now = now or utcnow()
+    with db.transaction() as session:
+        job = session.get(Job, job_id, with_for_update=db.is_postgres)
+        if job is None or job.state != JOB_RUNNING:
+            return job.state if job is not None else "missing"
+        job.last_error = error[:4000]
+        job.claimed_by = None
+        if job.attempts >= job.max_attempts:
+            _bury(session, job, job.last_error, now)
+        else:
+            job.state = JOB_FAILED
+            job.next_attempt_at = now + timedelta(seconds=backoff_seconds(retry_base_seconds, job.attempts))
+        return job.state
+
+
+def promote_due_retries(db: Database, now: datetime | None = None) -> int:
+    """Move failed jobs whose backoff has passed back to ``queued``. Returns how many."""
+    now = now or utcnow()
+    with db.transaction() as session:
+        return session.execute(update(Job).where(Job.state == JOB_FAILED, Job.next_attempt_at <= now)
+                               .values(state=JOB_QUEUED, updated_at=now)).rowcount
+
+
+def requeue_running(db: Database, claimed_by_prefix: str | None = None, reason: str = INTERRUPTED,
+                    now: datetime | None = None, claimed_by: str | None = None) -> int:
+    """Jobs left ``running`` (by a crash, or a worker that died) go back to ``queued`` at once, or ``dead``
+    if that claim used their last attempt. ``claimed_by_prefix`` limits it to one host (``"host:"``) and
+    ``claimed_by`` to one worker (``"host:pid"``), so that nodes sharing a PostgreSQL database leave each
+    other's jobs alone. Returns how many jobs were requeued or buried."""
+    now = now or utcnow()
+    with db.transaction() as session:
+        query = select(Job).where(Job.state == JOB_RUNNING)
+        if claimed_by_prefix is not None:
+            query = query.where(Job.claimed_by.startswith(claimed_by_prefix, autoescape=True))
+        if claimed_by is not None:
+            query = query.where(Job.claimed_by == claimed_by)
+        if db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        jobs = list(session.scalars(query))
+        for job in jobs:
+            job.last_error = reason
+            job.claimed_by = None
+            if job.attempts >= job.max_attempts:
+                _bury(session, job, reason, now)
+            else:
+                job.state = JOB_QUEUED
+                job.next_attempt_at = now
+        return len(jobs)
+
+
+def retry_job(db: Database, job_id: int) -> Job:
+    """Manual requeue (``dicomnode jobs retry``): a dead or failed job gets a fresh set of attempts and its
+    failed instances are queued again. Raises LookupError if there is no such job, ValueError if it is
+    not dead or failed."""
+    now = utcnow()
+    with db.transaction() as session:
+        job = session.get(Job, job_id, with_for_update=db.is_postgres)
+        if job is None:
+            raise LookupError(f"no job {job_id}")
+        if job.state not in (JOB_DEAD, JOB_FAILED):
+            raise ValueError(f"job {job_id} is {job.state}; only dead or failed jobs can be retried")
+        for instance in job_instances(session, job):
+            if instance.state == INSTANCE_FAILED:
+                instance.state = INSTANCE_QUEUED
+                instance.reason = None
+        job.state = JOB_QUEUED
+        job.attempts = 0
+        job.next_attempt_at = now
+        job.finished_at = None
+        return job
+
+
+def list_jobs(db: Database, state: str | None = None, limit: int = 100) -> list[Job]:
+    """The most recent jobs, newest first, optionally in one state."""
+    with db.session() as session:
+        query = select(Job).order_by(Job.id.desc()).limit(limit)
+        if state is not None:
+            query = query.where(Job.state == state)
+        return list(session.scalars(query))

@@ -1,0 +1,117 @@
+"""The dispatcher: sends due deliveries with C-STORE, one association per destination per run, and records
+every attempt. A destination that is down gets each of its deliveries retried with exponential backoff
+(``dispatch.retry_base_seconds`` doubling up to ``retry_max_seconds``) until delivered or, after
+``dispatch.max_attempts``, dead (``dicomnode deliveries retry`` revives them).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
+
+from dicomnode.config import NodeConfig
+from dicomnode.db import Database
+from dicomnode.db.deliveries import (
+    AttemptOutcome,
+    PendingDelivery,
+    RetryPolicy,
+    due_deliveries,
+    record_attempts,
+)
+from dicomnode.scu import DeliveryError, SendResult, StoreSession
+
+log = logging.getLogger(__name__)
+BATCH_LIMIT = 500  # deliveries per run (all destinations together)
+
+
+@dataclass
+class DispatchReport:
+    """What one run did, per destination: how many delivered and how many failed."""
+
+    delivered: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_delivered(self) -> int:
+        return sum(self.delivered.values())
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be sent (missing, or no readable DICOM file meta), or None."""
+    if not path.is_file():
+        return f"output file missing: {path}"
+    try:
+        read_file_meta_info(path)
+    except (OSError, InvalidDicomError) as exc:
+        return f"output file unreadable: {path}: {exc}"
+    return None
+
+
+def _describe(result: SendResult) -> str:
+    if result.ok:
+        return f"0x{result.status:04X} success" if result.status is not None else "success"
+    return result.error or "failed"
+
+
+class Dispatcher:
+    """Sends pending deliveries; ``run_once`` is safe to call from one thread at a time (the scheduler runs
+    it with ``max_instances=1``; a lock guards direct calls too)."""
+
+    def __init__(self, config: NodeConfig, db: Database) -> None:
+        self.config = config
+        self.db = db
+        self.policy = RetryPolicy(config.dispatch.max_attempts, config.dispatch.retry_base_seconds,
+                                  config.dispatch.retry_max_seconds)
+        self._lock = threading.Lock()
+
+    def run_once(self) -> DispatchReport:
+        report = DispatchReport()
+        with self._lock:
+            for peer_name, batch in due_deliveries(self.db, limit=BATCH_LIMIT).items():
+                outcomes = self.send_batch(peer_name, batch)
+                states = record_attempts(self.db, outcomes, self.policy)
+                report.delivered[peer_name] = sum(1 for o in outcomes if o.ok)
+                report.failed[peer_name] = len(outcomes) - report.delivered[peer_name]
+                dead = sum(1 for s in states.values() if s == "dead")
+                if report.failed[peer_name]:
+                    log.warning("delivery to %s: %d delivered, %d failed (%d now dead); last: %s", peer_name,
+                                report.delivered[peer_name], report.failed[peer_name], dead,
+                                next(o.status for o in reversed(outcomes) if not o.ok))
+                else:
+                    log.info("delivery to %s: %d object(s) delivered", peer_name, report.delivered[peer_name])
+        return report
+
+    def send_batch(self, peer_name: str, batch: list[PendingDelivery]) -> list[AttemptOutcome]:
+        """C-STORE ``batch`` to one destination over one association; one outcome per delivery."""
+        try:
+            peer = self.config.peer_by_name(peer_name)
+        except KeyError as exc:
+            return [AttemptOutcome(d.id, False, f"destination not configured: {exc}") for d in batch]
+        outcomes: list[AttemptOutcome] = []
+        present = []
+        for delivery in batch:
+            problem = _unreadable(Path(delivery.path))
+            if problem is None:
+                present.append(delivery)
+            else:  # one bad file must not hold up the rest of the batch
+                outcomes.append(AttemptOutcome(delivery.id, False, problem))
+        if not present:
+            return outcomes
+        sent: set[int] = set()
+        try:
+            with StoreSession(peer, self.config, [d.path for d in present]) as session:
+                for delivery in present:
+                    result = session.send(delivery.path)
+                    outcomes.append(AttemptOutcome(delivery.id, result.ok, _describe(result)))
+                    sent.add(delivery.id)
+        except DeliveryError as exc:
+            outcomes.extend(AttemptOutcome(d.id, False, str(exc)) for d in present if d.id not in sent)
+        except (OSError, ValueError) as exc:  # an unreadable file or a batch that cannot be proposed
+            outcomes.extend(AttemptOutcome(d.id, False, f"{type(exc).__name__}: {exc}")
+                            for d in present if d.id not in sent)
+        return outcomes

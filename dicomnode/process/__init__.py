@@ -1,0 +1,1 @@
+"""Processing received instances: selection, the model, result objects, worker processes and scheduling."""

@@ -1,0 +1,50 @@
+"""Which received instances are processed: projection radiographs (DX or CR, or a DX/CR SOP class) of the knee
+in an AP or PA view. Everything else is recorded as skipped with the reason returned here, never as failed.
+
+Body part: BodyPartExamined KNEE; when it is missing or empty, a knee word in the study or series description
+or the protocol name will do. View: ViewPosition AP or PA, or missing (many modalities leave it out).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pydicom
+
+PROJECTION_MODALITIES = {"DX", "CR"}
+PROJECTION_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1": "Computed Radiography Image Storage",
+    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
+}
+KNEE_BODY_PARTS = {"KNEE"}
+ACCEPTED_VIEWS = {"AP", "PA"}
+# "knee" in English, German, French, Spanish, Italian, Portuguese, Dutch; whole words only.
+KNEE_WORDS = re.compile(r"\b(knee|knie|genou|rodilla|ginocchio|joelho|kniegelenk)s?\b", re.IGNORECASE)
+
+
+def _text(ds: pydicom.Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    return str(value).strip() if value is not None else ""
+
+
+def skip_reason(ds: pydicom.Dataset) -> str | None:
+    """None if ``ds`` should be processed, else a short sentence saying why not."""
+    modality = _text(ds, "Modality").upper()
+    sop_class = _text(ds, "SOPClassUID")
+    if modality not in PROJECTION_MODALITIES and sop_class not in PROJECTION_SOP_CLASSES:
+        return f"modality {modality or '(none)'} is not DX or CR (SOP class {sop_class or '(none)'})"
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        return "no pixel data"
+    body_part = _text(ds, "BodyPartExamined").upper()
+    if body_part:
+        if body_part not in KNEE_BODY_PARTS:
+            return f"body part {body_part} is not KNEE"
+    else:
+        descriptions = " ".join(_text(ds, k) for k in ("StudyDescription", "SeriesDescription", "ProtocolName"))
+        if not KNEE_WORDS.search(descriptions):
+            return "no BodyPartExamined and no knee in the study/series description or protocol name"
+    view = _text(ds, "ViewPosition").upper()
+    if view and view not in ACCEPTED_VIEWS:
+        return f"view position {view} is not AP or PA"
+    return None

@@ -1,0 +1,236 @@
+"""``dicomnode serve``: the receiver in a process of its own, ``processing.workers`` worker processes with the
+model, and in the main process the scheduler (retries, study quiet periods, dispatch, retention) and a
+supervisor that restarts a child that died.
+
+Data flow: receiver --(instances + jobs rows)--> database <--claim-- workers --(results, deliveries)-->
+database <-- dispatcher --C-STORE--> destinations. Semaphores between the processes only wake the next
+stage early (see ``dicomnode.process.worker``); everything that matters is in the database, so a crash at
+any point loses nothing acknowledged.
+
+Shutdown (SIGTERM or SIGINT to the main process): SIGTERM to the receiver, which stops accepting and
+finishes its associations; then SIGTERM to the workers, which finish the job in hand within the grace
+period (then they are killed and their jobs requeued); the scheduler finishes a running dispatch.
+Children also stop by themselves when the main process dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.context import SpawnProcess
+from multiprocessing.synchronize import Semaphore
+
+from dicomnode.config import NodeConfig
+from dicomnode.db import Database
+from dicomnode.db.intake import record_instance
+from dicomnode.db.jobs import requeue_running
+from dicomnode.dispatch.dispatcher import Dispatcher
+from dicomnode.process.logsetup import configure_logging
+from dicomnode.process.scheduler import DISPATCH_JOB, build_scheduler, run_soon
+from dicomnode.process.worker import parent_watch, worker_id, worker_main
+
+log = logging.getLogger(__name__)
+DEFAULT_GRACE_SECONDS = 30.0
+START_TIMEOUT_SECONDS = 300.0  # loading the model on a busy CPU can take a while
+SUPERVISE_INTERVAL_S = 1.0
+RESTART_RESET_SECONDS = 60.0  # a child that ran this long before dying is restarted at once
+RESTART_MAX_DELAY_S = 60.0
+
+
+class ServiceError(RuntimeError):
+    """The service could not start (a child died during start-up, e.g. the port is taken or no weights)."""
+
+
+def receiver_main(config: NodeConfig, jobs_ready: Semaphore, ready: Semaphore) -> None:
+    """Entry point of the receiver process: store instances, record them and queue their jobs."""
+    from dicomnode.receive import Receiver, StoredInstance
+
+    configure_logging(config.logging.level)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    parent_watch(stop)
+    db = Database(config.database.url, create=False)
+
+    def on_stored(stored: StoredInstance) -> None:
+        outcome = record_instance(db, stored, config.processing.trigger, config.processing.max_attempts)
+        log.debug("instance %s from %s recorded: %s%s", stored.sop_instance_uid, stored.peer_name, outcome.state,
+                  " (duplicate)" if outcome.duplicate else "")
+        if outcome.job_id is not None:
+            jobs_ready.release()
+
+    receiver = Receiver(config, on_stored)
+    receiver.start()
+    ready.release()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        receiver.stop()
+        db.dispose()
+
+
+def health_line(config: NodeConfig, db: Database) -> str:
+    """One line with what an operator checks first: identity, port, peers, database (no password)."""
+    peers = ", ".join(f"{p.name}={p.ae_title}@{p.host}:{p.port}{'' if p.send_results else ' (no results)'}"
+                      for p in config.peers) or "none (every association will be rejected)"
+    return (f"KneeAlign node up: AE {config.node.ae_title} on {config.node.bind}:{config.node.port}; "
+            f"peers: {peers}; database: {db.redacted_url}; spool: {config.storage.dir}; "
+            f"trigger: {config.processing.trigger}; outputs: {','.join(config.processing.outputs)}; "
+            f"workers: {config.processing.workers}")
+
+
+@dataclass
+class _Child:
+    name: str
+    process: SpawnProcess
+    ready: object  # a multiprocessing Semaphore released when the child is serving
+    restarts: int = 0  # consecutive quick deaths, for the restart backoff
+    started: float = field(default_factory=time.monotonic)
+    restart_at: float | None = None  # when a dead child is due for its restart
+
+
+@dataclass
+class Service:
+    """The running node. ``start()`` then ``wait()`` (blocks until a signal or ``request_stop()``)."""
+
+    config: NodeConfig
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+    _children: dict[str, _Child] = field(default_factory=dict, init=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
+
+    def __post_init__(self) -> None:
+        self._mp = multiprocessing.get_context("spawn")
+        self._jobs_ready = self._mp.Semaphore(0)
+        self._results_ready = self._mp.Semaphore(0)
+        self.db: Database | None = None
+        self.scheduler = None
+        self.host = socket.gethostname()
+
+    # -- children -------------------------------------------------------------------------------------
+    def _spawn(self, name: str) -> _Child:
+        ready = self._mp.Semaphore(0)
+        if name == "receiver":
+            target, args = receiver_main, (self.config, self._jobs_ready, ready)
+        else:
+            target, args = worker_main, (self.config, self._jobs_ready, self._results_ready, ready)
+        process = self._mp.Process(target=target, args=args, name=name, daemon=False)
+        process.start()
+        previous = self._children.get(name)
+        child = _Child(name, process, ready, previous.restarts if previous else 0)
+        self._children[name] = child
+        return child
+
+    def _await_ready(self, children: list[_Child]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        for child in children:
+            while not child.ready.acquire(timeout=0.2):
+                if not child.process.is_alive():
+                    raise ServiceError(f"{child.name} exited during start-up (exit code "
+                                       f"{child.process.exitcode}); see the log above")
+                if time.monotonic() > deadline:
+                    raise ServiceError(f"{child.name} not ready after {START_TIMEOUT_SECONDS:.0f} s")
+
+    def supervise(self) -> None:
+        """Restart a child that died (a worker's running job is requeued first). A child that keeps dying
+        soon after its start is restarted after 1, 2, 4 ... up to 60 s, so a broken set-up does not spin."""
+        now = time.monotonic()
+        for name, child in list(self._children.items()):
+            if child.process.is_alive() or self._stopping.is_set():
+                continue
+            if child.restart_at is None:
+                quick = now - child.started < RESTART_RESET_SECONDS
+                child.restarts = child.restarts + 1 if quick else 0
+                delay = min(RESTART_MAX_DELAY_S, 2.0 ** child.restarts) if child.restarts else 0.0
+                child.restart_at = now + delay
+                log.error("%s (pid %s) died with exit code %s; restarting it%s", name, child.process.pid,
+                          child.process.exitcode, f" in {delay:.0f} s" if delay else "")
+                if name != "receiver":
+                    requeue_running(self.db, claimed_by=worker_id(child.process.pid))
+            if now >= child.restart_at:
+                self._spawn(name)
+
+    # -- life cycle -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.db = Database(self.config.database.url)
+        recovered = requeue_running(self.db, claimed_by_prefix=f"{self.host}:")
+        if recovered:
+            log.warning("recovered %d job(s) left running by the previous run", recovered)
+        try:
+            starting = [self._spawn(f"worker-{n}") for n in range(self.config.processing.workers)]
+            starting.append(self._spawn("receiver"))
+            self._await_ready(starting)
+        except BaseException:
+            self.stop()
+            raise
+        dispatcher = Dispatcher(self.config, self.db)
+        self.scheduler = build_scheduler(self.config, self.db, dispatcher, self._wake_workers)
+        self.scheduler.start()
+        threading.Thread(target=self._forward_results, name="results-watch", daemon=True).start()
+        log.info(health_line(self.config, self.db))
+
+    def _wake_workers(self) -> None:
+        for _ in range(self.config.processing.workers):
+            self._jobs_ready.release()
+
+    def _forward_results(self) -> None:
+        """Dispatch as soon as a worker has recorded new results, instead of at the next interval."""
+        while not self._stopping.is_set():
+            woken = self._results_ready.acquire(timeout=0.5)
+            if woken and self.scheduler is not None and not self._stopping.is_set():
+                run_soon(self.scheduler, DISPATCH_JOB)
+
+    def request_stop(self, *_: object) -> None:
+        self._stopping.set()
+
+    def wait(self) -> None:
+        """Supervise until a stop is requested, then stop."""
+        while not self._stopping.wait(SUPERVISE_INTERVAL_S):
+            self.supervise()
+        self.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        receiver = self._children.get("receiver")
+        workers = [c for name, c in self._children.items() if name != "receiver"]
+        if receiver is not None:
+            receiver.process.terminate()  # SIGTERM: stop accepting, finish the associations in progress
+            receiver.process.join(self.grace_seconds)
+        for child in workers:
+            child.process.terminate()  # SIGTERM: finish the job in hand, then exit
+        deadline = time.monotonic() + self.grace_seconds
+        for child in workers:
+            child.process.join(max(0.0, deadline - time.monotonic()))
+        for child in [*workers, *([receiver] if receiver else [])]:
+            if child.process.is_alive():
+                log.warning("%s did not stop within %.0f s; killing it", child.name, self.grace_seconds)
+                child.process.kill()
+                child.process.join(10)
+                if self.db is not None and child is not receiver:
+                    requeue_running(self.db, claimed_by=worker_id(child.process.pid),
+                                    reason="interrupted: shut down before the job finished")
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if self.db is not None:
+            self.db.dispose()
+        log.info("KneeAlign node stopped")
+
+
+def serve(config: NodeConfig, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> int:
+    """Run the node until SIGTERM or SIGINT; returns the process exit code."""
+    configure_logging(config.logging.level)
+    service = Service(config, grace_seconds)
+    signal.signal(signal.SIGTERM, service.request_stop)
+    signal.signal(signal.SIGINT, service.request_stop)
+    try:
+        service.start()
+    except ServiceError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    service.wait()
+    return 0

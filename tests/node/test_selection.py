@@ -1,0 +1,43 @@
+"""Which images the node processes, and the reason it gives for the others."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom.uid import (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForProcessing,
+)
+
+from dicomnode.process.selection import skip_reason
+from tests.node.nodehelpers import CT_IMAGE_STORAGE, radiograph_dataset
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"modality": "CR", "sop_class_uid": ComputedRadiographyImageStorage},
+    {"sop_class_uid": DigitalXRayImageStorageForProcessing},
+    {"modality": "OT"},  # a DX SOP class with an odd modality is still a radiograph
+    {"view": "PA"},
+    {"view": None},
+    {"body_part": None, "description": "Knie links a.p."},
+    pytest.param({"body_part": "knee"}, marks=pytest.mark.filterwarnings("ignore:Invalid value for VR CS")),
+])
+def test_knee_ap_radiographs_are_processed(changes):
+    assert skip_reason(radiograph_dataset(**changes)) is None
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"modality": "CT", "sop_class_uid": CT_IMAGE_STORAGE}, "modality CT is not DX or CR"),
+    ({"body_part": "CHEST"}, "body part CHEST is not KNEE"),
+    ({"view": "LL"}, "view position LL is not AP or PA"),
+    ({"body_part": None, "description": "Thorax"}, "no BodyPartExamined and no knee"),
+    ({"body_part": None, "description": "Kneecap sleeve"}, "no BodyPartExamined and no knee"),
+])
+def test_other_images_are_skipped_with_the_reason(changes, reason):
+    assert reason in skip_reason(radiograph_dataset(**changes))
+
+
+def test_an_image_without_pixels_is_skipped():
+    ds = radiograph_dataset()
+    del ds.PixelData
+    assert skip_reason(ds) == "no pixel data"
