@@ -26,13 +26,15 @@ import torch
 from model.alignment import compute_alignment
 from model.frames import apply_affine, frame_matrix, invert_affine, mirror_points
 from model.network import decode_heatmaps
-from model.preprocess import letterbox, load_radiograph, to_network_input, warp_to_frame
+from model.preprocess import UnsupportedImage, letterbox, load_radiograph, to_network_input, warp_to_frame
 from model.result import KneePrediction
 from model.scheme import load_scheme
 from model.weights import ModelBundle, load_bundle
 
 # The image must contradict the tag with at least this probability before the tag is overruled.
 TAG_OVERRULE_PROBABILITY = 0.95
+# Reference points closer than this fraction of the image's longer side mean no knee was found.
+MIN_REFERENCE_FRACTION = 0.02
 ROLE_NAMES = ("reference", "femoral_shaft_proximal", "femoral_shaft_distal", "femoral_notch",
               "tibial_shaft_proximal", "tibial_shaft_distal")
 
@@ -96,6 +98,8 @@ class KneeAligner:
         square, to_square = letterbox(image, self.bundle.global_size)
         ref_sq, ref_conf, aux = self._run("global", square)
         reference = apply_affine(invert_affine(to_square), ref_sq)
+        if np.linalg.norm(reference[1] - reference[0]) < MIN_REFERENCE_FRACTION * max(h, w):
+            raise UnsupportedImage("no knee found: the tibial plateau corners could not be told apart")
         p_right, p_implant = float(aux[0]), float(aux[1])
         timings["global"] = (time.perf_counter() - t) * 1000
 
@@ -109,7 +113,10 @@ class KneeAligner:
         points, conf = self._local(image_left, ref_left, phase)
         timings["local"] = (time.perf_counter() - t) * 1000
         first_ref = points[list(scheme.roles["reference"])]
-        if self.refine:
+        collapsed = np.linalg.norm(first_ref[1] - first_ref[0]) < MIN_REFERENCE_FRACTION * max(h, w)
+        if collapsed:
+            warnings.append("local stage put the plateau corners together: no refinement, result unreliable")
+        if self.refine and not collapsed:
             t = time.perf_counter()
             points, conf = self._local(image_left, first_ref, phase)
             timings["refine"] = (time.perf_counter() - t) * 1000
