@@ -31,6 +31,8 @@ from dicomnode.config import (
     apply_env_overrides,
     load_config,
 )
+from dicomnode.process.logsetup import configure_logging
+from model.weights import WeightsError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 ALL_OUTPUTS = ("sr", "sc", "gsps")
@@ -130,6 +132,7 @@ def cmd_process(config: NodeConfig, args: argparse.Namespace) -> int:
     config = config.model_copy(update={"model": config.model.model_copy(update=updates)}) if updates else config
     if args.device:
         config.processing.device = args.device
+    configure_logging(config.logging.level)
     predictor = load_predictor(config)
     out_dir = Path(args.out).resolve()
     errors = 0
@@ -261,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except WeightsError as exc:  # missing or mismatched model weights: say which file and why
+        print(f"model weights error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except BrokenPipeError:  # e.g. `dicomnode jobs show 1 | head`
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter quiet at exit
         return EXIT_OK

@@ -66,7 +66,7 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
 
 class NodeSection(_Section):

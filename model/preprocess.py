@@ -81,7 +81,9 @@ def load_radiograph(ds: pydicom.Dataset) -> Radiograph:
     try:
         stored = ds.pixel_array
     except Exception as exc:  # decoder missing or corrupt pixel data
-        raise UnsupportedImage(f"cannot decode pixel data ({ds.file_meta.TransferSyntaxUID.name if 'file_meta' in ds and 'TransferSyntaxUID' in ds.file_meta else 'unknown transfer syntax'}): {exc}") from exc
+        meta = getattr(ds, "file_meta", None)
+        syntax = meta.TransferSyntaxUID.name if meta is not None and "TransferSyntaxUID" in meta else "unknown"
+        raise UnsupportedImage(f"cannot decode pixel data (transfer syntax {syntax}): {exc}") from exc
     values = apply_modality_lut(stored, ds)
     if "VOILUTSequence" in ds:
         values = apply_voi_lut(values, ds, prefer_lut=True)

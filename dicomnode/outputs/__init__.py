@@ -8,6 +8,7 @@ observer / contributing equipment, the model's name and version). See sr.py, sc.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 import pydicom
@@ -28,7 +29,11 @@ def build_outputs(source: pydicom.Dataset, prediction: KneePrediction, kinds: It
     for kind in kinds:
         check_kind(kind)
         wanted.add(kind)
-    return [BUILDERS[kind](source, prediction, identity=identity) for kind in KINDS if kind in wanted]
+    with warnings.catch_warnings():
+        # highdicom warns about single-component person names by quoting the name: patient data must not reach
+        # stderr or the logs. The name is copied unchanged into the results, as received.
+        warnings.filterwarnings("ignore", message=r"The string .* unlikely to represent the intended person name")
+        return [BUILDERS[kind](source, prediction, identity=identity) for kind in KINDS if kind in wanted]
 
 
 __all__ = ["KINDS", "NodeIdentity", "OutputError", "build_gsps", "build_outputs", "build_sc", "build_sr"]

@@ -18,6 +18,7 @@ from importlib import metadata
 
 import numpy as np
 import pydicom
+from pydicom.valuerep import DA, DT, TM
 from highdicom import ContributingEquipment
 
 from dicomnode.outputs import codes
@@ -135,8 +136,27 @@ def working_copy(source: pydicom.Dataset) -> pydicom.Dataset:
     for keyword in _TYPE2_FILL:
         if keyword not in ref or ref[keyword].value is None:
             setattr(ref, keyword, None)
+    _blank_unparseable_dates(ref)
     ref.SamplesPerPixel = source.get("SamplesPerPixel", 1)
     return ref
+
+
+_DATE_TYPES = {"DA": DA, "TM": TM, "DT": DT}
+
+
+def _blank_unparseable_dates(ds: pydicom.Dataset) -> None:
+    """Empty the top-level DA/TM/DT values that do not follow the standard (e.g. ``1961-02-03``).
+
+    highdicom parses them and would fail the whole result over a malformed birth date, quoting the value.
+    """
+    for elem in ds:
+        parse = _DATE_TYPES.get(elem.VR)
+        if parse is None or elem.value in (None, ""):
+            continue
+        try:
+            parse(str(elem.value))
+        except ValueError:
+            elem.value = ""
 
 
 def prediction_digest(prediction: KneePrediction) -> str:

@@ -78,8 +78,10 @@ def work_loop(runner: JobRunner, db: Database, me: str, retry_base_seconds: floa
         except Exception as exc:  # noqa: BLE001 - any failure of one job is recorded, never fatal to the worker
             log.debug("job %d failed:\n%s", job.id, traceback.format_exc())
             state = fail_job(db, job.id, f"{type(exc).__name__}: {exc}", retry_base_seconds)
-            log.warning("job %d attempt %d/%d failed (%s): %s: %s", job.id, job.attempts, job.max_attempts,
-                        state, type(exc).__name__, exc)
+            # The message can quote attribute values of the image: only its type at WARNING.
+            log.warning("job %d attempt %d/%d failed (%s): %s (details at DEBUG and in `dicomnode jobs show`)",
+                        job.id, job.attempts, job.max_attempts, state, type(exc).__name__)
+            log.debug("job %d error: %s", job.id, exc)
             continue
         complete_job(db, job.id, me)
         if created and results_ready is not None:

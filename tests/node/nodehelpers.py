@@ -41,11 +41,11 @@ def radiograph_dataset(*, modality: str = "DX", body_part: str | None = "KNEE", 
                        study_uid: str | None = None, description: str = "KNEE AP") -> pydicom.Dataset:
     """A small, valid single-frame MONOCHROME2 image with the tags the node's filter reads.
 
-    ``pixels`` defaults to a smooth 16-bit ramp (not a knee: the model gives a low-confidence answer).
+    ``pixels`` defaults to seeded 12-bit noise (not a knee: the model gives a low-confidence answer; a smooth
+    ramp would make an untrained global stage find no knee at all).
     """
     if pixels is None:
-        rows, cols = np.mgrid[0:256, 0:200]
-        pixels = ((rows * 7 + cols * 3) % 4096).astype(np.uint16)
+        pixels = np.random.default_rng(7).integers(0, 4096, (256, 200)).astype(np.uint16)
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
