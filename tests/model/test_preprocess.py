@@ -121,3 +121,48 @@ def test_warp_to_frame_samples_the_right_place_even_when_downscaling_a_lot():
     centre = spec.reference_points_px.mean(0)
     assert abs(peak[1] - centre[0]) <= 1.5 and abs(peak[0] - centre[1]) <= 1.5
     assert frame.max() > 0.5  # area-averaged, not missed by point sampling
+
+
+@pytest.mark.parametrize("flag,bits,exact", [("+e1", 12, True), ("+eb", 8, False), ("+ee", 8, False)])
+def test_jpeg_family_encoded_by_dcmtk_decodes(tmp_path, flag, bits, exact):
+    """JPEG lossless SV1, baseline and extended (as PACS and modalities send them) through pydicom's plugins."""
+    from tests.conftest import require_tool
+
+    dcmcjpeg = require_tool("/usr/bin/dcmcjpeg")
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:96, 0:80]
+    px = ((np.sin(xx / 9) + np.cos(yy / 7) + 2) / 4 * (2**bits - 1) + rng.normal(0, 2, xx.shape))
+    px = np.clip(px, 0, 2**bits - 1).astype(np.uint16)
+    plain = make_dx(px, bits)
+    plain.file_meta.MediaStorageSOPClassUID = plain.SOPClassUID
+    plain.file_meta.MediaStorageSOPInstanceUID = plain.SOPInstanceUID
+    src, dst = tmp_path / "plain.dcm", tmp_path / "jpeg.dcm"
+    plain.save_as(src, enforce_file_format=True)
+    import subprocess
+    subprocess.run([dcmcjpeg, flag, str(src), str(dst)], check=True, capture_output=True)
+    packed = pydicom.dcmread(dst)
+    assert packed.file_meta.TransferSyntaxUID.is_compressed
+    decoded, reference = load_radiograph(packed).image, load_radiograph(plain).image
+    if exact:
+        assert np.array_equal(decoded, reference)
+    else:
+        assert np.abs(decoded - reference).mean() < 0.02
+
+
+def test_12_bit_jpeg_extended_without_a_decoder_is_a_clear_error(tmp_path):
+    """Only pylibjpeg-libjpeg (GPL-3, not a default dependency) decodes 12-bit JPEG Extended."""
+    import importlib.util
+    import subprocess
+
+    from tests.conftest import require_tool
+
+    if importlib.util.find_spec("libjpeg") is not None:
+        pytest.skip("pylibjpeg-libjpeg is installed: 12-bit JPEG Extended decodes")
+    dcmcjpeg = require_tool("/usr/bin/dcmcjpeg")
+    plain = make_dx(gradient_image(12), 12)
+    plain.file_meta.MediaStorageSOPClassUID = plain.SOPClassUID
+    plain.file_meta.MediaStorageSOPInstanceUID = plain.SOPInstanceUID
+    plain.save_as(tmp_path / "plain.dcm", enforce_file_format=True)
+    subprocess.run([dcmcjpeg, "+ee", str(tmp_path / "plain.dcm"), str(tmp_path / "j.dcm")], check=True)
+    with pytest.raises(UnsupportedImage, match="JPEG Extended"):
+        load_radiograph(pydicom.dcmread(tmp_path / "j.dcm"))
