@@ -1,0 +1,125 @@
+"""Augmentation keeps image and landmarks together; stage inputs match what inference builds."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from model.frames import FrameSpec, apply_affine, mirror_points
+from model.scheme import load_scheme
+from train.augment import FrameJitter, GlobalAug, IntensityAug, augment_global, augment_intensity, jitter_reference
+from train.data.sample import KneeSample
+from train.data.stages import global_batch, global_example, local_batch, local_example
+
+NEUTRAL = IntensityAug(gamma=(1, 1), contrast=(1, 1), brightness=0, blur_p=0, noise_p=0, cutout_p=0)
+
+
+def _blobs(size: int, points: np.ndarray) -> np.ndarray:
+    img = np.zeros((size, size), np.float32)
+    for x, y in points:
+        cv2.circle(img, (round(x), round(y)), 3, 1.0, -1)
+    return cv2.GaussianBlur(img, (0, 0), 2.0)
+
+
+def _peak(img: np.ndarray, near: np.ndarray, r: int = 12) -> np.ndarray:
+    x0, y0 = int(near[0]) - r, int(near[1]) - r
+    win = img[y0:y0 + 2 * r, x0:x0 + 2 * r]
+    ys, xs = np.mgrid[0:win.shape[0], 0:win.shape[1]]
+    w = win / win.sum()
+    return np.array([(w * xs).sum() + x0, (w * ys).sum() + y0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_global_augmentation_moves_points_with_the_image(seed):
+    pts = np.array([[100.0, 140.0], [160.0, 135.0]])
+    params = GlobalAug(intensity=NEUTRAL)
+    out, moved, mirrored = augment_global(_blobs(256, pts), pts, np.random.default_rng(seed), params)
+    for p in moved:
+        assert np.linalg.norm(_peak(out, p) - p) < 0.6
+    assert np.all((moved > 0.03 * 256) & (moved < 0.97 * 256 - 1))
+    if mirrored:  # points keep their order: the medial point is now to the right
+        assert moved[0, 0] > moved[1, 0]
+
+
+def test_global_example_labels():
+    scheme = load_scheme("postop")
+    h, w = 500, 400
+    pts = np.random.default_rng(0).uniform(50, 350, size=(scheme.n_points, 2))
+    sample = KneeSample(np.random.default_rng(1).random((h, w), dtype=np.float32), pts, "R", "postop", None, "t")
+    _, ref, aux = global_example(sample, 128, None, None)
+    assert aux.tolist() == [1.0, 1.0]
+    # 400 x 500 -> 102 x 128 centred in 128 x 128 (13 px of padding left and right)
+    assert np.allclose(ref[:, 0], (pts[list(scheme.roles["reference"]), 0] + 0.5) * 102 / 400 - 0.5 + 13)
+    assert np.allclose(ref[:, 1], (pts[list(scheme.roles["reference"]), 1] + 0.5) * 128 / 500 - 0.5)
+    always_mirror = GlobalAug(mirror_p=1.0, intensity=NEUTRAL)
+    _, _, aux = global_example(sample, 128, np.random.default_rng(0), always_mirror)
+    assert aux.tolist() == [0.0, 1.0]  # a mirrored right knee looks like a left one
+    batch = global_batch([sample, sample], 128, np.random.default_rng(0), GlobalAug())
+    assert batch.images.shape == (2, 1, 128, 128) and batch.coords.shape == (2, 2, 2) and batch.aux.shape == (2, 2)
+
+
+def test_jitter_reference_bounds():
+    ref = np.array([[100.0, 200.0], [180.0, 210.0]])
+    length = np.linalg.norm(ref[1] - ref[0])
+    base_angle = math.atan2(10, 80)
+    params = FrameJitter()
+    rng = np.random.default_rng(0)
+    scales, angles = [], []
+    for _ in range(300):
+        j = jitter_reference(ref, rng, params)
+        d = j[1] - j[0]
+        scales.append(np.linalg.norm(d) / length)
+        angles.append(math.degrees(math.atan2(d[1], d[0]) - base_angle))
+        assert np.linalg.norm(j.mean(0) - ref.mean(0)) <= 0.05 * length * math.sqrt(2) + 1e-9
+    assert 0.9 - 1e-9 <= min(scales) < 0.93 and 1.07 < max(scales) <= 1.1 + 1e-9
+    assert -10 - 1e-9 <= min(angles) < -8 and 8 < max(angles) <= 10 + 1e-9
+
+
+def _knee(laterality: str, phase: str = "preop") -> KneeSample:
+    scheme = load_scheme(phase)
+    rng = np.random.default_rng(5)
+    h, w = 420, 360
+    pts = rng.uniform([60, 60], [300, 360], size=(scheme.n_points, 2))
+    a, b = scheme.roles["reference"]
+    pts[a], pts[b] = (140.0, 210.0), (220.0, 215.0)  # medial left of lateral: a left knee
+    img = rng.random((h, w)).astype(np.float32)
+    if laterality == "R":  # the same knee seen as a right knee as acquired
+        img, pts = np.ascontiguousarray(img[:, ::-1]), mirror_points(pts, w)
+    return KneeSample(img, pts, laterality, phase, (0.5, 0.5), laterality)
+
+
+def test_local_example_frame_geometry():
+    spec = FrameSpec(width_px=64, height_px=96)
+    left = _knee("L")
+    frame, pts, matrix = local_example(left, spec, None, None)
+    assert frame.shape == (96, 64)
+    ref = pts[list(left.scheme.roles["reference"])]
+    assert np.allclose(ref, spec.reference_points_px)
+    assert np.allclose(apply_affine(matrix, left.landmarks), pts)
+    # a right knee gives exactly the frame and frame landmarks of the same knee acquired as a left one
+    frame_r, pts_r, _ = local_example(_knee("R"), spec, None, None)
+    assert np.allclose(pts_r, pts)
+    assert np.allclose(frame_r, frame, atol=1e-5)
+
+
+def test_local_batch_masks_points_outside_the_frame():
+    spec = FrameSpec(width_px=64, height_px=96)
+    s = _knee("L", "postop")
+    s.landmarks[3] = (5.0, 5.0)  # far outside the frame around the plateau
+    batch = local_batch([s], spec, np.random.default_rng(0), FrameJitter())
+    assert batch.images.shape == (1, 1, 96, 64) and batch.coords.shape == (1, 181, 2)
+    assert batch.weight[0, 3] == 0 and batch.weight[0].sum() > 0
+
+
+def test_intensity_stays_in_range_and_is_reproducible():
+    img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    params = IntensityAug(blur_p=1, noise_p=1, cutout_p=1)
+    a = augment_intensity(img, np.random.default_rng(7), params)
+    b = augment_intensity(img, np.random.default_rng(7), params)
+    assert np.array_equal(a, b)
+    assert a.dtype == np.float32 and 0.0 <= a.min() and a.max() <= 1.0
+    assert not np.allclose(a, img)
+    assert np.array_equal(augment_intensity(img, np.random.default_rng(7), NEUTRAL), img)

@@ -1,0 +1,92 @@
+"""Evaluation: the per-case results and tables on hand-made cases, and `knee-train evaluate` end to end on a
+tiny bundle (report, JSON, figures, model card update)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from model.scheme import load_scheme
+from train.cli import main
+from train.evaluate import CaseResult, comparable, resolve_data, summarize_cases
+from train.fitting import fit
+from train.report import markdown_report, pick_cases
+
+
+def _case(i: int, phase: str, truth: float, pred: float, rp2p: float, low: bool = False, **kw) -> CaseResult:
+    base = {"index": i, "source": f"c{i}", "phase": phase, "phase_pred": phase, "laterality": "L",
+            "laterality_pred": "L", "rp2p": rp2p, "rp2c": rp2p / 3, "atfa_fts": truth, "atfa_fnts": truth,
+            "atfa_fts_pred": pred, "atfa_fnts_pred": pred, "confidence": 0.1 if low else 0.9,
+            "low_confidence": low, "time_ms": 10.0 * (i + 1)}
+    base.update(kw)
+    return CaseResult(**base)
+
+
+def test_summary_perfect_and_flagged_cases():
+    cases = [_case(0, "preop", 5.0, 5.0, 0.0), _case(1, "preop", -3.0, -3.0, 0.0), _case(2, "preop", 7.0, 7.0, 0.0),
+             _case(3, "preop", 2.0, -4.0, 9.0, low=True, laterality_pred="R"),
+             CaseResult(index=4, source="c4", phase="preop", laterality="L", atfa_fts=1.0, atfa_fnts=1.0,
+                        error="no knee found")]
+    s = summarize_cases(cases)
+    pre = s["phases"]["preop"]
+    assert pre["n"] == 5 and pre["n_no_result"] == 1 and pre["all"]["n"] == 4
+    assert pre["n_low_confidence"] == 1 and pre["fraction_not_reported"] == pytest.approx(0.4)
+    conf = pre["confident"]
+    assert conf["n"] == 3 and conf["rp2p"]["mean"] == 0.0
+    assert conf["fnts"]["icc"]["icc"] == 1.0 and conf["fnts"]["mad"] == 0.0
+    assert pre["all"]["fnts"]["sign_errors"] == 1 and pre["all"]["fnts"]["max_abs_diff"] == pytest.approx(6.0)
+    assert pre["all"]["rp2p"]["mean"] == pytest.approx(2.25)
+    assert s["laterality_accuracy"] == pytest.approx(0.6) and s["n_laterality_errors"] == 2  # a failure is wrong
+    assert s["phase_accuracy"] == pytest.approx(0.8)
+    assert s["n_no_result"] == 1 and s["failures"] == [{"source": "c4", "error": "no knee found"}]
+    assert "No result at all for 1 cases" in markdown_report({**s, "data": "d", "weights": "w", "model": {
+        "name": "n", "version": "v"}, "laterality_input": "image", "confidence_threshold": 0.5})
+    assert "postop" not in s["phases"]
+    picked = pick_cases(cases, "preop")  # by rP2P: 0, 0, 0, 9
+    assert (picked["best"].index, picked["median"].index, picked["worst"].index) == (0, 2, 3)
+
+
+def test_comparable_uses_shared_points_when_phase_is_wrong():
+    post = np.zeros((181, 2))
+    pre = np.ones((134, 2))
+    p, g, scheme = comparable(post, "postop", pre, "preop")
+    assert p.shape == g.shape == (134, 2) and scheme.phase == "preop"
+    # the pre-op curves are exactly the first curves of the post-op scheme
+    a, b = load_scheme("preop"), load_scheme("postop")
+    assert [(c.name, c.start, c.count) for c in a.curves] == [(c.name, c.start, c.count) for c in b.curves[:len(a.curves)]]
+    assert a.roles == b.roles
+
+
+def test_resolve_data_rejects_unknown_sets(tmp_path):
+    with pytest.raises(ValueError, match="unknown synthetic set 'synthetic:train'"):
+        resolve_data("synthetic:train")
+    with pytest.raises(FileNotFoundError):
+        resolve_data(str(tmp_path / "nothing"))
+
+
+def test_cli_evaluate_writes_report_figures_and_card(tmp_path, toy_manifest, tiny_config):
+    data = {"source": "manifest", "manifest": str(toy_manifest), "train_split": "train", "val_split": "val"}
+    cfg_path = tmp_path / "run.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_config(tmp_path, data, iterations=40)))
+    bundle, _ = fit(cfg_path, progress=False)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--weights", str(bundle), "--data", str(toy_manifest), "--out", str(out),
+                 "--update-card", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_cases"] == 8 and summary["data"] == str(toy_manifest)
+    assert set(summary["phases"]) == {"preop", "postop"}
+    assert summary["icc_form"].startswith("ICC(A,1)")
+    assert len((out / "cases.jsonl").read_text().splitlines()) == 8
+    report = (out / "report.md").read_text()
+    assert "## Table 1" in report and "## Table 2" in report and "| Pre-operative | FNTS |" in report
+    for name in ("bland_altman_preop.png", "bland_altman_postop.png", "overlays/preop_best.png",
+                 "overlays/postop_worst.png"):
+        assert (out / name).stat().st_size > 1000, name
+    card = json.loads(Path(bundle).with_suffix(".json").read_text())
+    assert card["metrics"][str(toy_manifest)]["n_cases"] == 8
+    assert card["metrics"][str(toy_manifest)]["command"].startswith("knee-train evaluate")
+    assert markdown_report(summary).startswith("# KneeAlign evaluation")

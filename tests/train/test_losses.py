@@ -1,0 +1,103 @@
+"""Losses against hand-computed values and the network's heatmap convention."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from model.network import soft_argmax
+from train.losses import (
+    adaptive_wing_loss,
+    aux_bce_loss,
+    gaussian_targets,
+    input_to_heatmap_px,
+    js_heatmap_loss,
+    kl_heatmap_loss,
+    wing,
+    wing_loss,
+)
+
+
+def test_wing_hand_values():
+    x = torch.tensor([0.0, 2.0, -2.0, 10.0, -20.0])
+    c = 10 - 10 * math.log(6)  # w - w ln(1 + w/eps)
+    expected = [0.0, 10 * math.log(2), 10 * math.log(2), 10 - c, 20 - c]
+    assert torch.allclose(wing(x), torch.tensor(expected), atol=1e-5)
+    # continuous at |x| = w: 10 ln(1 + 10/2) == 10 - C
+    assert 10 * math.log(6) == pytest.approx(10 - c)
+
+
+def test_wing_loss_mean_and_weights():
+    target = torch.zeros(1, 2, 2)
+    pred = torch.tensor([[[0.0, 0.0], [2.0, 0.0]]])
+    assert float(wing_loss(pred, target)) == pytest.approx(10 * math.log(2) / 4, rel=1e-6)
+    assert float(wing_loss(pred, target, weight=torch.tensor([[1.0, 0.0]]))) == pytest.approx(0.0)
+    assert float(wing_loss(pred, target, weight=torch.tensor([[0.0, 1.0]]))) == pytest.approx(10 * math.log(2) / 2)
+
+
+def test_wing_is_in_pixels_not_l1():
+    # Errors of 1 px and 0.01 px: the log region makes them differ by far less than 100x (unlike L1).
+    small = float(wing_loss(torch.full((1, 1, 2), 0.01), torch.zeros(1, 1, 2)))
+    one = float(wing_loss(torch.full((1, 1, 2), 1.0), torch.zeros(1, 1, 2)))
+    assert one / small == pytest.approx(math.log(1.5) / math.log(1.005), rel=1e-4)
+
+
+def test_adaptive_wing_hand_values():
+    # y = 0, p = 0.25 (small branch): 14 ln(1 + 0.25^2.1)
+    small = adaptive_wing_loss(torch.tensor([0.25]), torch.tensor([0.0]))
+    assert float(small) == pytest.approx(14 * math.log(1 + 0.25**2.1), rel=1e-5)
+    # y = 0, p = 1 (large branch): A - C
+    a = 14 * (1 / (1 + 0.5**2.1)) * 2.1 * 0.5**1.1
+    c = 0.5 * a - 14 * math.log(1 + 0.5**2.1)
+    assert float(adaptive_wing_loss(torch.tensor([1.0]), torch.tensor([0.0]))) == pytest.approx(a - c, rel=1e-5)
+    # exact prediction costs nothing; the two branches meet at theta
+    assert float(adaptive_wing_loss(torch.tensor([0.7]), torch.tensor([0.7]))) == pytest.approx(0.0, abs=1e-7)
+    below = adaptive_wing_loss(torch.tensor([0.5 - 1e-5]), torch.tensor([0.0]))
+    above = adaptive_wing_loss(torch.tensor([0.5 + 1e-5]), torch.tensor([0.0]))
+    assert float(below) == pytest.approx(float(above), abs=1e-3)
+
+
+def test_gaussian_target_matches_network_coordinates():
+    cells = torch.tensor([[[9.0, 11.5], [6.25, 12.0]]])  # heatmap cells, well inside a 24 x 20 map
+    for stride in (1, 2, 4):
+        coords = (cells + 0.5) * stride - 0.5  # the same points in input pixels
+        assert torch.allclose(input_to_heatmap_px(coords, stride), cells)
+        q = gaussian_targets(coords, (24, 20), stride, sigma=1.0)
+        assert torch.allclose(q.sum(dim=(-2, -1)), torch.ones(1, 2))
+        assert int(q[0, 0].argmax()) == 11 * 20 + 9  # row 11 or 12 tie broken low, column 9
+        # The network's own soft-argmax of log q recovers the coordinates.
+        recovered = soft_argmax(torch.log(q), stride)
+        assert torch.allclose(recovered, coords, atol=1e-3 * stride)
+
+
+def test_js_loss_zero_at_target_and_bounded():
+    coords = torch.tensor([[[30.0, 40.0]]])
+    q = gaussian_targets(coords, (32, 32), 4, sigma=1.0)
+    assert float(js_heatmap_loss(torch.log(q), coords, 4, sigma=1.0)) == pytest.approx(0.0, abs=1e-6)
+    flat = js_heatmap_loss(torch.zeros(1, 1, 32, 32), coords, 4, sigma=1.0)
+    far = js_heatmap_loss(torch.log(gaussian_targets(torch.tensor([[[100.0, 100.0]]]), (32, 32), 4, 1.0)),
+                          coords, 4, sigma=1.0)
+    assert 0.0 < float(flat) < float(far) <= math.log(2) + 1e-6
+
+
+def test_aux_bce_hand_value_and_mask():
+    logits = torch.tensor([[0.0, 2.0]])
+    targets = torch.tensor([[1.0, 0.0]])
+    expected = (math.log(2) + math.log(1 + math.exp(2))) / 2
+    assert float(aux_bce_loss(logits, targets)) == pytest.approx(expected, rel=1e-6)
+    assert float(aux_bce_loss(logits, targets, torch.tensor([[1.0, 0.0]]))) == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_kl_loss_zero_at_target_and_gradient_is_p_minus_q():
+    coords = torch.tensor([[[30.0, 40.0]]])
+    q = gaussian_targets(coords, (16, 16), 4, sigma=1.0)
+    assert float(kl_heatmap_loss(torch.log(q), coords, 4)) == pytest.approx(0.0, abs=1e-5)
+    logits = torch.zeros(1, 1, 16, 16, requires_grad=True)
+    loss = kl_heatmap_loss(logits, coords, 4)
+    assert float(loss) == pytest.approx(math.log(256) + float((q * torch.log(q.clamp_min(1e-30))).sum()), rel=1e-5)
+    loss.backward()
+    assert torch.allclose(logits.grad, torch.full_like(q, 1 / 256) - q, atol=1e-6)
+    # masked landmarks do not count
+    assert float(kl_heatmap_loss(torch.zeros(1, 1, 16, 16), coords, 4, weight=torch.zeros(1, 1))) == 0.0

@@ -1,0 +1,128 @@
+"""``knee-train``: synthetic data, training and evaluation from the command line.
+
+    knee-train synth --n 20 --out /tmp/synth [--seed 0] [--phase preop|postop] [--hard] [--compress j2k|rle]
+    knee-train fit train/configs/cpu-v1.yaml
+    knee-train steptime train/configs/cpu-v1.yaml [--steps 10]
+    knee-train evaluate --weights model/weights/kneealign-v1.safetensors --data synthetic:test [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from train.synth import generate
+
+    compress = {"j2k": "jpeg2000"}.get(args.compress, args.compress)
+    generate(args.n, Path(args.out), seed=args.seed, phase=args.phase, hard=args.hard, compress=compress,
+             drop_laterality=args.drop_laterality)
+    print(f"wrote {args.n} synthetic radiographs to {args.out}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from train.fitting import fit
+
+    path, results = fit(args.config, progress=not args.no_progress)
+    for stage, r in results.items():
+        print(f"{stage}: {r.steps} steps, {r.elapsed_s / 60:.1f} min, median {r.step_time_s:.3f} s/step, "
+              f"validation {json.dumps({k: round(v, 3) for k, v in r.validation.items()})}")
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+    return 0
+
+
+def _steptime(args: argparse.Namespace) -> int:
+    from train.fitting.timing import measure_step_times
+
+    for stage, t in measure_step_times(args.config, args.steps).items():
+        print(f"{stage}: {t['median_s']:.3f} s/step median over {t['steps']} steps "
+              f"(batch {t['batch_size']}); {t['iterations']} iterations ≈ {t['estimate_min']:.1f} min")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from train.evaluate import resolve_data, run_evaluation, update_card, write_cases
+    from train.report import markdown_report, write_figures
+
+    command = args.command_line
+    data = resolve_data(args.data, args.n_per_phase, args.workers)
+    cases, summary = run_evaluation(args.weights, data, args.device, args.use_tags, not args.no_progress)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary["command"] = command
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_cases(cases, out / "cases.jsonl")
+    report = markdown_report(summary, command)
+    (out / "report.md").write_text(report)
+    if not args.no_figures:
+        write_figures(cases, data.reload, out)
+    if args.update_card:
+        from model.weights import DEFAULT_WEIGHTS
+
+        card = update_card(Path(args.weights) if args.weights else DEFAULT_WEIGHTS, summary, command)
+        print(f"metrics recorded in {card}")
+    print(report)
+    print(f"report, tables and figures in {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="knee-train", description="KneeAlign synthetic data, training, evaluation")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write synthetic DICOM radiographs with ground-truth JSON")
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--phase", choices=["preop", "postop"], default=None, help="default: both, at random")
+    p.add_argument("--hard", action="store_true", help="the harder robustness distribution")
+    p.add_argument("--compress", choices=["j2k", "jpeg2000", "rle"], default=None,
+                   help="lossless JPEG 2000 (j2k) or RLE transfer syntax; default uncompressed")
+    p.add_argument("--drop-laterality", type=float, default=0.0,
+                   help="fraction of files written without laterality tags")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("fit", help="train the stages of a run configuration and write a weights bundle")
+    p.add_argument("config")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_fit)
+
+    p = sub.add_parser("steptime", help="measure seconds per training step of each stage of a configuration")
+    p.add_argument("config")
+    p.add_argument("--steps", type=int, default=10)
+    p.set_defaults(func=_steptime)
+
+    p = sub.add_parser("evaluate", help="Table 1 and Table 2 of the paper, plots and overlays")
+    p.add_argument("--weights", default=None, help="bundle (.safetensors); default: the shipped weights")
+    p.add_argument("--data", required=True,
+                   help="synthetic:test | synthetic:hard | a folder of DICOM + ground-truth JSON | a manifest")
+    p.add_argument("--out", default="runs/eval")
+    p.add_argument("--n-per-phase", type=int, default=None, help="synthetic sets: only the first N per phase")
+    p.add_argument("--use-tags", action="store_true",
+                   help="give the true laterality as the DICOM tag (default: laterality from the image alone)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=1, help="processes rendering synthetic cases")
+    p.add_argument("--update-card", action="store_true", help="record the summary in the weights' model card")
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.command_line = "knee-train " + shlex.join(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

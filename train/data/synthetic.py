@@ -1,0 +1,83 @@
+"""Synthetic samples from ``train.synth``: one case per seed, rendered in memory (training renders at a coarse
+pixel spacing, e.g. 0.5 mm, which is finer than either stage's input and far cheaper to render).
+
+Rendering uses worker processes (``spawn``, so they never inherit torch's thread pools) when asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+from tqdm import tqdm
+
+from model.preprocess import normalize_image
+from train.data.sample import KneeSample, as_spacing
+from train.data.splits import held_out_seeds
+from train.data.store import SampleStore
+
+
+def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False,
+                     spacing_mm: float | None = None) -> KneeSample:
+    """Render the case of ``seed`` and normalise it exactly as ``model.preprocess`` does for DICOM input."""
+    from train.synth import render_case, sample_case  # the generator is imported only when used
+
+    case = sample_case(seed, phase=phase, hard=hard)
+    img = render_case(case, pixel_spacing_mm=spacing_mm)
+    return KneeSample(
+        image=normalize_image(img.image, img.photometric),
+        landmarks=img.landmarks,
+        laterality=img.laterality,
+        phase=img.phase,
+        pixel_spacing_mm=as_spacing(img.pixel_spacing_mm),
+        source=f"synthetic:{seed}{':hard' if hard else ''}",
+        atfa_fts_deg=float(img.atfa_fts_deg),
+        atfa_fnts_deg=float(img.atfa_fnts_deg),
+    )
+
+
+def _render_job(job: tuple[int, str | None, bool, float | None]) -> KneeSample:
+    import cv2
+
+    cv2.setNumThreads(1)
+    return synthetic_sample(*job)
+
+
+def render_samples(jobs: Sequence[tuple[int, str | None, bool, float | None]], workers: int = 1,
+                   desc: str = "render") -> Iterator[KneeSample]:
+    """Render ``(seed, phase, hard, spacing_mm)`` jobs in order, in ``workers`` processes when > 1."""
+    bar = tqdm(total=len(jobs), desc=desc, unit="img", dynamic_ncols=True, leave=False)
+    try:
+        if workers <= 1:
+            for job in jobs:
+                yield synthetic_sample(*job)
+                bar.update()
+            return
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for sample in pool.map(_render_job, jobs, chunksize=4):
+                yield sample
+                bar.update()
+    finally:
+        bar.close()
+
+
+def render_store(seeds_by_phase: dict[str, Sequence[int]], spacing_mm: float | None, workers: int = 1,
+                 hard_fraction: float = 0.0) -> SampleStore:
+    """Render every seed of every phase into a ``SampleStore``; the last ``hard_fraction`` of each phase's seeds
+    are drawn from the generator's hard distribution."""
+    jobs = []
+    for phase, seeds in seeds_by_phase.items():
+        first_hard = len(seeds) - round(hard_fraction * len(seeds))
+        jobs += [(seed, phase, i >= first_hard, spacing_mm) for i, seed in enumerate(seeds)]
+    return SampleStore(render_samples(jobs, workers, desc=f"render {len(jobs)} synthetic cases"))
+
+
+def held_out_samples(name: str, phases: Sequence[str] = ("preop", "postop"), n: int | None = None,
+                     spacing_mm: float | None = None, workers: int = 1) -> Iterator[KneeSample]:
+    """The fixed held-out cases (``name`` = "test" or "hard"), rendered in memory, never written."""
+    jobs = []
+    for phase in phases:
+        seeds = held_out_seeds(name, phase) if n is None else held_out_seeds(name, phase, n)
+        jobs += [(seed, phase, name == "hard", spacing_mm) for seed in seeds]
+    return render_samples(jobs, workers, desc=f"render synthetic:{name}")

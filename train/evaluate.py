@@ -1,0 +1,204 @@
+"""``knee-train evaluate``: run the full inference (``model.inference.KneeAligner``) on annotated images and
+measure it as Hu et al. 2025 did (Table 1: rP2P/rP2C; Table 2: aTFA agreement by FTS and FNTS), plus phase and
+laterality accuracy and the low-confidence flag.
+
+Data: ``synthetic:test`` / ``synthetic:hard`` (the fixed held-out seeds of ``train.data.splits``, rendered in
+memory at each case's own pixel spacing), a folder of DICOM files with ground-truth JSON beside them, or a
+manifest. The reference angles are those of the ground-truth landmarks (the paper's "manual" measurements).
+
+When the predicted phase differs from the true one, landmark errors are taken over the points the two schemes
+share (the 134 bone points; post-op adds the implant outlines after them). A case for which inference gives no
+result at all (``UnsupportedImage``, e.g. no knee found) is kept as a failure: counted, and left out of the tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from model.alignment import compute_alignment
+from model.inference import KneeAligner
+from model.preprocess import UnsupportedImage
+from model.scheme import LandmarkScheme, load_scheme
+from train.data.manifest import ManifestEntry, load_entry, read_directory, read_manifest
+from train.data.sample import KneeSample
+from train.data.splits import HELD_OUT_SETS, held_out_seeds
+from train.data.synthetic import render_samples, synthetic_sample
+from train.metrics import ICC_FORM, accuracy, agreement, relative_p2c, relative_p2p, summarize
+
+
+@dataclass
+class CaseResult:
+    index: int
+    source: str
+    phase: str
+    laterality: str
+    atfa_fts: float  # from the ground-truth landmarks
+    atfa_fnts: float
+    phase_pred: str | None = None  # None: no result (see ``error``)
+    laterality_pred: str | None = None
+    rp2p: float = math.nan
+    rp2c: float = math.nan
+    atfa_fts_pred: float = math.nan
+    atfa_fnts_pred: float = math.nan
+    confidence: float = 0.0
+    low_confidence: bool = True
+    time_ms: float = math.nan
+    atfa_fts_exact: float | None = None  # the generator's own angle, when known
+    atfa_fnts_exact: float | None = None
+    error: str | None = None  # why inference gave no result
+    landmarks_pred: list = field(default_factory=list, repr=False)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass
+class EvalData:
+    """What to evaluate: an iterator over samples in order and a way to load case ``i`` again (for overlays)."""
+
+    name: str
+    n: int
+    samples: Callable[[], Iterator[KneeSample]]
+    reload: Callable[[int], KneeSample]
+
+
+def _entries_data(name: str, entries: list[ManifestEntry]) -> EvalData:
+    return EvalData(name, len(entries), lambda: (load_entry(e) for e in entries), lambda i: load_entry(entries[i]))
+
+
+def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1) -> EvalData:
+    """``synthetic:test``, ``synthetic:hard``, a directory of DICOM + ground-truth JSON, or a manifest file."""
+    if spec.startswith("synthetic:"):
+        name = spec.split(":", 1)[1]
+        if name not in HELD_OUT_SETS:
+            raise ValueError(f"unknown synthetic set {spec!r}; use one of "
+                             + ", ".join(f"synthetic:{k}" for k in HELD_OUT_SETS))
+        jobs = [(seed, phase, name == "hard", None) for phase in ("preop", "postop")
+                for seed in (held_out_seeds(name, phase, n_per_phase) if n_per_phase else held_out_seeds(name, phase))]
+        return EvalData(spec, len(jobs), lambda: render_samples(jobs, workers, desc=spec),
+                        lambda i: synthetic_sample(*jobs[i]))
+    path = Path(spec)
+    if path.is_dir():
+        return _entries_data(spec, read_directory(path))
+    if path.exists():
+        return _entries_data(spec, read_manifest(path))
+    raise FileNotFoundError(f"evaluation data not found: {spec}")
+
+
+def comparable(pred: np.ndarray, pred_phase: str, gt: np.ndarray, gt_phase: str
+               ) -> tuple[np.ndarray, np.ndarray, LandmarkScheme]:
+    """Predicted and true landmarks on a common scheme: the shared pre-op points when the phases differ."""
+    if pred_phase == gt_phase:
+        return pred, gt, load_scheme(gt_phase)
+    pre = load_scheme("preop")
+    return pred[:pre.n_points], gt[:pre.n_points], pre
+
+
+def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags: bool) -> CaseResult:
+    truth = compute_alignment(sample.landmarks, sample.scheme, sample.laterality)
+    case = CaseResult(index=index, source=sample.source, phase=sample.phase, laterality=sample.laterality,
+                      atfa_fts=truth.atfa_fts_deg, atfa_fnts=truth.atfa_fnts_deg,
+                      atfa_fts_exact=sample.atfa_fts_deg, atfa_fnts_exact=sample.atfa_fnts_deg)
+    t0 = time.perf_counter()
+    try:
+        pred = aligner.predict_image(sample.image, sample.laterality if use_tags else None, sample.pixel_spacing_mm)
+    except UnsupportedImage as exc:
+        case.error = str(exc)
+        return case
+    case.time_ms = (time.perf_counter() - t0) * 1000
+    p, g, scheme = comparable(pred.landmarks, pred.phase, sample.landmarks, sample.phase)
+    case.phase_pred, case.laterality_pred = pred.phase, pred.laterality
+    case.rp2p, case.rp2c = relative_p2p(p, g, scheme), relative_p2c(p, g, scheme)
+    case.atfa_fts_pred, case.atfa_fnts_pred = pred.alignment.atfa_fts_deg, pred.alignment.atfa_fnts_deg
+    case.confidence, case.low_confidence = pred.confidence, pred.low_confidence
+    case.landmarks_pred = np.round(pred.landmarks, 3).tolist()
+    return case
+
+
+def _phase_block(cases: list[CaseResult]) -> dict:
+    return {
+        "n": len(cases),
+        "rp2p": summarize(np.array([c.rp2p for c in cases])).as_dict(),
+        "rp2c": summarize(np.array([c.rp2c for c in cases])).as_dict(),
+        "fts": agreement(np.array([c.atfa_fts_pred for c in cases]), np.array([c.atfa_fts for c in cases])).as_dict(),
+        "fnts": agreement(np.array([c.atfa_fnts_pred for c in cases]),
+                          np.array([c.atfa_fnts for c in cases])).as_dict(),
+    }
+
+
+def summarize_cases(cases: list[CaseResult]) -> dict:
+    """Every table of the report as plain data (JSON-ready).
+
+    Per phase: tables over the cases with a result (``all``) and over those not flagged low-confidence
+    (``confident``); ``n_no_result`` cases failed outright. Phase and laterality accuracy count a failure as wrong.
+    """
+    out: dict = {"n_cases": len(cases), "icc_form": ICC_FORM, "phases": {}}
+    for phase in ("preop", "postop"):
+        sel = [c for c in cases if c.phase == phase]
+        if not sel:
+            continue
+        done = [c for c in sel if not c.failed]
+        confident = [c for c in done if not c.low_confidence]
+        block = {"n": len(sel), "n_no_result": len(sel) - len(done),
+                 "all": _phase_block(done), "confident": _phase_block(confident),
+                 "n_low_confidence": len(done) - len(confident),
+                 "fraction_not_reported": (len(sel) - len(confident)) / len(sel)}
+        exact = [c for c in sel if c.atfa_fnts_exact is not None]
+        if exact:
+            block["landmark_vs_exact_angle_max_abs_deg"] = {
+                "fts": float(max(abs(c.atfa_fts - c.atfa_fts_exact) for c in exact)),
+                "fnts": float(max(abs(c.atfa_fnts - c.atfa_fnts_exact) for c in exact)),
+            }
+        out["phases"][phase] = block
+    out["n_no_result"] = sum(c.failed for c in cases)
+    out["phase_accuracy"] = accuracy([c.phase_pred for c in cases], [c.phase for c in cases])
+    out["laterality_accuracy"] = accuracy([c.laterality_pred for c in cases], [c.laterality for c in cases])
+    out["n_phase_errors"] = sum(c.phase_pred != c.phase for c in cases)
+    out["n_laterality_errors"] = sum(c.laterality_pred != c.laterality for c in cases)
+    times = np.array([c.time_ms for c in cases if not c.failed])
+    out["time_ms"] = {"median": float(np.median(times)), "p95": float(np.percentile(times, 95))} if len(times) else {}
+    failures = [{"source": c.source, "error": c.error} for c in cases if c.failed]
+    out["failures"] = failures[:20]
+    return out
+
+
+def run_evaluation(weights: str | Path | None, data: EvalData, device: str = "auto", use_tags: bool = False,
+                   progress: bool = True) -> tuple[list[CaseResult], dict]:
+    """Predict every case of ``data``; returns the per-case results and the summary tables."""
+    aligner = KneeAligner.load(weights, device=device)
+    cases = []
+    for i, sample in enumerate(tqdm(data.samples(), total=data.n, desc="evaluate", unit="img",
+                                    disable=not progress, dynamic_ncols=True)):
+        cases.append(evaluate_case(aligner, sample, i, use_tags))
+    summary = summarize_cases(cases)
+    summary.update({"data": data.name, "weights": str(weights) if weights else "shipped",
+                    "laterality_input": "DICOM tag (true laterality given)" if use_tags else "image only (no tag)",
+                    "model": {"name": aligner.bundle.name, "version": aligner.bundle.version},
+                    "confidence_threshold": aligner.confidence_threshold})
+    return cases, summary
+
+
+def write_cases(cases: list[CaseResult], path: Path) -> None:
+    with path.open("w") as fh:
+        for c in cases:
+            fh.write(json.dumps(asdict(c)) + "\n")
+
+
+def update_card(weights: Path, summary: dict, command: str) -> Path:
+    """Record the summary under ``metrics[<data>]`` in the model card JSON beside ``weights``."""
+    card_path = weights.with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    metrics = card.get("metrics") or {}
+    metrics[summary["data"]] = {"command": command, **summary}
+    card["metrics"] = metrics
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path

@@ -1,0 +1,153 @@
+"""The run configuration: one YAML file per training run (``train/configs/*.yaml``), validated with pydantic so
+that a typo is an error naming the key, not a silently ignored setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from model.frames import FrameSpec
+from model.network import HourglassConfig
+from model.scheme import load_scheme
+from train.augment import FrameJitter, GlobalAug
+
+STAGE_NAMES = ("global", "local_preop", "local_postop")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NetworkConfig(_Strict):
+    depth: int
+    width: int
+    stem_stride: Literal[1, 2, 4] = 4
+    attention: bool = True
+
+    def hourglass(self, n_points: int, n_aux: int = 0) -> HourglassConfig:
+        return HourglassConfig(depth=self.depth, width=self.width, n_points=n_points, n_aux=n_aux,
+                               stem_stride=self.stem_stride, attention=self.attention)
+
+
+class LossConfig(_Strict):
+    wing_w: float = 10.0
+    wing_eps: float = 2.0
+    heatmap_kl_weight: float = 1.0  # KL(Gaussian target || softmax map): sharpens maps from the start (0 = off)
+    heatmap_js_weight: float = 0.0  # Jensen-Shannon divergence to the Gaussian target, as DSNT (0 = off)
+    heatmap_sigma: float = 1.0  # heatmap cells
+    adaptive_wing_weight: float = 0.0  # Adaptive Wing on sigmoid heatmaps (0 = off)
+    aux_weight: float = 1.0  # global stage BCE
+
+
+class StageConfig(_Strict):
+    network: NetworkConfig
+    iterations: int = Field(gt=0)
+    batch_size: int = Field(default=8, gt=0)
+    lr: float = 1e-4
+    lr_min_fraction: float = 1.0  # cosine decay to lr * this at the end (1 = constant lr)
+    warmup: int = 0  # iterations of linear warm-up
+    weight_decay: float = 0.0
+    grad_clip: float | None = 5.0
+    loss: LossConfig = LossConfig()
+
+
+class GlobalStageConfig(StageConfig):
+    augment: GlobalAug = GlobalAug()
+
+
+class LocalStageConfig(StageConfig):
+    augment: FrameJitter = FrameJitter()
+
+
+class SyntheticData(_Strict):
+    source: Literal["synthetic"] = "synthetic"
+    n_train_preop: int = Field(default=500, ge=0)
+    n_train_postop: int = Field(default=500, ge=0)
+    n_val_per_phase: int = Field(default=16, ge=0)
+    seed_offset: int = Field(default=0, ge=0)  # start this far into the training seed range
+    spacing_mm: float = Field(default=0.5, gt=0)
+    hard_fraction: float = Field(default=0.0, ge=0, le=1)  # training cases drawn from the hard distribution
+    render_workers: int = Field(default=2, ge=1)
+    cache_file: str | None = None  # .npz of the rendered store, reused when it matches
+
+    def describe(self) -> str:
+        return (f"SYNTHETIC: {self.n_train_preop} pre-op + {self.n_train_postop} post-op radiographs from "
+                f"train.synth (training seeds from offset {self.seed_offset}; {100 * self.hard_fraction:.0f}% from "
+                f"its hard distribution), rendered at {self.spacing_mm} mm/pixel; no real patient images")
+
+
+class ManifestData(_Strict):
+    source: Literal["manifest"]
+    manifest: str
+    train_split: str | None = "train"
+    val_split: str | None = "val"
+    spacing_mm: float | None = 0.5  # downsample images finer than this (when their spacing is known)
+    max_side: int = 1200  # otherwise downsample to at most this many pixels
+
+    def describe(self) -> str:
+        return f"annotated images listed in {self.manifest} (split {self.train_split!r})"
+
+
+class RunConfig(_Strict):
+    name: str = "kneealign"
+    version: str = "0.1.0"
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = 2
+    # Relative paths (output, checkpoint_dir, init_weights, data files) are relative to the working directory.
+    output: str  # bundle path (.safetensors); the model card is written beside it
+    checkpoint_dir: str
+    checkpoint_every: int = Field(default=200, gt=0)
+    validate_every: int = Field(default=200, gt=0)
+    resume: bool = True
+    confidence_threshold: float = 0.5
+    init_weights: str | None = None  # bundle whose stages seed the networks (and fill stages not trained)
+    global_size: int = 256
+    frame: FrameSpec = FrameSpec()
+    data: SyntheticData | ManifestData = Field(discriminator="source")
+    stages: dict[Literal["global", "local_preop", "local_postop"], GlobalStageConfig | LocalStageConfig]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_stages(cls, values: dict) -> dict:
+        stages = values.get("stages") or {}
+        typed = {}
+        for name, cfg in stages.items():
+            kind = GlobalStageConfig if name == "global" else LocalStageConfig
+            typed[name] = kind.model_validate(cfg) if isinstance(cfg, dict) else cfg
+        values["stages"] = typed
+        return values
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if not self.stages:
+            raise ValueError("stages: name at least one of global, local_preop, local_postop")
+        _ = self.frame.scale_px  # raises when the frame's pixels are not square
+        return self
+
+    def hourglass(self, stage: str) -> HourglassConfig:
+        """The network configuration of ``stage`` (point counts from the schemes)."""
+        net = self.stages[stage].network
+        if stage == "global":
+            return net.hourglass(n_points=2, n_aux=2)
+        return net.hourglass(n_points=load_scheme(stage.removeprefix("local_")).n_points)
+
+
+class ConfigError(ValueError):
+    """The run configuration is missing, unreadable or invalid; the message names the file and key."""
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+        return RunConfig.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,81 @@
+"""The training objective of one stage, and the validation error measured with the inference decoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from model.network import LandmarkNet, NetOutput, decode_heatmaps
+from train.data.stages import Batch
+from train.fitting.config import LossConfig
+from train.losses import (
+    adaptive_wing_loss,
+    aux_bce_loss,
+    gaussian_targets,
+    js_heatmap_loss,
+    kl_heatmap_loss,
+    wing_loss,
+)
+
+
+def stage_loss(out: NetOutput, batch: Batch, cfg: LossConfig, stride: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """Wing on the soft-argmax coordinates (pixels) + heatmap regularisers + auxiliary BCE; returns the total
+    and its parts for logging."""
+    parts: dict[str, torch.Tensor] = {"wing": wing_loss(out.coords, batch.coords, cfg.wing_w, cfg.wing_eps,
+                                                        batch.weight)}
+    total = parts["wing"]
+    if cfg.heatmap_kl_weight > 0:
+        parts["kl"] = kl_heatmap_loss(out.heatmaps, batch.coords, stride, cfg.heatmap_sigma, batch.weight)
+        total = total + cfg.heatmap_kl_weight * parts["kl"]
+    if cfg.heatmap_js_weight > 0:
+        parts["js"] = js_heatmap_loss(out.heatmaps, batch.coords, stride, cfg.heatmap_sigma, batch.weight)
+        total = total + cfg.heatmap_js_weight * parts["js"]
+    if cfg.adaptive_wing_weight > 0:
+        target = gaussian_targets(batch.coords, tuple(out.heatmaps.shape[-2:]), stride, cfg.heatmap_sigma)
+        target = target / target.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+        parts["awing"] = adaptive_wing_loss(torch.sigmoid(out.heatmaps.float()), target)
+        total = total + cfg.adaptive_wing_weight * parts["awing"]
+    if out.aux is not None and batch.aux is not None and cfg.aux_weight > 0:
+        parts["aux"] = aux_bce_loss(out.aux, batch.aux)
+        total = total + cfg.aux_weight * parts["aux"]
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def validation_errors(net: LandmarkNet, batches: list[Batch], device: torch.device,
+                      reference: tuple[int, int]) -> dict[str, float]:
+    """Mean point error over pre-built validation batches, with the inference decoder (local soft-argmax at the
+    peak) in input pixels (``err_px``) and in percent of the reference length (distance between target points
+    ``reference``, ``err_pct``), and with the training soft-argmax over the whole map (``err_pct_soft``).
+
+    For the global stage also the accuracy of each auxiliary label (``right_acc``, ``implant_acc``) and of the
+    side read from the order of the two reference points (``order_right_acc``). The network is put back in
+    training mode."""
+    net.eval()
+    errors, rel, rel_soft, aux_hits, order_hits = [], [], [], [], []
+    for batch in batches:
+        b = batch.to(device)
+        out = net(b.images)
+        coords, _ = decode_heatmaps(out.heatmaps, net.cfg.stem_stride)
+        w = b.weight
+        ref = torch.linalg.norm(b.coords[:, reference[1]] - b.coords[:, reference[0]], dim=-1).clamp_min(1e-6)
+        per_image = (torch.linalg.norm(coords - b.coords, dim=-1) * w).sum(1) / w.sum(1).clamp_min(1)
+        per_image_soft = (torch.linalg.norm(out.coords - b.coords, dim=-1) * w).sum(1) / w.sum(1).clamp_min(1)
+        errors.append(per_image.cpu().numpy())
+        rel.append((100 * per_image / ref).cpu().numpy())
+        rel_soft.append((100 * per_image_soft / ref).cpu().numpy())
+        if out.aux is not None and b.aux is not None:
+            right = b.aux[:, 0] > 0.5
+            aux_hits.append(((out.aux > 0) == (b.aux > 0.5)).float().cpu())
+            # The medial/lateral order of the two points also tells the side: lateral is at +x on a left knee.
+            order_hits.append(((coords[:, 1, 0] < coords[:, 0, 0]) == right).float().cpu())
+    net.train()
+    result = {"err_px": float(np.concatenate(errors).mean()), "err_pct": float(np.concatenate(rel).mean()),
+              "err_pct_soft": float(np.concatenate(rel_soft).mean())}
+    if aux_hits:
+        hits = torch.cat(aux_hits)
+        result["right_acc"] = float(hits[:, 0].mean())
+        result["implant_acc"] = float(hits[:, 1].mean())
+        result["order_right_acc"] = float(torch.cat(order_hits).mean())
+    return result
+

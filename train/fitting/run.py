@@ -1,0 +1,120 @@
+"""``knee-train fit CONFIG``: train the configured stages in order (global, local pre-op, local post-op) and
+write a ``ModelBundle`` (safetensors) with its model card."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import platform
+from pathlib import Path
+
+import cv2
+import torch
+
+from model.inference import resolve_device
+from model.network import LandmarkNet, count_parameters
+from model.weights import ModelBundle, load_bundle, save_bundle
+from train.fitting.config import STAGE_NAMES, ConfigError, RunConfig, SyntheticData, load_config
+from train.fitting.loop import StageResult, fit_stage
+from train.fitting.sources import build_data
+
+log = logging.getLogger(__name__)
+
+LIMITATIONS = (
+    "Trained only on synthetic radiographs from train.synth; accuracy on real radiographs is not established "
+    "and must be measured on local annotated data (knee-train evaluate) before clinical use."
+)
+
+
+def _init_bundle(cfg: RunConfig) -> ModelBundle | None:
+    missing = [s for s in STAGE_NAMES if s not in cfg.stages]
+    if cfg.init_weights is None:
+        if missing:
+            raise ConfigError(f"stages {missing} are not trained by this config: give init_weights, a bundle to "
+                              "take them from")
+        return None
+    bundle = load_bundle(cfg.init_weights)
+    if bundle.frame_spec != cfg.frame or bundle.global_size != cfg.global_size:
+        raise ConfigError(f"init_weights {cfg.init_weights} use frame {bundle.frame_spec} / global size "
+                          f"{bundle.global_size}; this config has {cfg.frame} / {cfg.global_size}")
+    return bundle
+
+
+def _stage_card(cfg: RunConfig, result: StageResult) -> dict:
+    scfg = cfg.stages[result.stage]
+    tail = result.losses[-50:]
+    return {
+        "network": cfg.hourglass(result.stage).to_dict(),
+        "parameters": count_parameters(LandmarkNet(cfg.hourglass(result.stage))),
+        "iterations": result.steps,
+        "batch_size": scfg.batch_size,
+        "lr": scfg.lr,
+        "loss": scfg.loss.model_dump(),
+        "train_time_s": round(result.elapsed_s, 1),
+        "median_step_s": None if math.isnan(result.step_time_s) else round(result.step_time_s, 4),
+        "final_loss": round(sum(tail) / len(tail), 4) if tail else None,
+        "validation": {k: round(v, 4) for k, v in result.validation.items()},
+    }
+
+
+def build_card(cfg: RunConfig, config_path: Path, results: dict[str, StageResult], device: torch.device,
+               init: ModelBundle | None) -> dict:
+    synthetic = isinstance(cfg.data, SyntheticData)
+    return {
+        "training_data": cfg.data.describe(),
+        "training_data_kind": "SYNTHETIC" if synthetic else "ANNOTATED IMAGES",
+        "limitations": LIMITATIONS if synthetic else "Measure on held-out local data before clinical use.",
+        "stages": {s: _stage_card(cfg, r) for s, r in results.items()},
+        "stages_from_init_weights": {s: str(cfg.init_weights) for s in STAGE_NAMES if s not in results and init},
+        "training": {
+            "command": f"knee-train fit {config_path}",
+            "config": cfg.model_dump(mode="json"),
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "total_train_time_s": round(sum(r.elapsed_s for r in results.values()), 1),
+        },
+        "metrics": None,  # filled in by: knee-train evaluate --weights W --data synthetic:test --update-card
+    }
+
+
+def fit(config_path: str | Path, progress: bool = True) -> tuple[Path, dict[str, StageResult]]:
+    """Run a training config end to end; returns the bundle path and the per-stage results."""
+    config_path = Path(config_path)
+    cfg = load_config(config_path)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+        cv2.setNumThreads(1)  # augmentation runs between steps; its threads would only contend with torch's
+    device = resolve_device(cfg.device)
+    init = _init_bundle(cfg)
+    train, val = build_data(cfg)
+    log.info("training data: %d samples (%.0f MB), validation: %d", len(train), train.nbytes / 2**20, len(val))
+    results: dict[str, StageResult] = {}
+    for stage in STAGE_NAMES:
+        if stage not in cfg.stages:
+            continue
+        init_state = None
+        if init is not None and stage in init.state:
+            init_cfg = init.global_cfg if stage == "global" else init.local_cfgs[stage.removeprefix("local_")]
+            init_state = init.state[stage] if init_cfg == cfg.hourglass(stage) else None
+        results[stage] = fit_stage(stage, cfg, train, val, device, init_state, progress)
+    state = {s: r.state for s, r in results.items()}
+    if init is not None:
+        state = {**{s: init.state[s] for s in STAGE_NAMES if s not in results}, **state}
+
+    def net_cfg(stage: str):
+        if stage in results:
+            return cfg.hourglass(stage)
+        return init.global_cfg if stage == "global" else init.local_cfgs[stage.removeprefix("local_")]
+
+    bundle = ModelBundle(
+        global_cfg=net_cfg("global"),
+        local_cfgs={p: net_cfg(f"local_{p}") for p in ("preop", "postop")},
+        frame_spec=cfg.frame, global_size=cfg.global_size, state=state,
+        card=build_card(cfg, config_path, results, device, init),
+        name=cfg.name, version=cfg.version, confidence_threshold=cfg.confidence_threshold,
+    )
+    return save_bundle(bundle, cfg.output), results

@@ -1,0 +1,171 @@
+"""Evaluation report: Markdown tables (the paper's Table 1 and Table 2 layout), Bland-Altman plots and overlay
+pictures of the best, median and worst cases (matplotlib's object API: no pyplot, no global backend state)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from model.alignment import compute_alignment
+from model.scheme import load_scheme
+from train.data.sample import KneeSample
+from train.evaluate import CaseResult
+
+PHASE_TITLES = {"preop": "Pre-operative", "postop": "Post-operative"}
+SUBSETS = (("all", "all"), ("confident", "not flagged"))
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def table1(summary: dict) -> str:
+    lines = ["| Data | Subset | n | rP2P mean | rP2P median | rP2P 95%ile | rP2C mean | rP2C median | rP2C 95%ile |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for phase, block in summary["phases"].items():
+        for key, label in SUBSETS:
+            b = block[key]
+            p, c = b["rp2p"], b["rp2c"]
+            lines.append(f"| {PHASE_TITLES[phase]} | {label} | {b['n']} | {_f(p['mean'])}% | {_f(p['median'])}% | "
+                         f"{_f(p['p95'])}% | {_f(c['mean'])}% | {_f(c['median'])}% | {_f(c['p95'])}% |")
+    return "\n".join(lines)
+
+
+def table2(summary: dict) -> str:
+    lines = [("| Data | Method | Subset | n | ICC(A,1) [95% CI] | MAD ± SD (°) | BAA bias ± SD (°) | 95% LoA (°) | "
+              "max abs diff (°) | sign errors > 1° |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for phase, block in summary["phases"].items():
+        for method in ("fts", "fnts"):
+            for key, label in SUBSETS:
+                a = block[key][method]
+                icc = a["icc"]
+                icc_text = f"{icc['icc']:.3f} [{icc['ci_low']:.3f}, {icc['ci_high']:.3f}]" if icc else "–"
+                lines.append(
+                    f"| {PHASE_TITLES[phase]} | {method.upper()} | {label} | {a['n']} | {icc_text} | "
+                    f"{_f(a['mad'])} ± {_f(a['mad_sd'])} | {_f(a['bias'])} ± {_f(a['bias_sd'])} | "
+                    f"{_f(a['loa_low'])} to {_f(a['loa_high'])} | {_f(a['max_abs_diff'])} | {a['sign_errors']} |")
+    return "\n".join(lines)
+
+
+def markdown_report(summary: dict, command: str | None = None) -> str:
+    """The whole report as Markdown."""
+    parts = [f"# KneeAlign evaluation: {summary['data']}", ""]
+    if command:
+        parts += [f"Command: `{command}`", ""]
+    parts += [
+        f"- Weights: {summary['weights']} ({summary['model']['name']} {summary['model']['version']})",
+        (f"- Cases: {summary['n_cases']}; laterality input: {summary['laterality_input']}; "
+         f"confidence threshold {summary['confidence_threshold']}"),
+        (f"- Phase (pre/post-op) accuracy: {100 * summary['phase_accuracy']:.2f}% "
+         f"({summary['n_phase_errors']} wrong); laterality accuracy: {100 * summary['laterality_accuracy']:.2f}% "
+         f"({summary['n_laterality_errors']} wrong)"),
+    ]
+    if summary.get("n_no_result"):
+        example = summary["failures"][0]
+        parts.append(f"- No result at all for {summary['n_no_result']} cases (counted as wrong above), e.g. "
+                     f"{example['source']}: {example['error']}")
+    for phase, block in summary["phases"].items():
+        parts.append(f"- {PHASE_TITLES[phase]}: {block['n']} cases; no result for {block['n_no_result']}; "
+                     f"{block['n_low_confidence']} flagged low-confidence; "
+                     f"{100 * block['fraction_not_reported']:.1f}% without a confident number")
+    if summary.get("time_ms"):
+        parts.append(f"- Inference time per image: median {summary['time_ms']['median']:.0f} ms, "
+                     f"95th percentile {summary['time_ms']['p95']:.0f} ms")
+    parts += [
+        "", "## Table 1: landmark localisation",
+        "", ("Per image, the mean distance in percent of the reference length (ground-truth tibial plateau "
+             "corners); then mean, median and 95th percentile over images. rP2C measures to the ground-truth "
+             "outline of the landmark's own curve."), "", table1(summary),
+        "", "## Table 2: aTFA agreement with the angles of the ground-truth landmarks",
+        "", (f"ICC form: {summary['icc_form']}; 95% CI after McGraw & Wong (1996). MAD: mean absolute difference. "
+             "BAA: Bland-Altman bias (automated minus reference) and 95% limits of agreement. A sign error is a "
+             "case read on the other side of zero by more than 1°."), "", table2(summary), "",
+    ]
+    exact = {p: b["landmark_vs_exact_angle_max_abs_deg"] for p, b in summary["phases"].items()
+             if "landmark_vs_exact_angle_max_abs_deg" in b}
+    if exact:
+        parts += ["Check of the reference: largest difference between the angle from the ground-truth landmarks and "
+                  "the generator's exact angle: " + "; ".join(
+                      f"{PHASE_TITLES[p]} FTS {v['fts']:.3f}°, FNTS {v['fnts']:.3f}°" for p, v in exact.items()), ""]
+    return "\n".join(parts)
+
+
+def bland_altman_plot(cases: list[CaseResult], phase: str, path: Path) -> Path:
+    """Bland-Altman plots (FTS and FNTS) of one phase; low-confidence cases drawn as crosses."""
+    sel = [c for c in cases if c.phase == phase and not c.failed]
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, method in zip(axes, ("fts", "fnts")):
+        auto = np.array([getattr(c, f"atfa_{method}_pred") for c in sel])
+        ref = np.array([getattr(c, f"atfa_{method}") for c in sel])
+        flagged = np.array([c.low_confidence for c in sel], dtype=bool)
+        mean, diff = (auto + ref) / 2, auto - ref
+        ax.scatter(mean[~flagged], diff[~flagged], s=10, alpha=0.7, label="confident")
+        if flagged.any():
+            ax.scatter(mean[flagged], diff[flagged], s=22, marker="x", color="tab:red", label="low confidence")
+        bias = float(diff.mean()) if len(diff) else 0.0
+        sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+        for y, style in ((bias, "-"), (bias - 1.96 * sd, "--"), (bias + 1.96 * sd, "--")):
+            ax.axhline(y, color="k", linestyle=style, linewidth=1)
+        ax.set_title(f"{PHASE_TITLES[phase]} aTFA, {method.upper()}: bias {bias:.2f}° ± {sd:.2f}°")
+        ax.set_xlabel("mean of automated and reference (°)")
+        ax.set_ylabel("automated − reference (°)")
+        ax.legend(loc="best", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def overlay_plot(sample: KneeSample, case: CaseResult, path: Path, title: str) -> Path:
+    """The image around the knee with the true (green) and predicted (red) landmarks and the predicted axes."""
+    pred = np.asarray(case.landmarks_pred)
+    gt = sample.landmarks
+    both = np.vstack([pred, gt])
+    lo, hi = both.min(0), both.max(0)
+    margin = 0.15 * (hi - lo).max()
+    h, w = sample.image.shape
+    x0, y0 = int(max(0, lo[0] - margin)), int(max(0, lo[1] - margin))
+    x1, y1 = int(min(w, hi[0] + margin)), int(min(h, hi[1] + margin))
+    fig = Figure(figsize=(6, 6 * max(1, y1 - y0) / max(1, x1 - x0)), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(sample.image[y0:y1, x0:x1], cmap="gray", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
+    ax.scatter(gt[:, 0], gt[:, 1], s=6, color="lime", label="ground truth")
+    ax.scatter(pred[:, 0], pred[:, 1], s=6, color="red", label="predicted")
+    alignment = compute_alignment(pred, load_scheme(case.phase_pred), case.laterality_pred)
+    for axis, colour in ((alignment.femoral_axis_fnts, "cyan"), (alignment.tibial_axis, "yellow")):
+        ax.plot([axis.proximal[0], axis.distal[0]], [axis.proximal[1], axis.distal[1]], color=colour, linewidth=1)
+    ax.set_xlim(x0 - 0.5, x1 - 0.5)
+    ax.set_ylim(y1 - 0.5, y0 - 0.5)
+    ax.set_axis_off()
+    ax.set_title(f"{title}: {case.source}\nrP2P {case.rp2p:.2f}%  rP2C {case.rp2c:.2f}%  FNTS "
+                 f"{case.atfa_fnts_pred:+.1f}° (true {case.atfa_fnts:+.1f}°)", fontsize=9)
+    ax.legend(loc="lower right", fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def pick_cases(cases: list[CaseResult], phase: str) -> dict[str, CaseResult]:
+    """Best, median and worst case of a phase by rP2P."""
+    sel = sorted((c for c in cases if c.phase == phase and not c.failed), key=lambda c: c.rp2p)
+    if not sel:
+        return {}
+    return {"best": sel[0], "median": sel[len(sel) // 2], "worst": sel[-1]}
+
+
+def write_figures(cases: list[CaseResult], reload: Callable[[int], KneeSample], out_dir: Path) -> list[Path]:
+    """Bland-Altman plots and best/median/worst overlays for every phase present."""
+    written = []
+    for phase in ("preop", "postop"):
+        if not any(c.phase == phase and not c.failed for c in cases):
+            continue
+        written.append(bland_altman_plot(cases, phase, out_dir / f"bland_altman_{phase}.png"))
+        for label, case in pick_cases(cases, phase).items():
+            written.append(overlay_plot(reload(case.index), case, out_dir / "overlays" / f"{phase}_{label}.png",
+                                        f"{PHASE_TITLES[phase]} {label}"))
+    return written
