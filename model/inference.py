@@ -6,8 +6,11 @@
 1. Global stage: the whole radiograph, letterboxed to a square, as acquired; it gives the two reference points
    (medial and lateral tibial plateau corners), the probability that the image shows a right knee, and the
    probability of an implant (post-op).
-2. Laterality: the DICOM tag when present, unless the image contradicts it with high certainty; the image alone
-   when the tag is missing. Right knees are mirrored to look like left knees from here on.
+2. Laterality: the image's answer is the order of the two anatomical reference points (a right knee as acquired
+   has its lateral plateau corner on the image's left), which the global network learns quickly and reliably;
+   its auxiliary right-knee logit is a second opinion. The DICOM tag is used when present unless both the point
+   order and the logit (with high certainty) contradict it; the image alone decides when the tag is missing.
+   Right knees are mirrored to look like left knees from here on.
 3. Local stage: the similarity frame fixed by the reference points is resampled and the phase's network
    (134 pre-op or 181 post-op landmarks) runs on it; optionally once more on the frame rebuilt from its own
    reference points (refinement). Points are mapped back to the source image (and un-mirrored).
@@ -102,8 +105,9 @@ class KneeAligner:
             raise UnsupportedImage("no knee found: the tibial plateau corners could not be told apart")
         p_right, p_implant = float(aux[0]), float(aux[1])
         timings["global"] = (time.perf_counter() - t) * 1000
+        order_right = bool(reference[1, 0] < reference[0, 0])  # lateral corner left of the medial one
 
-        laterality, source = self._decide_laterality(laterality_tag, p_right, warnings)
+        laterality, source = self._decide_laterality(laterality_tag, order_right, p_right, warnings)
         phase = "postop" if p_implant >= 0.5 else "preop"
         scheme = self.schemes[phase]
         image_left = np.ascontiguousarray(image[:, ::-1]) if laterality == "R" else image
@@ -139,14 +143,18 @@ class KneeAligner:
         )
 
     @staticmethod
-    def _decide_laterality(tag: str | None, p_right: float, warnings: list[str]) -> tuple[str, str]:
-        from_image = "R" if p_right >= 0.5 else "L"
+    def _decide_laterality(tag: str | None, order_right: bool, p_right: float,
+                           warnings: list[str]) -> tuple[str, str]:
+        """``(laterality, source)`` from the tag, the reference points' order and the right-knee probability."""
+        from_image = "R" if order_right else "L"
         if tag is None:
             return from_image, "image"
-        certainty = p_right if from_image == "R" else 1 - p_right
-        if from_image != tag and certainty >= TAG_OVERRULE_PROBABILITY:
-            warnings.append(f"laterality tag {tag} contradicted by the image (p={certainty:.3f}); using {from_image}")
+        logit_agrees = (p_right if from_image == "R" else 1 - p_right) >= TAG_OVERRULE_PROBABILITY
+        if from_image != tag and logit_agrees:
+            warnings.append(f"laterality tag {tag} contradicted by the image; using {from_image}")
             return from_image, "image-over-tag"
+        if from_image != tag:
+            warnings.append(f"laterality tag {tag} and the image disagree; keeping the tag")
         return tag, "tag"
 
     @staticmethod

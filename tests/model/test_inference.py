@@ -61,10 +61,14 @@ def test_missing_tag_means_laterality_from_the_image(tiny_weights):
 
 def test_laterality_rule():
     warnings = []
-    assert KneeAligner._decide_laterality("L", 0.6, warnings) == ("L", "tag")
-    assert KneeAligner._decide_laterality("L", 0.99, warnings) == ("R", "image-over-tag")
-    assert warnings and "contradicted" in warnings[0]
-    assert KneeAligner._decide_laterality(None, 0.2, []) == ("L", "image")
+    decide = KneeAligner._decide_laterality
+    assert decide("L", False, 0.99, warnings) == ("L", "tag")  # order says left: the logit alone cannot overrule
+    assert decide("L", True, 0.6, warnings) == ("L", "tag")  # order says right, logit unsure: keep the tag
+    assert warnings and "disagree" in warnings[-1]
+    assert decide("L", True, 0.99, warnings) == ("R", "image-over-tag")
+    assert "contradicted" in warnings[-1]
+    assert decide(None, False, 0.9, []) == ("L", "image")
+    assert decide(None, True, 0.1, []) == ("R", "image")
 
 
 def test_cuda_request_without_cuda_is_a_clear_error():
