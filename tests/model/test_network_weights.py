@@ -42,13 +42,23 @@ def gaussian_maps(centres, h=40, w=30, sigma=1.2):
     return torch.tensor(np.array(maps)[None], dtype=torch.float32)
 
 
-def test_local_decoder_is_subpixel_and_confident_on_sharp_peaks():
+def test_peak_decoder_is_subpixel_and_confident_on_sharp_peaks():
     centres = [(10.3, 20.6), (0.2, 5.0), (25.75, 38.1)]
-    coords, conf = decode_heatmaps(gaussian_maps(centres), stride=4)
+    coords, conf = decode_heatmaps(gaussian_maps(centres), stride=4, method="peak")
     expected = (np.array(centres) + 0.5) * 4 - 0.5
     assert np.allclose(coords[0].numpy()[0], expected[0], atol=0.15)
     assert np.allclose(coords[0].numpy()[2], expected[2], atol=0.3)
     assert (conf[0] > 0.9).all()
+
+
+def test_integral_decoder_matches_the_training_soft_argmax():
+    maps = gaussian_maps([(10.3, 20.6), (15.0, 12.25)], sigma=2.0)
+    coords, conf = decode_heatmaps(maps, stride=4)
+    assert torch.equal(coords, soft_argmax(maps, 4))
+    expected = (np.array([(10.3, 20.6), (15.0, 12.25)]) + 0.5) * 4 - 0.5
+    assert np.allclose(coords[0].numpy(), expected, atol=0.05)  # well inside the map: unbiased
+    with pytest.raises(ValueError, match="method"):
+        decode_heatmaps(maps, stride=4, method="argmax")
 
 
 def test_flat_map_gives_low_confidence_and_soft_argmax_centre_bias():

@@ -56,7 +56,8 @@ def validation_errors(net: LandmarkNet, batches: list[Batch], device: torch.devi
     for batch in batches:
         b = batch.to(device)
         out = net(b.images)
-        coords, _ = decode_heatmaps(out.heatmaps, net.cfg.stem_stride)
+        # err_pct: the Taylor peak decoder; err_pct_soft: the integral soft-argmax (inference's default).
+        coords, _ = decode_heatmaps(out.heatmaps, net.cfg.stem_stride, method="peak")
         w = b.weight
         ref = torch.linalg.norm(b.coords[:, reference[1]] - b.coords[:, reference[0]], dim=-1).clamp_min(1e-6)
         per_image = (torch.linalg.norm(coords - b.coords, dim=-1) * w).sum(1) / w.sum(1).clamp_min(1)
