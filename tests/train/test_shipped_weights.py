@@ -1,0 +1,49 @@
+"""The shipped weights on a few synthetic radiographs written as real DICOM: a regression guard.
+
+The full figures come from ``knee-train evaluate --data synthetic:test`` (the model card); this test only makes
+sure that the weights in the repository still find the knee, its side and phase, and a sensible angle.
+Seeds are from the validation range, never from the held-out test range.
+"""
+
+import numpy as np
+import pydicom
+import pytest
+
+from model.inference import KneeAligner
+from model.weights import DEFAULT_WEIGHTS
+from tests.conftest import IN_CI
+from train.data.splits import validation_seeds
+from train.synth import build_dataset, render_case, sample_case
+
+
+@pytest.fixture(scope="module")
+def aligner():
+    if not DEFAULT_WEIGHTS.exists():
+        if IN_CI:
+            pytest.fail(f"shipped weights missing: {DEFAULT_WEIGHTS}")
+        pytest.skip("no shipped weights in this checkout")
+    return KneeAligner.load()
+
+
+CASES = [("preop", "L", 6.0), ("preop", "R", -9.0), ("postop", "L", 3.0), ("postop", "R", 12.0)]
+
+
+@pytest.mark.parametrize("phase,laterality,atfa", CASES)
+def test_shipped_weights_measure_a_synthetic_knee(aligner, phase, laterality, atfa, tmp_path):
+    seed = validation_seeds(phase, 10)[CASES.index((phase, laterality, atfa))]
+    image = render_case(sample_case(seed, phase, atfa_deg=atfa, laterality=laterality))
+    path = tmp_path / "knee.dcm"
+    build_dataset(image, laterality_tags=False).save_as(path, enforce_file_format=True)
+    pred = aligner.predict(pydicom.dcmread(path))  # no laterality tag: the side must come from the image
+    assert pred.laterality == laterality and pred.laterality_source == "image"
+    assert pred.phase == phase
+    length = np.linalg.norm(np.subtract(*image.landmarks[list(pred_scheme_reference(pred))]))
+    rp2p = 100 * np.linalg.norm(pred.landmarks - image.landmarks, axis=1).mean() / length
+    assert rp2p < 5.0
+    assert pred.alignment.atfa_fnts_deg == pytest.approx(image.atfa_fnts_deg, abs=2.5)
+
+
+def pred_scheme_reference(pred):
+    from model.scheme import load_scheme
+
+    return load_scheme(pred.phase).roles["reference"]
