@@ -41,7 +41,8 @@ def test_process_writes_files_and_prints_one_json_line_per_image(tmp_path, tiny_
     run = dicomnode("process", *map(str, files), "--out", "out", "--weights", str(tiny_weights), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
-    assert [line["status"] for line in lines] == ["low_confidence", "skipped"]
+    assert [line["status"] for line in lines] == ["ok", "skipped"]  # the right knee measured, the CT skipped
+    assert lines[0]["laterality"] == "R"
     measured, skipped = lines
     assert REQUIRED_KEYS <= set(measured) and measured["sop_instance_uid"] == knee.SOPInstanceUID
     assert measured["laterality"] == "R" and len(measured["landmarks"]) in (134, 181)

@@ -19,7 +19,7 @@ from dicomnode.db.models import Delivery, Instance, Job, Output, Result
 from dicomnode.process.analysis import analyse
 from dicomnode.process.runner import JobRunner
 from dicomnode.process.worker import load_predictor, work_loop
-from tests.node.nodehelpers import arrival, radiograph_dataset, write
+from tests.node.nodehelpers import arrival, radiograph_dataset, synthetic_knee, write
 from tests.node.nodeproc import node_config
 
 
@@ -48,7 +48,7 @@ def _count(db: Database, model) -> int:
 
 
 def test_a_job_writes_its_outputs_and_one_result(config, db, predictor):
-    ds = radiograph_dataset()
+    ds = synthetic_knee(21)
     _receive(db, config, ds)
     runner = JobRunner(config, db, predictor)
     job = claim_job(db, "host:1")
@@ -59,7 +59,7 @@ def test_a_job_writes_its_outputs_and_one_result(config, db, predictor):
         outputs = list(session.scalars(select(Output)))
         deliveries = list(session.scalars(select(Delivery)))
         assert session.get(Instance, job.instance_id).state == "processed"
-    assert result.status == "low_confidence" and result.summary["sop_instance_uid"] == ds.SOPInstanceUID
+    assert result.status == "ok" and result.summary["sop_instance_uid"] == ds.SOPInstanceUID
     assert sorted(o.kind for o in outputs) == ["gsps", "sc", "sr"]
     assert [d.peer for d in deliveries] == ["modality"] * 3
     for output in outputs:
@@ -70,7 +70,7 @@ def test_a_job_writes_its_outputs_and_one_result(config, db, predictor):
 
 
 def test_a_rerun_after_a_crash_adds_nothing(config, db, predictor):
-    ds = radiograph_dataset()
+    ds = synthetic_knee(22)
     _receive(db, config, ds)
     runner = JobRunner(config, db, predictor)
     job = claim_job(db, "host:1")
@@ -93,7 +93,7 @@ def test_a_rerun_after_a_crash_adds_nothing(config, db, predictor):
 
 
 def test_results_go_only_to_peers_that_want_them(config, db, predictor):
-    _receive(db, config, radiograph_dataset(), peer=None)
+    _receive(db, config, synthetic_knee(23), peer=None)
     job = claim_job(db, "host:1")
     JobRunner(config, db, predictor).run(job)
     assert _count(db, Result) == 1 and _count(db, Delivery) == 0
@@ -111,7 +111,7 @@ def test_an_image_the_model_cannot_use_is_skipped(config, db, predictor):
 
 
 def test_a_failing_job_is_retried_by_the_work_loop(config, db, predictor):
-    ds = radiograph_dataset()
+    ds = synthetic_knee(22)
     job_id = _receive(db, config, ds)
     Path(config.storage.dir, "instances", ds.StudyInstanceUID, f"{ds.SOPInstanceUID}.dcm").unlink()
     stop = threading.Event()
