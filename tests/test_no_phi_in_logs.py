@@ -32,12 +32,12 @@ from dicomnode.process.analysis import analyse
 from dicomnode.process.runner import JobRunner
 from dicomnode.process.worker import load_predictor, work_loop
 from dicomnode.receive import Receiver, StoredInstance
-from tests.conftest import free_port
-from tests.node.nodehelpers import arrival, radiograph_dataset, write
+from model.weights import DEFAULT_WEIGHTS
+from tests.conftest import IN_CI, free_port
+from tests.node.nodehelpers import arrival, radiograph_dataset, synthetic_knee, write
 from tests.node.nodeproc import (
     StoreSCP,
     child_env,
-    make_tiny_weights,
     node_config,
     storescu,
     wait_for,
@@ -103,9 +103,8 @@ def leaks(texts: list[str], secrets: tuple[str, ...] = SECRETS) -> list[str]:
 
 
 def knee_dx(**tags: str) -> pydicom.Dataset:
-    """A knee AP DX the tiny untrained model gives a (low-confidence) answer for, with the patient values."""
-    rng = np.random.default_rng(5)
-    ds = radiograph_dataset(pixels=(1000 + 2000 * rng.random((600, 480))).astype(np.uint16))
+    """A synthetic knee AP DX the shipped model measures, carrying the distinctive patient values."""
+    ds = synthetic_knee(31)
     ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.AccessionNumber = (
         PATIENT_NAME, PATIENT_ID, BIRTH_DATE, ACCESSION)
     for keyword, value in tags.items():
@@ -118,8 +117,12 @@ def assert_carries_patient(ds: pydicom.Dataset) -> None:
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors")
+def weights() -> Path:
+    if not DEFAULT_WEIGHTS.exists():
+        if IN_CI:
+            pytest.fail(f"shipped weights missing: {DEFAULT_WEIGHTS}")
+        pytest.skip("no shipped weights in this checkout")
+    return DEFAULT_WEIGHTS
 
 
 @pytest.fixture
@@ -190,7 +193,7 @@ def test_cli_process_prints_no_patient_data(tmp_path, config):
         check=False, cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     line = json.loads(run.stdout.splitlines()[-1])
-    assert line["status"] == "low_confidence" and len(line["outputs"]) == 3
+    assert line["status"] in ("ok", "low_confidence") and len(line["outputs"]) == 3
     for output in line["outputs"]:
         assert_carries_patient(pydicom.dcmread(output["path"], stop_before_pixels=True))
     assert leaks(run.stdout.splitlines() + run.stderr.splitlines()) == []

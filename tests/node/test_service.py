@@ -130,14 +130,15 @@ def test_destination_down_receives_everything_once_back(tmp_path, tiny_weights, 
     knees = _knees(tmp_path, 2, study_uid="1.2.826.0.1.3680043.8.498.777")
     assert storescu(node_port, knees).returncode == 0
 
-    def failed_attempts() -> int:
+    def failed_attempts_after_the_study() -> bool:
         db = _db(tmp_path)
         with db.session() as session:
             count = sum(d.attempts for d in session.scalars(select(Delivery)))
+            done = all(j.state == "done" for j in session.scalars(select(Job)))
         db.dispose()
-        return count
+        return done and count >= 4
 
-    wait_for(lambda: failed_attempts() >= 4, 90, "delivery attempts to the destination that is down")
+    wait_for(failed_attempts_after_the_study, 90, "the study processed and delivery attempts to the destination that is down")
     db = _db(tmp_path)
     with db.session() as session:
         jobs = list(session.scalars(select(Job)))
@@ -200,7 +201,11 @@ def test_two_workers_share_the_queue_on_postgresql(tmp_path, tiny_weights, tools
     knees = _knees(tmp_path, 4)
     assert storescu(node_port, knees).returncode == 0
     expected = {radiograph_dataset_uid(p) for p in knees}
-    wait_for(lambda: set(results_by_source(destination.datasets())) == expected, 120, "all four results")
+    def complete() -> bool:
+        grouped = results_by_source(destination.datasets())
+        return set(grouped) == expected and all(v["sr"] and v["sc"] for v in grouped.values())
+
+    wait_for(complete, 120, "an SR and an SC for all four images")
     db = Database(pg_url, create=False)
     with db.session() as session:
         wait_for(lambda: {j.state for j in session.scalars(select(Job))} == {"done"}, 30, "all jobs done")
