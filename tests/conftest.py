@@ -23,7 +23,7 @@ def require_tool(path_or_name: str, version_flag: str | None = None, must_mentio
             pytest.fail(message + " (CI must install it: see .ci/run)")
         pytest.skip(message)
     if version_flag and must_mention:
-        out = subprocess.run([path, version_flag], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([path, version_flag], check=False, capture_output=True, text=True, timeout=30)
         text = out.stdout + out.stderr
         assert must_mention.lower() in text.lower(), f"{path} is not {must_mention}: {text[:200]}"
     return path
@@ -33,6 +33,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def shipped_weights() -> Path:
+    """The weights in model/weights/ (required in CI, where they are part of the checkout)."""
+    from model.weights import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.exists():
+        if IN_CI:
+            pytest.fail(f"shipped weights missing: {DEFAULT_WEIGHTS}")
+        pytest.skip("no shipped weights in this checkout")
+    return DEFAULT_WEIGHTS
 
 
 @pytest.fixture

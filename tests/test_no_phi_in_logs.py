@@ -19,7 +19,6 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
 
@@ -32,9 +31,8 @@ from dicomnode.process.analysis import analyse
 from dicomnode.process.runner import JobRunner
 from dicomnode.process.worker import load_predictor, work_loop
 from dicomnode.receive import Receiver, StoredInstance
-from model.weights import DEFAULT_WEIGHTS
-from tests.conftest import IN_CI, free_port
-from tests.node.nodehelpers import arrival, radiograph_dataset, synthetic_knee, write
+from tests.conftest import free_port
+from tests.node.nodehelpers import arrival, synthetic_knee, write
 from tests.node.nodeproc import (
     StoreSCP,
     child_env,
@@ -117,12 +115,8 @@ def assert_carries_patient(ds: pydicom.Dataset) -> None:
 
 
 @pytest.fixture(scope="module")
-def weights() -> Path:
-    if not DEFAULT_WEIGHTS.exists():
-        if IN_CI:
-            pytest.fail(f"shipped weights missing: {DEFAULT_WEIGHTS}")
-        pytest.skip("no shipped weights in this checkout")
-    return DEFAULT_WEIGHTS
+def weights(shipped_weights: Path) -> Path:
+    return shipped_weights
 
 
 @pytest.fixture

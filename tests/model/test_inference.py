@@ -22,15 +22,8 @@ def tiny_weights(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def shipped():
-    from model.weights import DEFAULT_WEIGHTS
-    from tests.conftest import IN_CI
-
-    if not DEFAULT_WEIGHTS.exists():
-        if IN_CI:
-            pytest.fail(f"shipped weights missing: {DEFAULT_WEIGHTS}")
-        pytest.skip("no shipped weights in this checkout")
-    return DEFAULT_WEIGHTS
+def shipped(shipped_weights):
+    return shipped_weights
 
 
 def synthetic_knee_dx(laterality="R", tags=True):

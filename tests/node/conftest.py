@@ -20,8 +20,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from dicomnode.db import Database
-from model.weights import DEFAULT_WEIGHTS
-from tests.conftest import IN_CI, free_port, require_tool
+from tests.conftest import free_port, require_tool
 
 
 def _pg_bin() -> Path:
@@ -100,14 +99,10 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def tiny_weights() -> Path:
+def tiny_weights(shipped_weights: Path) -> Path:
     """The shipped weights: small enough to run fast, and a real model that finds synthetic knees
     (an untrained bundle finds no knee at all and every image would be skipped)."""
-    if not DEFAULT_WEIGHTS.exists():
-        if IN_CI:
-            pytest.fail(f"shipped weights missing: {DEFAULT_WEIGHTS}")
-        pytest.skip("no shipped weights in this checkout")
-    return DEFAULT_WEIGHTS
+    return shipped_weights
 
 
 @pytest.fixture

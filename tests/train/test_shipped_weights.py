@@ -10,19 +10,13 @@ import pydicom
 import pytest
 
 from model.inference import KneeAligner
-from model.weights import DEFAULT_WEIGHTS
-from tests.conftest import IN_CI
 from train.data.splits import validation_seeds
 from train.synth import build_dataset, render_case, sample_case
 
 
 @pytest.fixture(scope="module")
-def aligner():
-    if not DEFAULT_WEIGHTS.exists():
-        if IN_CI:
-            pytest.fail(f"shipped weights missing: {DEFAULT_WEIGHTS}")
-        pytest.skip("no shipped weights in this checkout")
-    return KneeAligner.load()
+def aligner(shipped_weights):
+    return KneeAligner.load(shipped_weights)
 
 
 CASES = [("preop", "L", 6.0), ("preop", "R", -9.0), ("postop", "L", 3.0), ("postop", "R", 12.0)]
