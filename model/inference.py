@@ -15,6 +15,8 @@
    (134 pre-op or 181 post-op landmarks) runs on it; optionally once more on the frame rebuilt from its own
    reference points (refinement). Points are mapped back to the source image (and un-mirrored).
 4. Alignment: aTFA by FTS and FNTS; a whole-result confidence; below the threshold the result is low-confidence.
+   Besides the heatmaps, the confidence asks the image itself whether the shaft levels that fix the axes were
+   exposed (``model.exposure``): a level under the collimator is extrapolated and makes the result low-confidence.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pydicom
 import torch
 
 from model.alignment import compute_alignment
+from model.exposure import unexposed_levels
 from model.frames import apply_affine, frame_matrix, invert_affine, mirror_points
 from model.network import decode_heatmaps
 from model.preprocess import UnsupportedImage, letterbox, load_radiograph, to_network_input, warp_to_frame
@@ -130,7 +133,7 @@ class KneeAligner:
 
         landmarks = mirror_points(points, w) if laterality == "R" else points
         alignment = compute_alignment(landmarks, scheme, laterality, pixel_spacing_mm)
-        confidence = self._confidence(landmarks, conf, scheme, shift, alignment, (h, w), length,
+        confidence = self._confidence(image, landmarks, conf, scheme, shift, alignment, length,
                                       pixel_spacing_mm, float(ref_conf.min()), warnings)
         timings["total"] = sum(timings.values())
         return KneePrediction(
@@ -158,19 +161,25 @@ class KneeAligner:
         return tag, "tag"
 
     @staticmethod
-    def _confidence(landmarks, conf, scheme, shift, alignment, shape, length, spacing, global_conf,
+    def _confidence(image, landmarks, conf, scheme, shift, alignment, length, spacing, global_conf,
                     warnings) -> float:
         """Whole-result confidence in [0, 1]: the product of independent checks, each in [0, 1]."""
         roles = sorted({i for name in ROLE_NAMES for i in scheme.roles[name]})
         c_points = float(np.mean(conf[roles]))
         # The refined reference points should agree with the ones the frame was built from.
         c_consistency = float(np.clip(1.0 - shift / 0.15, 0.0, 1.0))
-        h, w = shape
+        h, w = image.shape
         role_pts = landmarks[roles]
         inside = (role_pts[:, 0] >= 0) & (role_pts[:, 0] <= w - 1) & (role_pts[:, 1] >= 0) & (role_pts[:, 1] <= h - 1)
         c_inside = 1.0 if inside.all() else 0.0
         if not inside.all():
             warnings.append("landmarks that define the axes fall outside the image (shaft cut short?)")
+        # Shaft levels under the collimator are extrapolated by the network: their cortices must show.
+        unexposed = unexposed_levels(image, landmarks, scheme.roles, length) if inside.all() else []
+        c_exposed = 0.0 if unexposed else 1.0
+        if unexposed:
+            levels = ", ".join(name.replace("_", " ") for name in unexposed)
+            warnings.append(f"no bone edges at the {levels} level (collimated or cut short?): axis extrapolated")
         c_plausible = 1.0
         if max(abs(alignment.atfa_fts_deg), abs(alignment.atfa_fnts_deg)) > 35:
             c_plausible = 0.0
@@ -180,4 +189,5 @@ class KneeAligner:
             if not 40.0 <= plateau_mm <= 120.0:
                 c_plausible = 0.0
                 warnings.append(f"implausible tibial plateau width {plateau_mm:.0f} mm")
-        return float(np.clip(c_points * c_consistency * c_inside * c_plausible, 0.0, 1.0)) * min(1.0, 2 * global_conf)
+        checks = c_points * c_consistency * c_inside * c_exposed * c_plausible
+        return float(np.clip(checks, 0.0, 1.0)) * min(1.0, 2 * global_conf)

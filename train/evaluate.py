@@ -2,9 +2,10 @@
 measure it as Hu et al. 2025 did (Table 1: rP2P/rP2C; Table 2: aTFA agreement by FTS and FNTS), plus phase and
 laterality accuracy and the low-confidence flag.
 
-Data: ``synthetic:test`` / ``synthetic:hard`` (the fixed held-out seeds of ``train.data.splits``, rendered in
-memory at each case's own pixel spacing), a folder of DICOM files with ground-truth JSON beside them, or a
-manifest. The reference angles are those of the ground-truth landmarks (the paper's "manual" measurements).
+Data: ``synthetic:test`` / ``synthetic:hard`` / ``synthetic:hard-open`` (the fixed held-out seeds of
+``train.data.splits``, rendered in memory at each case's own pixel spacing), a folder of DICOM files with
+ground-truth JSON beside them, or a manifest. The reference angles are those of the ground-truth landmarks (the
+paper's "manual" measurements).
 
 When the predicted phase differs from the true one, landmark errors are taken over the points the two schemes
 share (the 134 bone points; post-op adds the implant outlines after them). A case for which inference gives no
@@ -24,14 +25,19 @@ import numpy as np
 from tqdm import tqdm
 
 from model.alignment import compute_alignment
-from model.inference import KneeAligner
+from model.inference import ROLE_NAMES, KneeAligner
 from model.preprocess import UnsupportedImage
 from model.scheme import LandmarkScheme, load_scheme
 from train.data.manifest import ManifestEntry, load_entry, read_directory, read_manifest
 from train.data.sample import KneeSample
-from train.data.splits import HELD_OUT_SETS, held_out_seeds
+from train.data.splits import held_out_seeds
 from train.data.synthetic import render_samples, synthetic_sample
 from train.metrics import ICC_FORM, accuracy, agreement, relative_p2c, relative_p2p, summarize
+
+# Synthetic evaluation sets: name -> (held-out seeds of train.data.splits, hard distribution, collimator removed).
+# "hard-open" is the hard set with its collimator opened: rotation, noise, MONOCHROME1 and long stems without the
+# shafts cut short, so that their effect can be told apart from the crop's.
+SYNTHETIC_SETS = {"test": ("test", False, False), "hard": ("hard", True, False), "hard-open": ("hard", True, True)}
 
 
 @dataclass
@@ -53,6 +59,7 @@ class CaseResult:
     time_ms: float = math.nan
     atfa_fts_exact: float | None = None  # the generator's own angle, when known
     atfa_fnts_exact: float | None = None
+    axes_visible: bool | None = None  # every axis landmark in the exposed field (known for synthetic data)
     error: str | None = None  # why inference gave no result
     landmarks_pred: list = field(default_factory=list, repr=False)
 
@@ -79,11 +86,13 @@ def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1) ->
     """``synthetic:test``, ``synthetic:hard``, a directory of DICOM + ground-truth JSON, or a manifest file."""
     if spec.startswith("synthetic:"):
         name = spec.split(":", 1)[1]
-        if name not in HELD_OUT_SETS:
+        if name not in SYNTHETIC_SETS:
             raise ValueError(f"unknown synthetic set {spec!r}; use one of "
-                             + ", ".join(f"synthetic:{k}" for k in HELD_OUT_SETS))
-        jobs = [(seed, phase, name == "hard", None) for phase in ("preop", "postop")
-                for seed in (held_out_seeds(name, phase, n_per_phase) if n_per_phase else held_out_seeds(name, phase))]
+                             + ", ".join(f"synthetic:{k}" for k in SYNTHETIC_SETS))
+        seeds_of, hard, open_field = SYNTHETIC_SETS[name]
+        jobs = [(seed, phase, hard, None, open_field) for phase in ("preop", "postop")
+                for seed in (held_out_seeds(seeds_of, phase, n_per_phase) if n_per_phase
+                             else held_out_seeds(seeds_of, phase))]
         return EvalData(spec, len(jobs), lambda: render_samples(jobs, workers, desc=spec),
                         lambda i: synthetic_sample(*jobs[i]))
     path = Path(spec)
@@ -103,11 +112,21 @@ def comparable(pred: np.ndarray, pred_phase: str, gt: np.ndarray, gt_phase: str
     return pred[:pre.n_points], gt[:pre.n_points], pre
 
 
+def axes_visible(sample: KneeSample) -> bool | None:
+    """Whether every landmark that fixes the axes lies in the exposed field; None when the data do not say."""
+    visible = sample.meta.get("visible")
+    if visible is None:
+        return None
+    roles = sorted({i for name in ROLE_NAMES for i in sample.scheme.roles[name]})
+    return bool(np.all(np.asarray(visible)[roles]))
+
+
 def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags: bool) -> CaseResult:
     truth = compute_alignment(sample.landmarks, sample.scheme, sample.laterality)
     case = CaseResult(index=index, source=sample.source, phase=sample.phase, laterality=sample.laterality,
                       atfa_fts=truth.atfa_fts_deg, atfa_fnts=truth.atfa_fnts_deg,
-                      atfa_fts_exact=sample.atfa_fts_deg, atfa_fnts_exact=sample.atfa_fnts_deg)
+                      atfa_fts_exact=sample.atfa_fts_deg, atfa_fnts_exact=sample.atfa_fnts_deg,
+                      axes_visible=axes_visible(sample))
     t0 = time.perf_counter()
     try:
         pred = aligner.predict_image(sample.image, sample.laterality if use_tags else None, sample.pixel_spacing_mm)
@@ -152,6 +171,13 @@ def summarize_cases(cases: list[CaseResult]) -> dict:
                  "all": _phase_block(done), "confident": _phase_block(confident),
                  "n_low_confidence": len(done) - len(confident),
                  "fraction_not_reported": (len(sel) - len(confident)) / len(sel)}
+        known = [c for c in done if c.axes_visible is not None]
+        if known:  # how the low-confidence flag matches cases whose axis levels were really not exposed
+            hidden = [c for c in known if not c.axes_visible]
+            shown = [c for c in known if c.axes_visible]
+            block["flag_vs_axes_visible"] = {
+                "hidden": len(hidden), "hidden_flagged": sum(c.low_confidence for c in hidden),
+                "visible": len(shown), "visible_flagged": sum(c.low_confidence for c in shown)}
         exact = [c for c in sel if c.atfa_fnts_exact is not None]
         if exact:
             block["landmark_vs_exact_angle_max_abs_deg"] = {

@@ -73,6 +73,11 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
         parts.append(f"- {PHASE_TITLES[phase]}: {block['n']} cases; no result for {block['n_no_result']}; "
                      f"{block['n_low_confidence']} flagged low-confidence; "
                      f"{100 * block['fraction_not_reported']:.1f}% without a confident number")
+        match = block.get("flag_vs_axes_visible")
+        if match:
+            parts.append(f"  - flagged: {match['hidden_flagged']} of the {match['hidden']} cases with an axis landmark "
+                         f"outside the exposed field (ground truth), {match['visible_flagged']} of the "
+                         f"{match['visible']} with all of them exposed")
     if summary.get("time_ms"):
         parts.append(f"- Inference time per image: median {summary['time_ms']['median']:.0f} ms, "
                      f"95th percentile {summary['time_ms']['p95']:.0f} ms")
@@ -84,7 +89,8 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
         "", "## Table 2: aTFA agreement with the angles of the ground-truth landmarks",
         "", (f"ICC form: {summary['icc_form']}; 95% CI after McGraw & Wong (1996). MAD: mean absolute difference. "
              "BAA: Bland-Altman bias (automated minus reference) and 95% limits of agreement. A sign error is a "
-             "case read on the other side of zero by more than 1°."), "", table2(summary), "",
+             "case read on the other side of zero from the reference and more than 1° away from it."),
+        "", table2(summary), "",
     ]
     exact = {p: b["landmark_vs_exact_angle_max_abs_deg"] for p, b in summary["phases"].items()
              if "landmark_vs_exact_angle_max_abs_deg" in b}

@@ -111,7 +111,8 @@ def confidence_text(prediction: KneePrediction) -> str:
 def status_note(prediction: KneePrediction) -> str:
     """One sentence stating the result's status, for the SR and the overlays."""
     if prediction.low_confidence:
-        return (f"{LOW_CONFIDENCE_TEXT}: {confidence_text(prediction)}. "
+        reasons = f" Why: {'; '.join(prediction.warnings)}." if prediction.warnings else ""
+        return (f"{LOW_CONFIDENCE_TEXT}: {confidence_text(prediction)}.{reasons} "
                 "The angles are shown for review only; check the landmarks before any use.")
     return f"Result above the confidence threshold: {confidence_text(prediction)}."
 

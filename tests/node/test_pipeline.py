@@ -48,7 +48,7 @@ def _count(db: Database, model) -> int:
 
 
 def test_a_job_writes_its_outputs_and_one_result(config, db, predictor):
-    ds = synthetic_knee(21)
+    ds = synthetic_knee(24)  # every shaft level exposed (seed 21 has its distal tibia collimated)
     _receive(db, config, ds)
     runner = JobRunner(config, db, predictor)
     job = claim_job(db, "host:1")

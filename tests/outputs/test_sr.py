@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -107,6 +109,8 @@ def test_low_confidence_is_stated_plainly(low_case, left_case):
     assert "Low confidence: not a valid measurement" in text  # the coded result status
     confident = build_sr(left_case.source, left_case.prediction)
     assert "LOW CONFIDENCE" not in all_text(confident).upper()
+    why = dataclasses.replace(low_case.prediction, warnings=["no bone edges at the tibial shaft distal level"])
+    assert "Why: no bone edges at the tibial shaft distal level." in all_text(build_sr(low_case.source, why))
     assert "Confidence at or above threshold" in all_text(confident)
 
 

@@ -50,6 +50,27 @@ def test_summary_perfect_and_flagged_cases():
     assert (picked["best"].index, picked["median"].index, picked["worst"].index) == (0, 2, 3)
 
 
+def test_flag_is_matched_against_the_exposed_field():
+    cases = [_case(0, "postop", 5.0, 5.1, 0.5, axes_visible=True),
+             _case(1, "postop", 5.0, 5.0, 0.5, low=True, axes_visible=True),
+             _case(2, "postop", 1.0, -3.0, 2.0, low=True, axes_visible=False),
+             _case(3, "postop", 1.0, 1.5, 2.0, axes_visible=False),
+             _case(4, "postop", 1.0, 1.5, 2.0, low=True, axes_visible=False)]
+    block = summarize_cases(cases)["phases"]["postop"]
+    assert block["flag_vs_axes_visible"] == {"hidden": 3, "hidden_flagged": 2, "visible": 2, "visible_flagged": 1}
+    assert "flag_vs_axes_visible" not in summarize_cases([_case(0, "preop", 5.0, 5.0, 0.5)])["phases"]["preop"]
+
+
+def test_synthetic_samples_know_which_axis_landmarks_were_exposed():
+    from train.data.synthetic import synthetic_sample
+    from train.evaluate import axes_visible
+
+    # seed 21 of the generator collimates the distal tibial shaft level; seed 24 exposes every level
+    assert axes_visible(synthetic_sample(21, spacing_mm=1.0)) is False
+    assert axes_visible(synthetic_sample(24, spacing_mm=1.0)) is True
+    assert axes_visible(synthetic_sample(21, spacing_mm=1.0, open_field=True)) is True  # collimator removed
+
+
 def test_comparable_uses_shared_points_when_phase_is_wrong():
     post = np.zeros((181, 2))
     pre = np.ones((134, 2))

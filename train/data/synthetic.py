@@ -6,6 +6,7 @@ Rendering uses worker processes (``spawn``, so they never inherit torch's thread
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -19,11 +20,14 @@ from train.data.store import SampleStore
 
 
 def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False,
-                     spacing_mm: float | None = None) -> KneeSample:
-    """Render the case of ``seed`` and normalise it exactly as ``model.preprocess`` does for DICOM input."""
+                     spacing_mm: float | None = None, open_field: bool = False) -> KneeSample:
+    """Render the case of ``seed`` and normalise it exactly as ``model.preprocess`` does for DICOM input.
+    ``open_field`` removes the collimator (the image's own borders still crop)."""
     from train.synth import render_case, sample_case  # the generator is imported only when used
 
     case = sample_case(seed, phase=phase, hard=hard)
+    if open_field:
+        case = dataclasses.replace(case, acquisition=dataclasses.replace(case.acquisition, collimation=None))
     img = render_case(case, pixel_spacing_mm=spacing_mm)
     return KneeSample(
         image=normalize_image(img.image, img.photometric),
@@ -34,19 +38,21 @@ def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False,
         source=f"synthetic:{seed}{':hard' if hard else ''}",
         atfa_fts_deg=float(img.atfa_fts_deg),
         atfa_fnts_deg=float(img.atfa_fnts_deg),
+        meta={"visible": img.visible},  # per landmark: inside the image and the exposed field
     )
 
 
-def _render_job(job: tuple[int, str | None, bool, float | None]) -> KneeSample:
+def _render_job(job: tuple) -> KneeSample:
     import cv2
 
     cv2.setNumThreads(1)
     return synthetic_sample(*job)
 
 
-def render_samples(jobs: Sequence[tuple[int, str | None, bool, float | None]], workers: int = 1,
+def render_samples(jobs: Sequence[tuple], workers: int = 1,
                    desc: str = "render") -> Iterator[KneeSample]:
-    """Render ``(seed, phase, hard, spacing_mm)`` jobs in order, in ``workers`` processes when > 1."""
+    """Render ``(seed, phase, hard, spacing_mm[, open_field])`` jobs (``synthetic_sample``'s arguments) in
+    order, in ``workers`` processes when > 1."""
     bar = tqdm(total=len(jobs), desc=desc, unit="img", dynamic_ncols=True, leave=False)
     try:
         if workers <= 1:

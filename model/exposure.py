@@ -1,0 +1,79 @@
+"""Are the shaft landmarks that fix the axes on visible bone?
+
+FTS and FNTS take the shaft midpoints at 0.8 and 1.3 plateau widths from the joint. When the collimator or a
+tight crop cuts the shafts shorter than that, the landmark network still places those points, extrapolating
+from the knee, and the angle can be several degrees off while every heatmap looks sharp. What the network
+cannot fake is the image: a shaft level that was exposed shows the two cortices as intensity steps between
+bone and soft tissue; one under the collimator shows a flat field.
+
+``cortex_steps`` measures, for each shaft level, the smaller of the two steps across the predicted cortex
+points: the image is resampled so that the plateau width spans ``WORK_PX_PER_L`` pixels (area averaging, which
+also averages the noise away), a profile is taken along the line through the two cortex points, and at each
+point the mean over a few samples outside is compared with the mean over a few samples inside. On the
+normalised image (``model.preprocess``: [0, 1], bone bright) exposed shafts step by 0.1-0.5; a level under the
+collimator by 0 to a few hundredths.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Working resolution: pixels per reference length (tibial plateau width).
+WORK_PX_PER_L = 64.0
+# Below this step (fraction of the normalised display range) a cortex is taken as not visible.
+MIN_CORTEX_STEP = 0.08
+# The profile runs this fraction of the shaft width beyond each cortex point, sampled this many times.
+PROFILE_EXTENSION = 0.3
+PROFILE_SAMPLES = 64
+# Samples averaged on each side of a cortex point.
+STEP_SAMPLES = 4
+SHAFT_ROLES = ("femoral_shaft_proximal", "femoral_shaft_distal", "tibial_shaft_proximal", "tibial_shaft_distal")
+
+
+def _profile(image: np.ndarray, start: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:
+    """Bilinear samples from ``start`` to ``end``; beyond the border the edge pixels are repeated (landmarks
+    outside the image are the caller's other check)."""
+    t = np.linspace(0.0, 1.0, n, dtype=np.float32)
+    xs = (start[0] + t * (end[0] - start[0])).astype(np.float32)[None]
+    ys = (start[1] + t * (end[1] - start[1])).astype(np.float32)[None]
+    return cv2.remap(image, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
+
+
+def _step(before: np.ndarray, after: np.ndarray) -> float:
+    return float(abs(after.mean() - before.mean()))
+
+
+def pair_step(image: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """The smaller intensity step across two cortex points ``a`` and ``b`` (``[x, y]`` in ``image``'s pixels)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    d = b - a
+    n, k, ext = PROFILE_SAMPLES, STEP_SAMPLES, PROFILE_EXTENSION
+    prof = _profile(image, a - ext * d, b + ext * d, n)
+    ia = round(ext / (1 + 2 * ext) * (n - 1))
+    ib = round((1 + ext) / (1 + 2 * ext) * (n - 1))
+    step_a = _step(prof[ia - k:ia], prof[ia + 1:ia + 1 + k])
+    step_b = _step(prof[ib - k:ib], prof[ib + 1:ib + 1 + k])
+    return min(step_a, step_b)
+
+
+def cortex_steps(image: np.ndarray, landmarks: np.ndarray, pairs: dict[str, tuple[int, int]],
+                 reference_length_px: float) -> dict[str, float]:
+    """Per named landmark pair (two cortex points of one shaft level), the smaller step across its cortices.
+
+    ``image`` is the normalised radiograph the ``landmarks`` (``[x, y]`` pixels) refer to.
+    """
+    scale = min(1.0, WORK_PX_PER_L / max(reference_length_px, 1e-6))
+    small = np.ascontiguousarray(image, dtype=np.float32)
+    if scale < 1.0:
+        small = cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    pts = (np.asarray(landmarks, np.float64) + 0.5) * scale - 0.5  # cv2.resize's pixel-centre convention
+    return {name: pair_step(small, pts[i], pts[j]) for name, (i, j) in pairs.items()}
+
+
+def unexposed_levels(image: np.ndarray, landmarks: np.ndarray, roles: dict[str, tuple[int, ...]],
+                     reference_length_px: float, min_step: float = MIN_CORTEX_STEP) -> list[str]:
+    """The shaft levels (role names) whose cortices do not show in the image: collimated, cut short or blank."""
+    pairs = {name: tuple(roles[name]) for name in SHAFT_ROLES}
+    steps = cortex_steps(image, landmarks, pairs, reference_length_px)
+    return [name for name in SHAFT_ROLES if steps[name] < min_step]
