@@ -179,7 +179,7 @@ class KneeAligner:
         c_exposed = 0.0 if unexposed else 1.0
         if unexposed:
             levels = ", ".join(name.replace("_", " ") for name in unexposed)
-            warnings.append(f"no bone edges at the {levels} level (collimated or cut short?): axis extrapolated")
+            warnings.append(f"no bone edges at {levels} level (collimated or cut short?)")
         c_plausible = 1.0
         if max(abs(alignment.atfa_fts_deg), abs(alignment.atfa_fnts_deg)) > 35:
             c_plausible = 0.0

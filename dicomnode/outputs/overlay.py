@@ -127,6 +127,7 @@ def summary_lines(prediction: KneePrediction, degree_sign: str = DEGREE_SIGN) ->
     lines = []
     if low:
         lines.append(TextLine(LOW_CONFIDENCE_TEXT, "warning", emphasis=True))
+        lines += [TextLine(f"Why: {reason}", "warning") for reason in prediction.warnings[:2]]
     lines += [
         TextLine(f"{lat} knee, {phase_word(prediction)}", "text"),
         TextLine(f"aTFA FNTS: {format_angle(angle_value(prediction, 'fnts'), degree_sign)}{flag}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -50,6 +52,15 @@ def test_references_laterality_and_study(low_case):
     assert "LOW CONFIDENCE - NOT A VALID MEASUREMENT" in shown
     assert any(t.startswith("aTFA FNTS: -") and "varus (unreliable)" in t for t in shown)
     assert any(t.startswith("NOT FOR DIAGNOSTIC USE") for t in shown)
+
+
+def test_a_low_confidence_result_says_why(low_case, left_case, tmp_path):
+    reason = "no bone edges at tibial shaft distal level (collimated or cut short?)"
+    ps = build_gsps(low_case.source, dataclasses.replace(low_case.prediction, warnings=[reason]))
+    assert f"Why: {reason}" in texts(ps)
+    assert dciodvfy(save(ps, tmp_path / "ps.dcm")).errors == []
+    confident = build_gsps(left_case.source, dataclasses.replace(left_case.prediction, warnings=[reason]))
+    assert not any(t.startswith("Why:") for t in texts(confident))  # reasons go with low confidence only
 
 
 def test_axes_and_landmarks_in_dicom_pixel_coordinates(left_case):
