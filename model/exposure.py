@@ -74,6 +74,6 @@ def cortex_steps(image: np.ndarray, landmarks: np.ndarray, pairs: dict[str, tupl
 def unexposed_levels(image: np.ndarray, landmarks: np.ndarray, roles: dict[str, tuple[int, ...]],
                      reference_length_px: float, min_step: float = MIN_CORTEX_STEP) -> list[str]:
     """The shaft levels (role names) whose cortices do not show in the image: collimated, cut short or blank."""
-    pairs = {name: tuple(roles[name]) for name in SHAFT_ROLES}
+    pairs = {name: roles[name] for name in SHAFT_ROLES}
     steps = cortex_steps(image, landmarks, pairs, reference_length_px)
     return [name for name in SHAFT_ROLES if steps[name] < min_step]

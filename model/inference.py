@@ -41,8 +41,6 @@ from model.weights import ModelBundle, load_bundle
 TAG_OVERRULE_PROBABILITY = 0.95
 # Reference points closer than this fraction of the image's longer side mean no knee was found.
 MIN_REFERENCE_FRACTION = 0.02
-ROLE_NAMES = ("reference", "femoral_shaft_proximal", "femoral_shaft_distal", "femoral_notch",
-              "tibial_shaft_proximal", "tibial_shaft_distal")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -164,7 +162,7 @@ class KneeAligner:
     def _confidence(image, landmarks, conf, scheme, shift, alignment, length, spacing, global_conf,
                     warnings) -> float:
         """Whole-result confidence in [0, 1]: the product of independent checks, each in [0, 1]."""
-        roles = sorted({i for name in ROLE_NAMES for i in scheme.roles[name]})
+        roles = scheme.axis_indices
         c_points = float(np.mean(conf[roles]))
         # The refined reference points should agree with the ones the frame was built from.
         c_consistency = float(np.clip(1.0 - shift / 0.15, 0.0, 1.0))

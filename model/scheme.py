@@ -63,6 +63,11 @@ class LandmarkScheme:
     def role(self, name: str) -> tuple[int, int]:
         return self.roles[name]
 
+    @property
+    def axis_indices(self) -> list[int]:
+        """The landmarks the angles are built from (every point of the required roles), in index order."""
+        return sorted({i for name in REQUIRED_ROLES for i in self.roles[name]})
+
     def curve(self, name: str) -> Curve:
         for c in self.curves:
             if c.name == name:

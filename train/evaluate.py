@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from model.alignment import compute_alignment
-from model.inference import ROLE_NAMES, KneeAligner
+from model.inference import KneeAligner
 from model.preprocess import UnsupportedImage
 from model.scheme import LandmarkScheme, load_scheme
 from train.data.manifest import ManifestEntry, load_entry, read_directory, read_manifest
@@ -117,8 +117,7 @@ def axes_visible(sample: KneeSample) -> bool | None:
     visible = sample.meta.get("visible")
     if visible is None:
         return None
-    roles = sorted({i for name in ROLE_NAMES for i in sample.scheme.roles[name]})
-    return bool(np.all(np.asarray(visible)[roles]))
+    return bool(np.all(np.asarray(visible)[sample.scheme.axis_indices]))
 
 
 def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags: bool) -> CaseResult:
