@@ -140,7 +140,7 @@ class KneeAligner:
             alignment=alignment, confidence=confidence, confidence_threshold=self.confidence_threshold,
             pixel_spacing_mm=pixel_spacing_mm, reference_length_px=length,
             model_name=self.bundle.name, model_version=self.bundle.version,
-            timings_ms=timings, warnings=warnings,
+            timings_ms=timings, warnings=warnings, model_sha256=self.bundle.sha256,
         )
 
     @staticmethod
