@@ -15,6 +15,7 @@ destination that does not accept JPEG 2000 gets it decompressed at sending time 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import cv2
@@ -47,6 +48,7 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 SHIFT = 4  # OpenCV fixed-point bits for sub-pixel drawing
 SOURCE_FOR_PROCESSING = ("121322", "DCM", "Source image for image processing operation")
 SC_TRANSFER_SYNTAXES = (JPEG2000Lossless, ExplicitVRLittleEndian)  # the first is the default
+logging.getLogger("openjpeg").setLevel(logging.WARNING)  # it logs "tile number 1 / 1" at INFO for every encode
 
 
 class _Pen:

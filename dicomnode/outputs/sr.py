@@ -13,8 +13,7 @@ Content tree (one document per source image):
 
 What a viewer draws: OHIF (3.x) draws each group as one annotation whose label lists "concept name: value unit"
 for every NUM, at most 5 lines. So this report holds only what the surgeon came for, the angles and their axes;
-a low-confidence angle is named "aTFA (FNTS) LOW CONFIDENCE - not a valid measurement", so the warning is in the
-label itself. Landmark outlines and per-curve confidences are in the optional landmark-detail SR
+a low-confidence angle is named "aTFA (FNTS) LOW CONFIDENCE", so the warning is in the label itself. Landmark outlines and per-curve confidences are in the optional landmark-detail SR
 (:mod:`.sr_landmarks`), whose labels would otherwise cover the bones. SCOORD coordinates: see :mod:`.common`.
 
 To add a measurement (a joint line angle, a joint space width), add it to :func:`alignment_measurements`, or
