@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -15,6 +16,17 @@ from tests.conftest import free_port, require_tool
 from tests.node.nodeproc import wait_for
 
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
+def start_server(command: list[str], log_path: Path, is_up: Callable[[], bool], name: str,
+                 timeout: float = 60) -> subprocess.Popen:
+    """Start a server with its output in ``log_path`` and wait until ``is_up()``; fail with the log's end if it
+    exits instead."""
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    wait_for(lambda: is_up() or process.poll() is not None, timeout, f"{name} to start")
+    assert process.poll() is None, f"{name} exited at start-up:\n{log_path.read_text(errors='replace')[-3000:]}"
+    return process
 
 
 class Orthanc:
@@ -43,11 +55,8 @@ class Orthanc:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Orthanc:
-        log = open(self.workdir / "orthanc.log", "ab")  # noqa: SIM115 - the child keeps it
-        self.process = subprocess.Popen([self.binary, str(self.config_path)], stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_for(lambda: self._up() or self.process.poll() is not None, 60, "Orthanc to start")
-        assert self.process.poll() is None, (self.workdir / "orthanc.log").read_text()[-3000:]
+        self.process = start_server([self.binary, str(self.config_path)], self.workdir / "orthanc.log",
+                                    self._up, "Orthanc")
         return self
 
     def _up(self) -> bool:

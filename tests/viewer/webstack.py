@@ -13,8 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import REPO, free_port, require_tool
-from tests.node.nodeproc import wait_for
-from tests.pacs import Orthanc
+from tests.pacs import Orthanc, start_server
 
 OHIF_DIR = REPO / ".cache" / "ohif"
 APP_CONFIG = Path(__file__).with_name("app-config.js")
@@ -77,13 +76,10 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Nginx:
-        log = open(self.workdir / "nginx.out", "ab")  # noqa: SIM115 - the child keeps it
-        self.process = subprocess.Popen([self.binary, "-c", str(self.conf), "-p", str(self.workdir),
-                                         "-e", str(self.workdir / "nginx-error.log")],
-                                        stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_for(lambda: self._up() or self.process.poll() is not None, 30, "nginx to start")
-        assert self.process.poll() is None, (self.workdir / "nginx-error.log").read_text()[-2000:]
+        # nginx writes its own errors to nginx-error.log (-e); what it prints at start-up goes to nginx.out
+        self.process = start_server([self.binary, "-c", str(self.conf), "-p", str(self.workdir),
+                                     "-e", str(self.workdir / "nginx-error.log")], self.workdir / "nginx.out",
+                                    self._up, "nginx", timeout=30)
         return self
 
     def _up(self) -> bool:
