@@ -12,8 +12,9 @@ packages=(python3-venv)
 extras="postgres"
 if [ "${1:-}" = "--test" ]; then
   # dcmtk: storescu/storescp/echoscu/dsrdump/dcmpschk; dicom3tools: dciodvfy/dcentvfy; Orthanc: a real PACS;
-  # PostgreSQL: the multi-worker database path; PixelMed (Java): the TID 1500 SR validator.
-  packages+=(dcmtk dicom3tools orthanc postgresql libpixelmed-java default-jre-headless)
+  # PostgreSQL: the multi-worker database path; PixelMed (Java): the TID 1500 SR validator;
+  # Chromium: the browser tests (driven by pip's playwright, which never downloads a browser of its own).
+  packages+=(dcmtk dicom3tools orthanc postgresql libpixelmed-java default-jre-headless chromium)
   extras="test"
 fi
 missing=()

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -240,6 +241,17 @@ class HttpSection(_Section):
     port: Port = 8080
     token: SecretStr | None = Field(default=None, description="bearer token / login secret, at least 16 characters")
     show_patient_data: bool = Field(default=False, description="patient name and ID on the status page")
+    public_origin: str | None = Field(default=None, description="https://name[:port] of a reverse proxy in front")
+
+    @field_validator("public_origin")
+    @classmethod
+    def _origin_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") or parts.query:
+            raise ValueError(f"{value!r} is not an origin such as https://kneealign.example.org[:port]")
+        return f"{parts.scheme}://{parts.netloc}".lower()
 
     @field_validator("token")
     @classmethod

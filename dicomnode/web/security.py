@@ -4,10 +4,11 @@
   ``Authorization: Bearer <token>``; a browser logs in once with the token and gets a session cookie
   (HttpOnly, SameSite=Strict) whose value is an HMAC of the token, so changing the token logs everyone out.
   ``/healthz`` and ``/readyz`` stay open for orchestrators' probes; they reveal no patient data.
-- **Host check** when bound to loopback: the Host header must name a loopback address. This defeats DNS
-  rebinding, where a hostile web page gets a name of its own to resolve to 127.0.0.1.
+- **Host check** when bound to loopback: the Host header must name a loopback address (or the host of
+  ``http.public_origin``). This defeats DNS rebinding, where a hostile web page gets a name of its own to
+  resolve to 127.0.0.1.
 - **Forged POSTs (CSRF)**: every POST needs an Origin header (or, lacking one, a Referer) naming this very
-  origin, and forms carry a CSRF token (an HMAC of the session with a secret made at start-up) that a page
+  origin (or ``http.public_origin``, the origin browsers see behind a reverse proxy), and forms carry a CSRF token (an HMAC of the session with a secret made at start-up) that a page
   of another origin cannot read. The page has no JavaScript, and a Content-Security-Policy forbids any.
 """
 
@@ -49,6 +50,8 @@ class Security:
     def __init__(self, http: HttpSection) -> None:
         self._token = http.token.get_secret_value() if http.token is not None else None
         self.loopback_only = is_loopback(http.bind)
+        self.public_origin = http.public_origin
+        self._public_host = urlsplit(http.public_origin).netloc if http.public_origin else None
         self._csrf_key = secrets.token_bytes(32)
 
     @property
@@ -57,7 +60,8 @@ class Security:
 
     # -- requests ---------------------------------------------------------------------------------------
     def host_allowed(self, request: Request) -> bool:
-        return not self.loopback_only or is_loopback(host_name(request.headers.get("host", "")))
+        host = request.headers.get("host", "")
+        return not self.loopback_only or is_loopback(host_name(host)) or host.lower() == self._public_host
 
     def session_value(self) -> str:
         """The cookie a browser gets after logging in with the token."""
@@ -82,12 +86,12 @@ class Security:
 
     def same_origin(self, request: Request) -> bool:
         """True if the POST comes from a page of this origin (Origin header, else Referer)."""
-        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        allowed = {f"{request.url.scheme}://{request.headers.get('host', '')}".lower(), self.public_origin}
         origin = request.headers.get("origin")
-        if origin is not None:
-            return origin == own
-        referer = urlsplit(request.headers.get("referer", ""))
-        return bool(referer.scheme) and f"{referer.scheme}://{referer.netloc}" == own
+        if origin is None:
+            referer = urlsplit(request.headers.get("referer", ""))
+            origin = f"{referer.scheme}://{referer.netloc}" if referer.scheme and referer.netloc else None
+        return origin is not None and origin.lower() in allowed
 
     def post_allowed(self, request: Request, csrf: str | None) -> bool:
         return self.same_origin(request) and csrf is not None and hmac.compare_digest(

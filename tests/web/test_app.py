@@ -208,3 +208,16 @@ def test_posts_need_this_origin_and_the_page_s_form_token(serve):
     assert f"delivery {populated.dead_delivery_id} queued again" in call(port, "GET", "/").text
     with node.db.session() as session:
         assert {d.state for d in session.scalars(select(Delivery))} == {"delivered", "pending"}
+
+
+def test_behind_a_reverse_proxy_its_public_origin_is_accepted(serve):
+    proxy = "https://kneealign.example.org"
+    node, port, populated = serve(http={"public_origin": proxy + "/", "port": free_port()})
+    via_proxy = {"Host": "kneealign.example.org"}
+    page = call(port, "GET", "/", via_proxy)
+    assert page.status == 200
+    action = f"/deliveries/{populated.dead_delivery_id}/requeue"
+    assert call(port, "POST", action, {**via_proxy, "Origin": "https://elsewhere.example.org"},
+                {"csrf": csrf_of(page.text)}).status == 403
+    assert call(port, "POST", action, {**via_proxy, "Origin": proxy}, {"csrf": csrf_of(page.text)}).status == 303
+    assert call(port, "GET", "/", {"Host": "other.example.org"}).status == 400
