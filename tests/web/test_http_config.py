@@ -3,12 +3,17 @@ it), the token never printed, and the status page's port apart from the DICOM po
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+
 import pytest
 import yaml
 
 from dicomnode.config import ConfigError, NodeConfig, is_loopback, load_config
 from dicomnode.web.identity import SHIPPED_WEIGHTS
-from tests.node.nodeproc import node_config
+from tests.conftest import free_port
+from tests.node.nodeproc import child_env, node_config
 from tests.node.test_cli import dicomnode
 
 TOKEN = "s3cret-token-for-the-status-page"
@@ -77,3 +82,14 @@ def test_public_origin_is_an_origin(origin):
         NodeConfig.model_validate({"http": {"public_origin": origin}})
     assert NodeConfig.model_validate({"http": {"public_origin": "HTTPS://Node.example:8443"}}).http.public_origin == (
         "https://node.example:8443")
+
+
+def test_serve_stops_at_start_up_when_the_http_port_is_taken(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = node_config(tmp_path, free_port(), free_port(), None, http={"port": port})
+        run = subprocess.run([sys.executable, "-m", "dicomnode", "serve", "--config", str(config)], cwd=tmp_path,
+                             env=child_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert f"cannot start: cannot listen on 127.0.0.1:{port} (http): Address already in use" in run.stderr
+    assert "worker" not in run.stderr, "no child process was started"

@@ -96,7 +96,8 @@ def test_page_shows_the_job_just_sent_and_requeues_a_dead_delivery(tmp_path, shi
         page.goto(base + "/")
         assert page.url == base + "/login"
         page.fill("#token", TOKEN)
-        page.click("button[type=submit]")
+        with page.expect_navigation():
+            page.click("button[type=submit]")
         assert page.url == base + "/"
         job_row = page.locator("#jobs tr", has=page.locator(f'[data-sop-instance-uid="{knee_uid}"]'))
         assert job_row.get_attribute("data-state") == "done"
@@ -113,11 +114,13 @@ def test_page_shows_the_job_just_sent_and_requeues_a_dead_delivery(tmp_path, shi
         assert dead.count() == 2
         destination.start()
         peer = page.locator('#peers tr[data-peer="modality"]')
-        peer.get_by_role("button", name="C-ECHO").click()
+        with page.expect_navigation():
+            peer.get_by_role("button", name="C-ECHO").click()
         assert peer.locator("td.echo").inner_text().startswith("success in")
 
         requeued = int(dead.first.get_attribute("id").removeprefix("delivery-"))
-        dead.first.get_by_role("button", name="Requeue").click()
+        with page.expect_navigation():
+            dead.first.get_by_role("button", name="Requeue").click()
         assert f"delivery {requeued} queued again" in page.inner_text("#actions")
         wait_for(lambda: _deliveries(tmp_path)[requeued] == "delivered", 60, "the requeued delivery to arrive")
         page.reload()
