@@ -40,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dicomnode.db import redact_url
 from dicomnode.db.deliveries import retry_dead_deliveries
 from dicomnode.db.jobs import retry_job
+from dicomnode.scu import echo
 from dicomnode.web import health, queries
 from dicomnode.web.control import NodeControl
 from dicomnode.web.identity import NOT_FOR_CLINICAL_USE, model_card, node_version
@@ -169,7 +170,7 @@ class StatusApp:
         jobs = queries.recent_jobs(control.db, RECENT_JOBS) if database_ok else []
         now = _utcnow()
         return {
-            "node": config.node, "host": getattr(control, "host", ""), "version": node_version(),
+            "node": config.node, "host": control.host, "version": node_version(),
             "database": redact_url(config.database.url), "storage": config.storage, "processing": config.processing,
             "started_at": control.started_at, "uptime": str(now - control.started_at).split(".")[0], "now": now,
             "card": self.card, "not_for_clinical_use": NOT_FOR_CLINICAL_USE,
@@ -224,8 +225,6 @@ class StatusApp:
         return RedirectResponse("/", 303)
 
     async def echo(self, request: Request) -> Response:
-        from dicomnode.scu import echo
-
         await self._checked_form(request)
         name = request.path_params["name"]
         try:
@@ -252,7 +251,7 @@ class StatusApp:
     async def requeue_delivery(self, request: Request) -> Response:
         await self._checked_form(request)
         delivery_id = request.path_params["delivery_id"]
-        count = await run_in_threadpool(retry_dead_deliveries, self.control.db, None, delivery_id)
+        count = await run_in_threadpool(retry_dead_deliveries, self.control.db, delivery_id=delivery_id)
         if not count:
             raise HTTPException(409, f"delivery {delivery_id} is not dead (or does not exist)")
         self.control.dispatch_soon()

@@ -25,6 +25,7 @@ class ProcessState:
 class NodeControl(Protocol):
     config: NodeConfig
     db: Database | None
+    host: str  # this machine's name
     started_at: datetime  # UTC
 
     @property

@@ -77,12 +77,15 @@ def _process_checks(control: NodeControl) -> dict[str, Check]:
     workers = [s for s in states if s.name != "receiver"]
     serving = sum(1 for w in workers if w.alive and w.ready)
     listening = bool(receiver) and receiver[0].alive and receiver[0].ready
-    return {
-        "receiver": Check(listening, "listening" if listening else "not running (restarting?)"),
-        "model": Check(serving > 0, f"loaded by {serving} of {len(workers)} worker(s)" if serving else
-                       f"not loaded: none of {len(workers)} worker(s) has the model (a worker that cannot load "
-                       "it exits; see the log)"),
-    }
+    if serving:
+        model = Check(True, f"loaded by {serving} of {len(workers)} worker(s)")
+    elif control.starting:
+        model = Check(False, "not loaded yet: the workers are loading it")
+    else:
+        model = Check(False, f"not loaded: none of {len(workers)} worker(s) has the model (a worker that cannot "
+                             "load it exits and is restarted; see the log)")
+    return {"receiver": Check(listening, "listening" if listening else "not running (being restarted?)"),
+            "model": model}
 
 
 def readiness(control: NodeControl) -> Readiness:

@@ -8,8 +8,9 @@
   ``http.public_origin``). This defeats DNS rebinding, where a hostile web page gets a name of its own to
   resolve to 127.0.0.1.
 - **Forged POSTs (CSRF)**: every POST needs an Origin header (or, lacking one, a Referer) naming this very
-  origin (or ``http.public_origin``, the origin browsers see behind a reverse proxy), and forms carry a CSRF token (an HMAC of the session with a secret made at start-up) that a page
-  of another origin cannot read. The page has no JavaScript, and a Content-Security-Policy forbids any.
+  origin (or ``http.public_origin``, the origin browsers see behind a reverse proxy), and forms carry a CSRF
+  token (an HMAC of the session with a secret made at start-up) that a page of another origin cannot read.
+  The page has no JavaScript, and a Content-Security-Policy forbids any.
 """
 
 from __future__ import annotations

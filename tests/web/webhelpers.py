@@ -33,6 +33,7 @@ class FakeNode:
 
     config: NodeConfig
     db: Database | None
+    host: str = "testhost"
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
     processes: list[ProcessState] = field(default_factory=lambda: [
         ProcessState("worker-0", 101, True, True), ProcessState("receiver", 102, True, True)])
