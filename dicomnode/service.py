@@ -58,6 +58,7 @@ def receiver_main(config: NodeConfig, jobs_ready: Semaphore, ready: Semaphore) -
     from dicomnode.receive import Receiver, StoredInstance
 
     configure_logging(config.logging.level)
+    events.prepare(config)
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -201,6 +202,7 @@ class Service:
         if not self.config.http.enabled:
             return
         self._metrics_dir = multiproc.prepare()
+        events.prepare(self.config)
         from dicomnode.web.app import create_app  # imports prometheus_client: after multiproc.prepare()
         from dicomnode.web.server import HttpServer, HttpServerError
 

@@ -97,6 +97,7 @@ def worker_main(config: NodeConfig, jobs_ready: Semaphore, results_ready: Semaph
     """Entry point of a worker process (``multiprocessing`` spawn target). ``ready`` is released once the
     model is loaded."""
     configure_logging(config.logging.level)
+    events.prepare(config)
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -37,13 +37,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicomnode import software_version
 from dicomnode.db import redact_url
 from dicomnode.db.deliveries import retry_dead_deliveries
 from dicomnode.db.jobs import retry_job
 from dicomnode.scu import echo
 from dicomnode.web import health, queries
 from dicomnode.web.control import NodeControl
-from dicomnode.web.identity import NOT_FOR_CLINICAL_USE, model_card, node_version
+from dicomnode.web.identity import NOT_FOR_CLINICAL_USE, model_card
 from dicomnode.web.metrics import build_registry
 from dicomnode.web.patient import PatientLookup
 from dicomnode.web.security import SECURITY_HEADERS, SESSION_COOKIE, Security
@@ -170,7 +171,7 @@ class StatusApp:
         jobs = queries.recent_jobs(control.db, RECENT_JOBS) if database_ok else []
         now = _utcnow()
         return {
-            "node": config.node, "host": control.host, "version": node_version(),
+            "node": config.node, "host": control.host, "version": software_version(),
             "database": redact_url(config.database.url), "storage": config.storage, "processing": config.processing,
             "started_at": control.started_at, "uptime": str(now - control.started_at).split(".")[0], "now": now,
             "card": self.card, "not_for_clinical_use": NOT_FOR_CLINICAL_USE,

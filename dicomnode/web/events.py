@@ -3,21 +3,26 @@
 the dispatcher (delivery attempts, time from receipt to delivery). ``/metrics`` exports them together
 (``dicomnode.web.multiproc``).
 
-The metrics are created on first use, not at import, so that a process's first event comes after
-``multiproc.prepare()``. They are registered in no registry: in the service the multiprocess collector reads
-them from their files; elsewhere (tests, ``dicomnode process``) they only count in memory.
+The metrics are created by :func:`prepare` when a process of the service starts (or on first use), not at
+import, so that they come after ``multiproc.prepare()``. ``prepare`` also creates every label value known in
+advance, so that each series exists from the start at 0 (``rate()`` and alerts need that) and its file pages
+are written while the disk has room. They are registered in no registry: in the service the multiprocess
+collector reads them from their files; elsewhere (tests, ``dicomnode process``) they only count in memory.
+Counting never raises: a metrics problem is logged once and must not stop receiving, processing or sending.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from dicomnode.db.models import DELIVERY_DEAD, DELIVERY_DELIVERED, DELIVERY_PENDING, JOB_DEAD, JOB_DONE, JOB_FAILED
 
 if TYPE_CHECKING:
+    from dicomnode.config import NodeConfig
     from dicomnode.db import Database
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,10 @@ REFUSAL_REASONS = {
 }
 # A-ASSOCIATE-RJ diagnostics (dicomnode.receive.access) -> metric label.
 REJECTION_REASONS = {0x03: "calling_ae_not_recognised", 0x07: "called_ae_not_recognised"}
+
+JOB_OUTCOMES = (JOB_DONE, JOB_FAILED, JOB_DEAD)
+RESULT_STATUSES = ("ok", "low_confidence", "skipped")
+_DELIVERY_OUTCOMES = {DELIVERY_DELIVERED: "delivered", DELIVERY_PENDING: "retry", DELIVERY_DEAD: "dead"}
 
 PROCESSING_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
 END_TO_END_BUCKETS = (0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 900, 3600, 14400)
@@ -67,6 +76,21 @@ class _Metrics:
                                     "to the delivery of one of its result objects", buckets=END_TO_END_BUCKETS,
                                     registry=None)
 
+    def create_series(self, peers: Iterable[str]) -> None:
+        """Every label value known in advance, at 0."""
+        for reason in (*REFUSAL_REASONS.values(), "other"):
+            self.refused.labels(reason)
+        for reason in (*REJECTION_REASONS.values(), "other"):
+            self.rejected.labels(reason)
+        for outcome in JOB_OUTCOMES:
+            self.jobs.labels(outcome)
+        for status in RESULT_STATUSES:
+            self.results.labels(status)
+        for peer in peers:
+            self.received.labels(peer)
+            for outcome in _DELIVERY_OUTCOMES.values():
+                self.deliveries.labels(peer, outcome)
+
 
 def _get() -> _Metrics:
     global _metrics
@@ -77,22 +101,50 @@ def _get() -> _Metrics:
     return _metrics
 
 
+P = ParamSpec("P")
+_failed_once = threading.Event()
+
+
+def _never_raises(count: Callable[P, None]) -> Callable[P, None]:
+    @functools.wraps(count)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            count(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - e.g. the metrics directory is gone or its disk is full
+            if not _failed_once.is_set():
+                _failed_once.set()
+                log.warning("counting %s for /metrics failed; metrics may be incomplete", count.__name__,
+                            exc_info=True)
+
+    return guarded
+
+
+@_never_raises
+def prepare(config: NodeConfig) -> None:
+    """Create the metrics and their known series in this process (call at its start)."""
+    _get().create_series(peer.name for peer in config.peers)
+
+
+@_never_raises
 def instance_received(peer: str | None) -> None:
     _get().received.labels(peer or "").inc()
 
 
+@_never_raises
 def instance_refused(status: int) -> None:
-    _get().refused.labels(REFUSAL_REASONS.get(status, f"status_0x{status:04X}")).inc()
+    _get().refused.labels(REFUSAL_REASONS.get(status, "other")).inc()
 
 
+@_never_raises
 def association_rejected(diagnostic: int) -> None:
     _get().rejected.labels(REJECTION_REASONS.get(diagnostic, "other")).inc()
 
 
+@_never_raises
 def job_finished(outcome: str, seconds: float) -> None:
     """``outcome``: the job's state afterwards (done, failed, dead; anything else, such as a job requeued
     meanwhile, is not an outcome of this attempt); ``seconds`` is observed for done jobs."""
-    if outcome not in (JOB_DONE, JOB_FAILED, JOB_DEAD):
+    if outcome not in JOB_OUTCOMES:
         return
     metrics = _get()
     metrics.jobs.labels(outcome).inc()
@@ -100,16 +152,15 @@ def job_finished(outcome: str, seconds: float) -> None:
         metrics.processing.observe(seconds)
 
 
+@_never_raises
 def result_recorded(status: str) -> None:
     _get().results.labels(status).inc()
 
 
-_DELIVERY_OUTCOMES = {DELIVERY_DELIVERED: "delivered", DELIVERY_PENDING: "retry", DELIVERY_DEAD: "dead"}
-
-
+@_never_raises
 def deliveries_recorded(db: Database, peer: str, states: Mapping[int, str]) -> None:
     """Count the attempts the dispatcher just recorded (delivery id -> new state) and observe, for each one
-    delivered, the time since its source image was received. Never raises: metrics must not stop delivery."""
+    delivered, the time since its source image was received."""
     metrics = _get()
     for state in states.values():
         metrics.deliveries.labels(peer, _DELIVERY_OUTCOMES.get(state, state)).inc()
@@ -118,10 +169,5 @@ def deliveries_recorded(db: Database, peer: str, states: Mapping[int, str]) -> N
         return
     from dicomnode.web.queries import delivery_latencies
 
-    try:
-        latencies = delivery_latencies(db, delivered)
-    except Exception:  # noqa: BLE001 - e.g. the database went away just after recording
-        log.warning("could not read the end-to-end latency of %d delivery(ies)", len(delivered), exc_info=True)
-        return
-    for seconds in latencies:
+    for seconds in delivery_latencies(db, delivered):
         metrics.end_to_end.observe(max(seconds, 0.0))

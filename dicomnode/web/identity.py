@@ -1,11 +1,10 @@
-"""Who the node is, for the status page and ``kneealign_info``: the software version and the model card of
-the configured weights (read from the card JSON beside them, without loading the networks)."""
+"""Which model the node runs, for the status page and ``kneealign_info``: the model card of the configured
+weights (read from the card JSON beside them, without loading the networks), and the not-for-clinical-use line."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import model
@@ -15,14 +14,6 @@ SHIPPED_WEIGHTS = Path(model.__file__).parent / "weights" / "kneealign-v1.safete
 
 NOT_FOR_CLINICAL_USE = ("Not for clinical use. Results say nothing about accuracy on real patients until the "
                         "model is validated on annotated images of your site (docs/training.md).")
-
-
-def node_version() -> str:
-    """The installed ``kneealign`` package version, or "unknown" from a bare checkout."""
-    try:
-        return metadata.version("kneealign")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from dicomnode import software_version
 from dicomnode.web import health
 from dicomnode.web.control import NodeControl
-from dicomnode.web.identity import ModelCard, node_version
+from dicomnode.web.identity import ModelCard
 from dicomnode.web.queries import state_counts
 
 MIB = 1024 * 1024
@@ -50,7 +51,7 @@ class StateCollector(Collector):
         config = self.control.config
         info = GaugeMetricFamily("kneealign_info", "The node's identity (value 1)",
                                  labels=["version", "ae_title", "model", "model_version", "training_data_kind"])
-        info.add_metric([node_version(), config.node.ae_title, self.card.name, self.card.version,
+        info.add_metric([software_version(), config.node.ae_title, self.card.name, self.card.version,
                          self.card.training_data_kind], 1)
         yield info
         readiness = health.readiness(self.control)

@@ -135,6 +135,7 @@ def test_page_shows_the_job_just_sent_and_requeues_a_dead_delivery(tmp_path, shi
         metrics = _samples(text)
         assert metrics[("kneealign_instances_received_total", (("peer", "modality"),))] == 2
         assert metrics[("kneealign_instances_refused_total", (("reason", "not_an_image"),))] == 1
+        assert metrics[("kneealign_instances_refused_total", (("reason", "out_of_resources"),))] == 0  # there at 0
         assert metrics[("kneealign_associations_rejected_total", (("reason", "calling_ae_not_recognised"),))] == 1
         assert metrics[("kneealign_jobs_finished_total", (("outcome", "done"),))] == 2
         assert metrics[("kneealign_results_total", (("status", "skipped"),))] == 1
