@@ -52,6 +52,13 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (a cost that the machine's other load does not inflate
+    as much as it does wall-clock latency)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def process_roles(node: NodeProcess) -> dict[int, str]:
     """pid -> "main", "receiver", "worker-N" or "helper" (multiprocessing's resource tracker)."""
     roles = {node.process.pid: "main"}
@@ -158,6 +165,7 @@ def main() -> int:
                   f"{latency:>9.2f}")
         roles = process_roles(node)
         peaks = {role: peak_rss_mib(pid) for pid, role in roles.items()}
+        cpu = {role: cpu_seconds(pid) for pid, role in roles.items()}
     finally:
         stop_scraping.set()
         node.stop()
@@ -166,6 +174,8 @@ def main() -> int:
           f"p95 {percentile(latencies, 0.95):.2f} s, max {max(latencies):.2f} s (goal: median <= 3 s)")
     print("node peak RSS (VmHWM): " + ", ".join(f"{role} {mib:.0f} MiB" for role, mib in sorted(peaks.items()))
           + f"; sum {sum(peaks.values()):.0f} MiB")
+    print("node CPU time (user+system) until the end of the run: "
+          + ", ".join(f"{role} {seconds:.1f} s" for role, seconds in sorted(cpu.items())))
     if scrapes:
         print("scrapes during the run: " + ", ".join(f"{path} {count}" for path, count in sorted(scrapes.items())))
     if args.keep:
