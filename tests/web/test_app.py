@@ -4,7 +4,6 @@ probes, metrics against the database, the Host check, the token, forged POSTs, e
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -73,7 +72,7 @@ def test_a_healthy_node_is_alive_and_ready_and_its_page_lists_jobs_and_deliverie
     assert page.headers["x-frame-options"] == "DENY"
 
 
-def test_metrics_report_the_database_and_the_disk(serve):
+def test_metrics_report_the_database_and_the_disk(serve, tmp_path):
     _, port, _ = serve()
     reply = call(port, "GET", "/metrics")
     assert reply.status == 200 and reply.headers["content-type"].startswith("text/plain; version=")
@@ -85,7 +84,7 @@ def test_metrics_report_the_database_and_the_disk(serve):
     assert values[("kneealign_deliveries", (("state", "delivered"),))] == 1
     assert values[("kneealign_instances", (("state", "failed"),))] == 1
     assert values[("kneealign_ready", ())] == 1 and values[("kneealign_database_up", ())] == 1
-    free = free_space_mb(Path("/tmp")) * 1024 * 1024
+    free = free_space_mb(tmp_path) * 1024 * 1024
     assert values[("kneealign_disk_reserve_bytes", ())] == 1024 * 1024
     assert abs(values[("kneealign_disk_free_bytes", ())] - free) < 0.05 * free
     info = next(labels for (name, labels) in values if name == "kneealign_info")

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -65,6 +66,14 @@ def _jobs_finished(workdir: Path, count: int) -> bool:
     return len(states) == count and all(state == "done" for state in states)
 
 
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def _sent_images(workdir: Path) -> tuple[Path, Path, Path]:
     knee = write(synthetic_knee(300, laterality="L"), workdir / "send" / "knee.dcm")
     with pytest.warns(UserWarning, match="Invalid value for VR CS"):  # hostile on purpose
@@ -113,6 +122,7 @@ def test_page_shows_the_job_just_sent_and_requeues_a_dead_delivery(tmp_path, shi
         dead = page.locator('#deliveries tr[data-state="dead"]')
         assert dead.count() == 2
         destination.start()
+        wait_for(lambda: _accepts(dest_port), 30, "storescp to listen")
         peer = page.locator('#peers tr[data-peer="modality"]')
         with page.expect_navigation():
             peer.get_by_role("button", name="C-ECHO").click()
