@@ -84,7 +84,10 @@ def arrival_times(destination: StoreSCP, source_uid: str) -> dict[str, float] | 
     """When the SR and the SC of ``source_uid`` were written by the destination (None until both were)."""
     found: dict[str, float] = {}
     for file in destination.files():
-        grouped = results_by_source([pydicom.dcmread(file, stop_before_pixels=True)])
+        try:
+            grouped = results_by_source([pydicom.dcmread(file, stop_before_pixels=True)])
+        except Exception:  # noqa: BLE001 - storescp is still writing it (it writes in place): next poll
+            return None
         if source_uid in grouped:
             kind = next(k for k, v in grouped[source_uid].items() if v)
             found[kind] = file.stat().st_mtime
