@@ -168,7 +168,15 @@ class StoreSCP:
         return sorted(p for p in self.directory.iterdir() if p.is_file()) if self.directory.exists() else []
 
     def datasets(self) -> list[pydicom.Dataset]:
-        return [pydicom.dcmread(p, stop_before_pixels=True) for p in self.files()]
+        """The headers of the received files; a file storescp is still writing (it writes in place) is left out
+        until it can be read, so that polling callers see it at their next try."""
+        headers = []
+        for path in self.files():
+            try:
+                headers.append(pydicom.dcmread(path, stop_before_pixels=True))
+            except Exception:  # noqa: BLE001 - empty or cut short while being written
+                continue
+        return headers
 
     def associations(self) -> int:
         return self.log_path.read_text(errors="replace").count("Association Received")
