@@ -14,6 +14,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -222,6 +224,59 @@ class ModelSection(_Section):
         return None if value is None else _resolve(value, info)
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach: ``localhost``, 127.0.0.0/8 or ``::1``."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+HTTP_TOKEN_MIN_LENGTH = 16
+
+
+class HttpSection(_Section):
+    """The admin's status page, ``/healthz``, ``/readyz`` and ``/metrics`` (``dicomnode.web``), served by
+    ``dicomnode serve`` on a port of its own. Off loopback, every request but the probes needs ``token``."""
+
+    enabled: bool = True
+    bind: str = Field(default="127.0.0.1", min_length=1)
+    port: Port = 8080
+    token: SecretStr | None = Field(default=None, description="bearer token / login secret, at least 16 characters")
+    show_patient_data: bool = Field(default=False, description="patient name and ID on the status page")
+    public_origin: str | None = Field(default=None, description="https://name[:port] of a reverse proxy in front")
+
+    @field_validator("public_origin")
+    @classmethod
+    def _origin_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") or parts.query:
+            raise ValueError(f"{value!r} is not an origin such as https://kneealign.example.org[:port]")
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value()) < HTTP_TOKEN_MIN_LENGTH:
+            raise ValueError(f"must be at least {HTTP_TOKEN_MIN_LENGTH} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> HttpSection:
+        if self.enabled and self.token is None and not is_loopback(self.bind):
+            raise ValueError(f"bind {self.bind!r} is reachable from other machines: set http.token (at least "
+                             f"{HTTP_TOKEN_MIN_LENGTH} characters, e.g. from DICOMNODE__HTTP__TOKEN) or bind "
+                             "127.0.0.1")
+        return self
+
+
 class LoggingSection(_Section):
     """Log level of the node's own loggers."""
 
@@ -243,6 +298,7 @@ class NodeConfig(_Section):
     processing: ProcessingSection = Field(default_factory=ProcessingSection)
     dispatch: DispatchSection = Field(default_factory=DispatchSection)
     model: ModelSection = Field(default_factory=ModelSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
 
     _source: Path | None = PrivateAttr(default=None)
@@ -255,6 +311,12 @@ class NodeConfig(_Section):
         if duplicates:
             raise ValueError(f"peer names must be unique; repeated: {', '.join(duplicates)}")
         return peers
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> NodeConfig:
+        if self.http.enabled and self.http.port == self.node.port:
+            raise ValueError(f"http.port and node.port are both {self.node.port}: give the status page its own port")
+        return self
 
     @property
     def source(self) -> Path | None:

@@ -11,6 +11,9 @@ Shutdown (SIGTERM or SIGINT to the main process): SIGTERM to the receiver, which
 finishes its associations; then SIGTERM to the workers, which finish the job in hand within the grace
 period (then they are killed and their jobs requeued); the scheduler finishes a running dispatch.
 Children also stop by themselves when the main process dies.
+
+With ``http.enabled`` the main process also serves the status page, ``/healthz``, ``/readyz`` and
+``/metrics`` (``dicomnode.web``) from a thread, from before the children start until after they stopped.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Semaphore
+from pathlib import Path
 
 from dicomnode.config import NodeConfig
 from dicomnode.db import Database
@@ -33,6 +38,8 @@ from dicomnode.dispatch.dispatcher import Dispatcher
 from dicomnode.process.logsetup import configure_logging
 from dicomnode.process.scheduler import DISPATCH_JOB, build_scheduler, run_soon
 from dicomnode.process.worker import parent_watch, worker_id, worker_main
+from dicomnode.web import events, multiproc
+from dicomnode.web.control import ProcessState
 
 log = logging.getLogger(__name__)
 DEFAULT_GRACE_SECONDS = 30.0
@@ -51,6 +58,7 @@ def receiver_main(config: NodeConfig, jobs_ready: Semaphore, ready: Semaphore) -
     from dicomnode.receive import Receiver, StoredInstance
 
     configure_logging(config.logging.level)
+    events.prepare(config)
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -61,6 +69,7 @@ def receiver_main(config: NodeConfig, jobs_ready: Semaphore, ready: Semaphore) -
         outcome = record_instance(db, stored, config.processing.trigger, config.processing.max_attempts)
         log.debug("instance %s from %s recorded: %s%s", stored.sop_instance_uid, stored.peer_name, outcome.state,
                   " (duplicate)" if outcome.duplicate else "")
+        events.instance_received(stored.peer_name)
         if outcome.job_id is not None:
             jobs_ready.release()
 
@@ -93,6 +102,13 @@ class _Child:
     restarts: int = 0  # consecutive quick deaths, for the restart backoff
     started: float = field(default_factory=time.monotonic)
     restart_at: float | None = None  # when a dead child is due for its restart
+    is_ready: bool = False  # released its ready semaphore (the receiver listens, a worker has the model)
+
+    def poll_ready(self, timeout: float = 0.0) -> bool:
+        """True once the child has reported ready (waits up to ``timeout`` seconds for it)."""
+        if not self.is_ready and self.ready.acquire(timeout=timeout):
+            self.is_ready = True
+        return self.is_ready
 
 
 @dataclass
@@ -111,6 +127,10 @@ class Service:
         self.db: Database | None = None
         self.scheduler = None
         self.host = socket.gethostname()
+        self.started_at = datetime.now(UTC).replace(tzinfo=None)
+        self._started = False
+        self._http = None
+        self._metrics_dir: Path | None = None
 
     # -- children -------------------------------------------------------------------------------------
     def _spawn(self, name: str) -> _Child:
@@ -129,7 +149,7 @@ class Service:
     def _await_ready(self, children: list[_Child]) -> None:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         for child in children:
-            while not child.ready.acquire(timeout=0.2):
+            while not child.poll_ready(0.2):
                 if not child.process.is_alive():
                     raise ServiceError(f"{child.name} exited during start-up (exit code "
                                        f"{child.process.exitcode}); see the log above")
@@ -142,6 +162,7 @@ class Service:
         now = time.monotonic()
         for name, child in list(self._children.items()):
             if child.process.is_alive() or self._stopping.is_set():
+                child.poll_ready()
                 continue
             if child.restart_at is None:
                 quick = now - child.started < RESTART_RESET_SECONDS
@@ -162,6 +183,7 @@ class Service:
         if recovered:
             log.warning("recovered %d job(s) left running by the previous run", recovered)
         try:
+            self._start_http()
             starting = [self._spawn(f"worker-{n}") for n in range(self.config.processing.workers)]
             starting.append(self._spawn("receiver"))
             self._await_ready(starting)
@@ -169,14 +191,50 @@ class Service:
             self.stop()
             raise
         dispatcher = Dispatcher(self.config, self.db)
-        self.scheduler = build_scheduler(self.config, self.db, dispatcher, self._wake_workers)
+        self.scheduler = build_scheduler(self.config, self.db, dispatcher, self.wake_workers)
         self.scheduler.start()
         threading.Thread(target=self._forward_results, name="results-watch", daemon=True).start()
+        self._started = True
         log.info(health_line(self.config, self.db))
 
-    def _wake_workers(self) -> None:
+    def _start_http(self) -> None:
+        """The status page, probes and metrics; first the metrics directory, which the children inherit."""
+        if not self.config.http.enabled:
+            return
+        self._metrics_dir = multiproc.prepare()
+        events.prepare(self.config)
+        from dicomnode.web.app import create_app  # imports prometheus_client: after multiproc.prepare()
+        from dicomnode.web.server import HttpServer, HttpServerError
+
+        http = self.config.http
+        server = HttpServer(create_app(self, self._metrics_dir), http.bind, http.port,
+                            quiet=self.config.logging.level != "DEBUG")
+        try:
+            server.start()
+        except HttpServerError as exc:
+            raise ServiceError(str(exc)) from None
+        self._http = server
+
+    # -- what the status page asks of the node (dicomnode.web.control.NodeControl) ----------------------
+    @property
+    def starting(self) -> bool:
+        return not self._started
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def process_states(self) -> list[ProcessState]:
+        return [ProcessState(c.name, c.process.pid, c.process.is_alive(), c.is_ready, c.restarts)
+                for c in list(self._children.values())]
+
+    def wake_workers(self) -> None:
         for _ in range(self.config.processing.workers):
             self._jobs_ready.release()
+
+    def dispatch_soon(self) -> None:
+        if self.scheduler is not None:
+            run_soon(self.scheduler, DISPATCH_JOB)
 
     def _forward_results(self) -> None:
         """Dispatch as soon as a worker has recorded new results, instead of at the next interval."""
@@ -216,6 +274,10 @@ class Service:
                                     reason="interrupted: shut down before the job finished")
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        if self._http is not None:
+            self._http.stop()
+        if self._metrics_dir is not None:
+            multiproc.remove(self._metrics_dir)
         if self.db is not None:
             self.db.dispose()
         log.info("KneeAlign node stopped")

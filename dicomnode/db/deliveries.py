@@ -93,11 +93,14 @@ def record_attempts(db: Database, outcomes: Sequence[AttemptOutcome], policy: Re
     return db.retrying(work)
 
 
-def retry_dead_deliveries(db: Database, peer: str | None = None) -> int:
-    """Give dead deliveries (optionally to one peer) a fresh set of attempts, due now. Returns how many."""
+def retry_dead_deliveries(db: Database, peer: str | None = None, delivery_id: int | None = None) -> int:
+    """Give dead deliveries (optionally only to one peer, or only one delivery) a fresh set of attempts, due
+    now. Returns how many."""
     now = utcnow()
     with db.transaction() as session:
         query = update(Delivery).where(Delivery.state == DELIVERY_DEAD)
         if peer is not None:
             query = query.where(Delivery.peer == peer)
+        if delivery_id is not None:
+            query = query.where(Delivery.id == delivery_id)
         return session.execute(query.values(state=DELIVERY_PENDING, attempts=0, next_attempt_at=now)).rowcount

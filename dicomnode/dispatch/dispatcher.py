@@ -24,6 +24,7 @@ from dicomnode.db.deliveries import (
     record_attempts,
 )
 from dicomnode.scu import DeliveryError, SendResult, StoreSession
+from dicomnode.web import events
 
 log = logging.getLogger(__name__)
 BATCH_LIMIT = 500  # deliveries per run (all destinations together)
@@ -75,6 +76,7 @@ class Dispatcher:
             for peer_name, batch in due_deliveries(self.db, limit=BATCH_LIMIT).items():
                 outcomes = self.send_batch(peer_name, batch)
                 states = record_attempts(self.db, outcomes, self.policy)
+                events.deliveries_recorded(self.db, peer_name, states)
                 report.delivered[peer_name] = sum(1 for o in outcomes if o.ok)
                 report.failed[peer_name] = len(outcomes) - report.delivered[peer_name]
                 dead = sum(1 for s in states.values() if s == "dead")

@@ -14,13 +14,13 @@ import socket
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import metadata
 
 import numpy as np
 import pydicom
 from pydicom.valuerep import DA, DT, TM
 from highdicom import ContributingEquipment
 
+from dicomnode import software_version
 from dicomnode.outputs import codes
 from model.result import KneePrediction
 
@@ -67,14 +67,6 @@ def derived_uid(*parts: str) -> str:
 
 class OutputError(ValueError):
     """The source image or the prediction cannot be turned into a result object; the message says why."""
-
-
-def software_version() -> str:
-    """The installed ``kneealign`` package version (``"unknown"`` when run from a bare checkout)."""
-    try:
-        return metadata.version("kneealign")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 @dataclass(frozen=True)

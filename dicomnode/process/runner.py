@@ -30,6 +30,7 @@ from dicomnode.process.analysis import (
     output_kind,
 )
 from dicomnode.process.output_files import spool_output_path, write_durably
+from dicomnode.web import events
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class JobRunner:
         analysis = analyse(ds, self.predictor, self.config.processing.outputs)
         if analysis.status == STATUS_SKIPPED:
             mark_skipped(self.db, item.instance_id, analysis.reason or "skipped")
+            events.result_recorded(STATUS_SKIPPED)
             log.info("instance %s skipped: %s", item.sop_instance_uid, analysis.reason)
             return False
         files = self.write_outputs(item, analysis)
@@ -95,6 +97,8 @@ class JobRunner:
             self.db, job_id=job_id, instance_id=item.instance_id, source_sop_instance_uid=item.sop_instance_uid,
             status=analysis.status, summary=summary, outputs=files,
             destinations=destinations_for(self.config, item.peer))
+        if created:
+            events.result_recorded(analysis.status)
         log.info("instance %s processed in %.0f ms: %s, aTFA FTS %.1f deg, FNTS %.1f deg, %d output(s)%s",
                  item.sop_instance_uid, 1000 * (time.perf_counter() - started), analysis.status,
                  summary.get("atfa_fts_deg", float("nan")), summary.get("atfa_fnts_deg", float("nan")),

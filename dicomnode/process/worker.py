@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import traceback
 from multiprocessing.synchronize import Semaphore
 
@@ -25,6 +26,7 @@ from dicomnode.db import Database
 from dicomnode.db.jobs import claim_job, complete_job, fail_job
 from dicomnode.process.logsetup import configure_logging
 from dicomnode.process.runner import JobRunner, Predictor
+from dicomnode.web import events
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0  # fallback when no wake-up arrives (e.g. jobs queued by another host)
@@ -73,17 +75,20 @@ def work_loop(runner: JobRunner, db: Database, me: str, retry_base_seconds: floa
             else:
                 stop.wait(POLL_SECONDS)
             continue
+        started = time.monotonic()
         try:
             created = runner.run(job)
         except Exception as exc:  # noqa: BLE001 - any failure of one job is recorded, never fatal to the worker
             log.debug("job %d failed:\n%s", job.id, traceback.format_exc())
             state = fail_job(db, job.id, f"{type(exc).__name__}: {exc}", retry_base_seconds)
+            events.job_finished(state, time.monotonic() - started)
             # The message can quote attribute values of the image: only its type at WARNING.
             log.warning("job %d attempt %d/%d failed (%s): %s (details at DEBUG and in `dicomnode jobs show`)",
                         job.id, job.attempts, job.max_attempts, state, type(exc).__name__)
             log.debug("job %d error: %s", job.id, exc)
             continue
-        complete_job(db, job.id, me)
+        if complete_job(db, job.id, me):
+            events.job_finished("done", time.monotonic() - started)
         if created and results_ready is not None:
             results_ready.release()
 
@@ -92,6 +97,7 @@ def worker_main(config: NodeConfig, jobs_ready: Semaphore, results_ready: Semaph
     """Entry point of a worker process (``multiprocessing`` spawn target). ``ready`` is released once the
     model is loaded."""
     configure_logging(config.logging.level)
+    events.prepare(config)
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -15,6 +15,7 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 
 from dicomnode.config import NodeConfig, PeerConfig
+from dicomnode.web import events
 
 LOG = logging.getLogger(__name__)
 
@@ -70,5 +71,6 @@ class AccessControl:
             return
         LOG.warning("association REJECTED from %s:%s calling AE %r called AE %r: %s",
                     ip, port, calling_ae, called_ae, reason)
+        events.association_rejected(diagnostic)
         assoc.acse.send_reject(REJECTED_PERMANENT, SOURCE_SERVICE_USER, diagnostic)
         assoc.kill()

@@ -34,6 +34,7 @@ from pynetdicom.events import Event
 from dicomnode.receive.access import AccessControl
 from dicomnode.receive.instance import OnStored, StoredInstance, filter_attributes, has_pixel_data, parse_header
 from dicomnode.receive.spool import Spool, SpoolWrite, is_safe_uid
+from dicomnode.web import events
 
 LOG = logging.getLogger(__name__)
 
@@ -119,9 +120,11 @@ class StoreHandler:
             self._store(event)
         except Refused as refusal:
             LOG.warning("C-STORE of %s refused with 0x%04X: %s", sop_instance, refusal.status, refusal)
+            events.instance_refused(refusal.status)
             return _status(refusal.status, str(refusal))
         except Exception:  # noqa: BLE001 - never let an unexpected error become a Success
             LOG.exception("C-STORE of %s failed unexpectedly", sop_instance)
+            events.instance_refused(CANNOT_UNDERSTAND_INTERNAL)
             return _status(CANNOT_UNDERSTAND_INTERNAL, "internal error while storing")
         return _status(SUCCESS)
 

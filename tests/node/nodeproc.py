@@ -17,6 +17,7 @@ import pydicom
 import yaml
 
 from dicomnode.process.analysis import output_kind
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 STORESCU = "/usr/bin/storescu"
@@ -50,7 +51,8 @@ def make_tiny_weights(path: Path) -> Path:
 
 def node_config(workdir: Path, port: int, destination_port: int, weights: Path | None, **sections: Any) -> Path:
     """Write a configuration for a node on loopback whose only peer is ``MODALITY`` (results go back to
-    ``destination_port``); ``sections`` update whole sections, e.g. ``processing={"trigger": "study"}``."""
+    ``destination_port``), with its status page on a free loopback port; ``sections`` update whole sections,
+    e.g. ``processing={"trigger": "study"}``."""
     config: dict[str, Any] = {
         "node": {"ae_title": NODE_AE, "bind": "127.0.0.1", "port": port, "acse_timeout": 10,
                  "dimse_timeout": 20, "network_timeout": 20},
@@ -62,6 +64,7 @@ def node_config(workdir: Path, port: int, destination_port: int, weights: Path |
                        "retry_base_seconds": 1, "max_attempts": 5},
         "dispatch": {"max_attempts": 30, "retry_base_seconds": 1, "retry_max_seconds": 2},
         "model": {"weights": str(weights) if weights else None},
+        "http": {"enabled": True, "bind": "127.0.0.1", "port": free_port()},
         "logging": {"level": "INFO"},
     }
     for section, values in sections.items():
@@ -165,7 +168,15 @@ class StoreSCP:
         return sorted(p for p in self.directory.iterdir() if p.is_file()) if self.directory.exists() else []
 
     def datasets(self) -> list[pydicom.Dataset]:
-        return [pydicom.dcmread(p, stop_before_pixels=True) for p in self.files()]
+        """The headers of the received files; a file storescp is still writing (it writes in place) is left out
+        until it can be read, so that polling callers see it at their next try."""
+        headers = []
+        for path in self.files():
+            try:
+                headers.append(pydicom.dcmread(path, stop_before_pixels=True))
+            except Exception:  # noqa: BLE001 - empty or cut short while being written
+                continue
+        return headers
 
     def associations(self) -> int:
         return self.log_path.read_text(errors="replace").count("Association Received")

@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from dicomnode.outputs.overlay import COLOURS
-from tests.conftest import REPO, free_port, require_tool
+from tests.conftest import REPO, free_port
 from tests.node.nodehelpers import synthetic_knee, write
 from tests.node.nodeproc import NodeProcess, node_config, wait_for
 from tests.pacs import Orthanc
 from tests.viewer.ohif_page import OhifViewer, pixels_near
-from tests.viewer.webstack import CHROMIUM, CHROMIUM_FLAGS, Nginx, ohif_dist, ohif_version
+from tests.browser import browser  # noqa: F401  (the shared Chromium fixture)
+from tests.viewer.webstack import Nginx, ohif_dist, ohif_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
@@ -67,17 +68,6 @@ def studies(tmp_path_factory, shipped_weights):
         if nginx is not None:
             nginx.stop()
         orthanc.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    require_tool(CHROMIUM)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

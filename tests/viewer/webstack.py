@@ -17,9 +17,6 @@ from tests.pacs import Orthanc, start_server
 
 OHIF_DIR = REPO / ".cache" / "ohif"
 APP_CONFIG = Path(__file__).with_name("app-config.js")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run", "--disable-sync"]  # plus --headless, which Playwright adds
 
 NGINX_CONF = """
 worker_processes 1;
