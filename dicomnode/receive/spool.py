@@ -129,3 +129,7 @@ class Spool:
         """Undo a write whose instance could not be queued; an earlier acknowledged copy is kept."""
         if not written.replaced:
             written.path.unlink(missing_ok=True)
+            try:
+                written.path.parent.rmdir()  # the study directory, if this write created it
+            except OSError:
+                pass
