@@ -362,6 +362,12 @@ class NodeConfig(_Section):
                              f"storage.retention_days ({self.storage.retention_days:g})")
         return self
 
+    def effective(self) -> dict[str, Any]:
+        """The validated configuration as plain data, the database password replaced by ``***``."""
+        data = self.model_dump(mode="json")
+        data["database"]["url"] = make_url(self.database.url).render_as_string(hide_password=True)
+        return data
+
     @property
     def source(self) -> Path | None:
         """The file this configuration was loaded from (None if built in code)."""

@@ -69,18 +69,19 @@ def audit_message_xml(record: AuditRecord, *, node_ae: str, host: str, site: str
         ET.SubElement(event, "EventOutcomeDescription").text = description
 
     remote_ip = _remote_ip(record.source)
-    if remote_ip or record.calling_ae:
+    remote_ae = record.calling_ae if kind.remote_is_requestor else record.called_ae
+    if remote_ip or remote_ae:
         remote = ET.SubElement(message, "ActiveParticipant", {
-            "UserID": record.calling_ae or remote_ip or "",
+            "UserID": remote_ae or remote_ip or "",
             "UserIsRequestor": "true" if kind.remote_is_requestor else "false",
-            **({"AlternativeUserID": f"AETITLES={record.calling_ae}"} if record.calling_ae else {}),
+            **({"AlternativeUserID": f"AETITLES={remote_ae}"} if remote_ae else {}),
             **({"NetworkAccessPointID": remote_ip, "NetworkAccessPointTypeCode": "2"} if remote_ip else {})})
         _coded(remote, "RoleIDCode", SOURCE_ROLE if kind.remote_is_requestor else DESTINATION_ROLE)
     local = ET.SubElement(message, "ActiveParticipant", {
         "UserID": node_ae, "AlternativeUserID": f"AETITLES={node_ae};PID={os.getpid()}",
         "UserIsRequestor": "false" if kind.remote_is_requestor else "true",
         "NetworkAccessPointID": host, "NetworkAccessPointTypeCode": "1"})
-    role = APPLICATION_ROLE if remote_ip is None and not record.calling_ae else (
+    role = APPLICATION_ROLE if remote_ip is None and not remote_ae else (
         DESTINATION_ROLE if kind.remote_is_requestor else SOURCE_ROLE)
     _coded(local, "RoleIDCode", role)
 
