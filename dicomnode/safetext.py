@@ -22,8 +22,8 @@ def _visible(match: re.Match[str]) -> str:
 
 
 def escape(value: object, limit: int | None = None) -> str:
-    """``str(value)`` with control characters escaped, cut to ``limit`` characters (+ "...")."""
+    """``str(value)`` with control characters escaped; at most ``limit`` characters (a cut one ends in "...")."""
     text = _UNSAFE.sub(_visible, str(value))
     if limit is not None and len(text) > limit:
-        return text[:limit] + "..."
+        return text[:max(limit - 3, 0)] + "..."[:limit]
     return text

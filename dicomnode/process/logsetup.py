@@ -39,5 +39,8 @@ def configure_logging(level: str = "INFO") -> None:
     # route them through logging and keep them out of the logs unless DEBUG.
     logging.captureWarnings(True)
     logging.getLogger("py.warnings").setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)
+    # pydicom logs its validation warnings at WARNING quoting the offending value ("Invalid value for VR PN:
+    # '<the patient's name>'"): a received header with one malformed attribute would put it in the log.
+    logging.getLogger("pydicom").setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)
     for name in ("pynetdicom", "apscheduler", "sqlalchemy", "PIL", "matplotlib", "highdicom"):
         logging.getLogger(name).setLevel(quiet)
