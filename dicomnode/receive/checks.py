@@ -33,7 +33,7 @@ from dicomnode.receive.statuses import (
     Refused,
 )
 
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # used with fullmatch: "$" would let a trailing LF through
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}
 _ITEM, _SEQUENCE_DELIMITER = 0xFFFEE000, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
@@ -43,12 +43,23 @@ _INFLATE_CHUNK = 1024 * 1024
 
 
 def check_uid(dataset: Dataset, keyword: str) -> str:
-    """The dataset's ``keyword`` UID, or ``Refused`` 0xC001 if it is missing or not a UID."""
-    raw = dataset.get(keyword)
-    value = "" if raw is None else str(raw).rstrip("\x00 ")
-    if not value:
+    """The dataset's ``keyword`` UID, or ``Refused`` 0xC001 if it is missing or not a UID.
+
+    The value is checked as received (pydicom's conversion would strip a trailing CR/LF): only the padding of
+    the standard (one trailing NUL or space) is removed.
+    """
+    element = dataset.get_item(keyword) if keyword in dataset else None
+    raw = None if element is None else element.value
+    if isinstance(raw, bytes):
+        try:
+            value = raw.decode("ascii").removesuffix("\x00").removesuffix(" ")
+        except UnicodeDecodeError:
+            raise Refused(CANNOT_UNDERSTAND_BAD_UID, f"{keyword} is not a valid UID") from None
+    else:
+        value = "" if raw is None else str(raw)
+    if not value.strip():
         raise Refused(CANNOT_UNDERSTAND_BAD_UID, f"{keyword} missing or empty")
-    if len(value) > 64 or not _UID.match(value):
+    if len(value) > 64 or not _UID.fullmatch(value):
         raise Refused(CANNOT_UNDERSTAND_BAD_UID, f"{keyword} is not a valid UID")
     return value
 
