@@ -271,10 +271,14 @@ def test_the_unknown_pool_full_closes_strangers_at_once(node):
         assert_serves(node)
 
 
-def test_established_associations_are_never_evicted(node):
+def test_established_associations_are_never_evicted(node, caplog):
+    caplog.set_level(logging.INFO, "dicomnode")
     with held([_established(node.port) for _ in range(PER_SOURCE)]) as established:
         late = echo_seconds(node.port)
         assert late is None, "per-source cap reached with accepted associations: the next one is refused"
         for sock in established:
             assert not closed_by_node(sock, 0.05)
+    assert logged(caplog, "refused", "max_connections_per_source")
+    accepted = [r for r in caplog.records if "association accepted" in r.getMessage()]
+    assert len(accepted) == PER_SOURCE, "the refused echo must not be logged as accepted"
     assert_serves(node)
