@@ -253,7 +253,7 @@ class LimitsSection(_Section):
                     "ever answered with an A-ASSOCIATE-RJ); beyond this they are closed at once")
     pdu_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=30.0, description="seconds within which a PDU, once begun, must have fully arrived")
-    max_associate_request_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * MiB)
+    max_associate_request_bytes: int = Field(default=128 * 1024, ge=1024, le=16 * MiB)
     max_dataset_bytes: int = Field(default=288 * MiB, ge=MiB, description="encoded (and inflated) bytes of "
                                    "one received dataset; a larger one aborts the association")
     max_image_pixels: int = Field(default=64 * MiB, ge=1, description="rows x columns x frames")

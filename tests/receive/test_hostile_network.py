@@ -118,7 +118,7 @@ def test_a_huge_declared_pdu_of_any_type_before_the_association_is_refused(node,
 
 def test_an_oversized_associate_request_is_refused(node, caplog):
     caplog.set_level(logging.WARNING, "dicomnode")
-    request = associate_rq(transfer_syntaxes=1500, contexts=3)  # ~100 KiB, over the 64 KiB limit
+    request = associate_rq(transfer_syntaxes=1500, contexts=3)  # ~95 KiB, over the 64 KiB limit
     assert len(request) > LIMITS["max_associate_request_bytes"]
     with held([connect(node.port)]) as (sock,):
         try:

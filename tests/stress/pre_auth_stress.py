@@ -3,7 +3,7 @@ under each attack, at the default limits.
 
 Run: ``python tests/stress/pre_auth_stress.py [--stream-mib 1024] [--flood 300]``. The receiver runs as a
 child process (``--serve``) with the default configuration (node.max_associations 10, 8 per source, 2 unknown,
-256 KiB A-ASSOCIATE-RQ limit); the attacks all come from the configured peer's own address (127.0.0.1), the
+128 KiB A-ASSOCIATE-RQ limit); the attacks all come from the configured peer's own address (127.0.0.1), the
 worst case, since strangers only ever get the 2 unknown-source slots. For each attack it prints the receiver's
 peak RSS growth (sampled every 10 ms from /proc) over its RSS just before the attack and over its warmed-up
 baseline (memory Python keeps after an attack shows up in the later figures), and the C-ECHO time measured
@@ -12,7 +12,7 @@ while the attack holds its connections:
 * ``4gib-pdu``: ``max_associations`` connections each declare a 4 GiB A-ASSOCIATE-RQ and stream data after it.
 * ``half-open``: ``max_associations`` connections send 3 bytes of a PDU header and stay silent.
 * ``big-rq-held``: ``max_associations`` connections send all but the last byte of a maximum-size
-  A-ASSOCIATE-RQ (256 KiB of transfer syntax items) and wait: the most a pending connection may buffer.
+  A-ASSOCIATE-RQ (128 KiB of transfer syntax items) and wait: the most a pending connection may buffer.
 * ``big-rq-decoded``: the same requests completed, from an unknown AE title (decoded, then rejected).
 * ``flood``: ``--flood`` connections opened as fast as possible and held.
 The light version of these runs in CI (tests/receive/test_hostile_network.py); this one uses the default limits
@@ -133,8 +133,10 @@ def main() -> None:
                     sock.sendall(b"\x01\x00\x00")
                     sockets.append(sock)
 
-            limit = 256 * 1024
-            contexts = 6
+            from dicomnode.config import LimitsSection
+
+            limit = LimitsSection().max_associate_request_bytes
+            contexts = 3
             biggest = associate_rq(transfer_syntaxes=(limit - 400) // contexts // 21, contexts=contexts)
             assert len(biggest) - 6 <= limit
             print(f"  (maximum-size A-ASSOCIATE-RQ used: {len(biggest)} bytes)")
