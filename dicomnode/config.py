@@ -259,6 +259,13 @@ class LimitsSection(_Section):
     max_image_pixels: int = Field(default=64 * MiB, ge=1, description="rows x columns x frames")
     max_image_bytes: int = Field(default=256 * MiB, ge=1, description="decoded pixel data bytes")
 
+    @model_validator(mode="after")
+    def _dataset_holds_an_image(self) -> LimitsSection:
+        if self.max_dataset_bytes < self.max_image_bytes:
+            raise ValueError("limits.max_dataset_bytes must not be smaller than limits.max_image_bytes (an "
+                             "uncompressed image within the image limit must fit in one dataset)")
+        return self
+
 
 class TlsSection(_Section):
     """DICOM TLS: the listener (``enabled``) and outgoing associations to peers with ``tls: true``.

@@ -400,7 +400,7 @@ class GuardedServer(ThreadedAssociationServer):
         conn.close = lambda: _shutdown(request)
         admission = self.policy.limiter.admit(conn)
         for victim in admission.evicted:
-            victim.closed_reason = "closed before its association to make room for a configured peer"
+            victim.closed_reason = "evicted before its association to make room for a configured peer"
             victim.close()
         if not admission.admitted:
             self.policy.refused(conn, admission.reason)

@@ -38,7 +38,7 @@ A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ABORT = 0x02, 0x03, 0x07
 
 LIMITS = {"max_connections_per_source": PER_SOURCE, "unknown_source_connections": UNKNOWN,
           "pdu_timeout": DEADLINE_S, "max_associate_request_bytes": 64 * 1024,
-          "max_dataset_bytes": 1024 * 1024}
+          "max_dataset_bytes": 1024 * 1024, "max_image_bytes": 1024 * 1024}
 
 
 @pytest.fixture

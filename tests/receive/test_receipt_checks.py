@@ -22,7 +22,7 @@ from dicomnode.db import Database
 from dicomnode.db.intake import record_instance
 
 DX = SOP_CLASS_BY_MODALITY["DX"]
-LIMITS = {"max_image_pixels": 4_000_000, "max_image_bytes": 6_000_000, "max_dataset_bytes": 2 * 1024 * 1024}
+LIMITS = {"max_image_pixels": 4_000_000, "max_image_bytes": 6_000_000, "max_dataset_bytes": 8 * 1024 * 1024}
 
 BAD_UIDS = {
     "missing": None, "empty": "", "spaces": "   ", "CR/LF": "1.2.3\r\n4", "LF at the end": "1.2.3\n",
@@ -131,8 +131,8 @@ def _cases(tmp_path: Path) -> list[tuple[str, Path, int]]:
     for name, ds in SIZE_CASES.items():
         cases.append((name, _part10(tmp_path / f"size-{len(cases)}.dcm", _encode_size_case(ds), ds.SOPInstanceUID),
                       0xC003))
-    bomb = _image(Rows=2048, Columns=2048, BitsAllocated=8, BitsStored=8, HighBit=7)
-    bomb.PixelData = bytes(2048 * 2048)  # 4 MiB of zeros: deflates to a few KiB, inflates past the 2 MiB limit
+    bomb = _image(Rows=4096, Columns=4096, BitsAllocated=8, BitsStored=8, HighBit=7)
+    bomb.PixelData = bytes(4096 * 4096)  # 16 MiB of zeros: deflates to ~16 KiB, inflates past the 8 MiB limit
     cases.append(("deflate bomb", _deflated(tmp_path / "bomb.dcm", bomb), 0xC004))
     cases.append(("deflate garbage", _deflated(tmp_path / "garbage.dcm", _image(), raw=b"\xff" * 4096), 0xC004))
     cases += [
