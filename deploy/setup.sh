@@ -12,11 +12,12 @@ packages=(python3-venv)
 extras="postgres"
 if [ "${1:-}" = "--test" ]; then
   # dcmtk: storescu/storescp/echoscu/dsrdump/dcmpschk; dicom3tools: dciodvfy/dcentvfy; Orthanc: a real PACS;
-  # PostgreSQL: the multi-worker database path; PixelMed (Java): the TID 1500 SR validator.
+  # PostgreSQL: the multi-worker database path; PixelMed (Java): the TID 1500 SR validator; rsyslog: a real
+  # RFC 5424 collector for the audit trail; openssl: test certificates for DICOM TLS.
   # The web viewer test: Orthanc's DICOMweb plugin, nginx serving OHIF and Orthanc on one origin, Chromium
   # (driven by pip's playwright, which never downloads a browser of its own; also the status page's tests),
   # Node.js/npm to fetch OHIF's published build.
-  packages+=(dcmtk dicom3tools orthanc postgresql libpixelmed-java default-jre-headless
+  packages+=(dcmtk dicom3tools orthanc postgresql libpixelmed-java default-jre-headless rsyslog openssl
              orthanc-dicomweb nginx-light chromium)
   command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
   extras="test"

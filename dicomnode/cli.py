@@ -6,6 +6,7 @@
     dicomnode process FILES... --out DIR         offline: write SR/SC/GSPS files, print one JSON line per image
     dicomnode jobs list [--state S] | show ID | retry ID
     dicomnode deliveries list [--state S] | retry [--peer P]
+    dicomnode audit [--since T] [--until T] [--event E]... [--outcome O] [--source IP] [--limit N] [--json]
     dicomnode check-config                       print the validated configuration, or the error (exit 2)
 
 Every command takes ``--config FILE`` (default ``./config.yaml``; without that file, the built-in defaults
@@ -62,12 +63,8 @@ def cmd_serve(config: NodeConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(config: NodeConfig, args: argparse.Namespace) -> int:
-    from dicomnode.db import redact_url
-
-    data = config.model_dump(mode="json")
-    data["database"]["url"] = redact_url(config.database.url)
     print(f"# configuration OK: {config.source or 'built-in defaults'}")
-    print(yaml.safe_dump(data, sort_keys=False), end="")
+    print(yaml.safe_dump(config.effective(), sort_keys=False), end="")
     return EXIT_OK
 
 
@@ -152,6 +149,19 @@ def cmd_process(config: NodeConfig, args: argparse.Namespace) -> int:
     return EXIT_FAILED if errors else EXIT_OK
 
 
+def _operator_audit(config: NodeConfig, db, event: str, **fields: Any) -> None:
+    """Audit an operator's action from the command line, naming the operating-system user."""
+    import getpass
+
+    from dicomnode.audit import AuditTrail
+
+    trail = AuditTrail.for_config(config, db, synchronous=True)
+    try:
+        trail.record(event, reason=f"by operator {getpass.getuser()} (command line)", **fields)
+    finally:
+        trail.close()
+
+
 def _database(config: NodeConfig):
     from dicomnode.db import Database
 
@@ -180,6 +190,7 @@ def cmd_jobs(config: NodeConfig, args: argparse.Namespace) -> int:
                 print(json.dumps(describe_job(db, args.id), indent=2, default=float))
             else:
                 job = retry_job(db, args.id)
+                _operator_audit(config, db, "job-requeued", reference=f"job {job.id}")
                 print(f"job {job.id} queued again ({job.max_attempts} attempts)")
         except (LookupError, ValueError) as exc:
             print(str(exc.args[0]), file=sys.stderr)
@@ -199,10 +210,61 @@ def cmd_deliveries(config: NodeConfig, args: argparse.Namespace) -> int:
             for row in list_deliveries(db, args.state, args.limit):
                 _emit(row)
         else:
-            print(f"{retry_dead_deliveries(db, args.peer)} dead delivery(ies) queued again")
+            count = retry_dead_deliveries(db, args.peer)
+            if count:
+                _operator_audit(config, db, "delivery-requeued", peer=args.peer, count=count,
+                                reference=f"{count} delivery(ies)")
+            print(f"{count} dead delivery(ies) queued again")
         return EXIT_OK
     finally:
         db.dispose()
+
+
+def _when(text: str):
+    """A time for ``--since``/``--until``: ISO 8601 (UTC unless it says otherwise) or an age such as 15m,
+    24h, 7d."""
+    from datetime import UTC, datetime, timedelta
+
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC).replace(tzinfo=None) - timedelta(**{units[text[-1]]: float(text[:-1])})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time or an age (e.g. 2026-01-31T08:00, 24h, 7d): {text!r}")
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def cmd_audit(config: NodeConfig, args: argparse.Namespace) -> int:
+    from dicomnode.audit import EVENTS
+    from dicomnode.db.audit import list_events
+
+    unknown = sorted(set(args.event or []) - set(EVENTS))
+    if unknown:
+        raise ConfigError(f"--event: unknown event(s) {', '.join(unknown)}; known: {', '.join(EVENTS)}")
+    db = _database(config)
+    try:
+        rows = list_events(db, since=args.since, until=args.until, events=args.event or (),
+                           outcome=args.outcome, source=args.source, limit=args.limit)
+    finally:
+        db.dispose()
+    fields = ("id", "at", "event", "outcome", "source", "calling_ae", "called_ae", "peer", "study_instance_uid",
+              "sop_instance_uid", "sop_class_uid", "reference", "count", "reason")
+    for row in rows:
+        data = {name: getattr(row, name) for name in fields}
+        data["at"] = row.at.isoformat(timespec="milliseconds") + "Z"
+        if args.json:
+            if row.details is not None:
+                data["details"] = row.details
+            _emit(data)
+        else:
+            who = " ".join(f"{k}={data[k]}" for k in ("source", "calling_ae", "called_ae", "peer") if data[k])
+            what = " ".join(f"{k}={data[k]}" for k in ("study_instance_uid", "sop_instance_uid", "reference")
+                            if data[k])
+            count = f" x{row.count}" if row.count > 1 else ""
+            print(f"{data['at']} {row.event}{count} {row.outcome} {who} {what}"
+                  + (f" -- {row.reason}" if row.reason else ""))
+    return EXIT_OK
 
 
 # -- parser --------------------------------------------------------------------------------------------
@@ -253,6 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p = deliveries.add_parser("retry", parents=[common], help="give dead deliveries a fresh set of attempts")
     p.add_argument("--peer", help="only deliveries to this peer")
+
+    p = command("audit", cmd_audit, "read the audit trail, newest first")
+    p.add_argument("--since", type=_when, metavar="T", help="ISO time (UTC) or an age: 15m, 24h, 7d")
+    p.add_argument("--until", type=_when, metavar="T", help="ISO time (UTC) or an age")
+    p.add_argument("--event", action="append", metavar="E", help="only this event (repeatable), e.g. "
+                   "association-rejected, connection-refused, instance-received, result-sent")
+    p.add_argument("--outcome", choices=("success", "minor-failure", "serious-failure", "major-failure"))
+    p.add_argument("--source", metavar="IP", help="only events from this remote address")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true", help="one JSON object per line, with details")
     return parser
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -100,6 +101,7 @@ class PeerConfig(_Section):
         description="lossless: offer results as stored (the SC in JPEG 2000 Lossless) with an uncompressed "
                     "fallback the peer may pick; none: send everything uncompressed",
     )
+    tls: bool = Field(default=False, description="send to this peer over DICOM TLS (see the tls section)")
 
     @model_validator(mode="after")
     def _default_allowed_hosts(self) -> PeerConfig:
@@ -288,6 +290,103 @@ class LoggingSection(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
+MiB = 1024 * 1024
+
+
+class LimitsSection(_Section):
+    """What one connection, one source address and one received object may cost the receiver.
+
+    ``node.max_associations`` is the cap on connections in total; these limits work inside it. A connection
+    that has not yet been accepted as an association is *pending*; pending connections are the ones closed
+    first when a configured peer needs a slot.
+    """
+
+    max_connections_per_source: int = Field(default=8, ge=1, le=1000)
+    unknown_source_connections: int = Field(
+        default=2, ge=0, le=1000,
+        description="connections at once from addresses outside every peer's allowed_hosts (they are only "
+                    "ever answered with an A-ASSOCIATE-RJ); beyond this they are closed at once")
+    pdu_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0, description="seconds within which a PDU, once begun, must have fully arrived")
+    max_associate_request_bytes: int = Field(default=128 * 1024, ge=1024, le=16 * MiB)
+    max_dataset_bytes: int = Field(default=288 * MiB, ge=MiB, description="encoded (and inflated) bytes of "
+                                   "one received dataset; a larger one aborts the association")
+    max_image_pixels: int = Field(default=64 * MiB, ge=1, description="rows x columns x frames")
+    max_image_bytes: int = Field(default=256 * MiB, ge=1, description="decoded pixel data bytes")
+
+    @model_validator(mode="after")
+    def _dataset_holds_an_image(self) -> LimitsSection:
+        if self.max_dataset_bytes < self.max_image_bytes:
+            raise ValueError("limits.max_dataset_bytes must not be smaller than limits.max_image_bytes (an "
+                             "uncompressed image within the image limit must fit in one dataset)")
+        return self
+
+
+class TlsSection(_Section):
+    """DICOM TLS: the listener (``enabled``) and outgoing associations to peers with ``tls: true``.
+
+    The same certificate and key identify the node as a server and as a client; ``ca_certificates`` verifies
+    both the clients' certificates and the peers' server certificates.
+    """
+
+    enabled: bool = Field(default=False, description="the listener accepts only TLS connections")
+    certificate: Path | None = None
+    private_key: Path | None = None
+    ca_certificates: Path | None = None
+    require_client_certificate: bool = True
+    minimum_version: Literal["1.2", "1.3"] = "1.2"
+
+    @field_validator("certificate", "private_key", "ca_certificates")
+    @classmethod
+    def _resolve_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = _resolve(value, info)
+        if not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        return path
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> TlsSection:
+        if self.enabled:
+            for key in ("certificate", "private_key"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"tls.{key} is required when tls.enabled is true")
+            if self.require_client_certificate and self.ca_certificates is None:
+                raise ValueError("tls.ca_certificates is required when tls.require_client_certificate is true")
+        if self.certificate is not None or self.private_key is not None:
+            if self.certificate is None or self.private_key is None:
+                raise ValueError("tls.certificate and tls.private_key go together")
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.certificate,
+                                                                                  self.private_key)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"tls.certificate/tls.private_key cannot be loaded: {exc}") from None
+        if self.ca_certificates is not None:
+            try:
+                ssl.create_default_context(cafile=str(self.ca_certificates))
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"tls.ca_certificates cannot be loaded: {exc}") from None
+        return self
+
+
+class SyslogSection(_Section):
+    """Where audit events are also sent, as RFC 5424 syslog messages carrying DICOM audit messages."""
+
+    host: str = Field(min_length=1)
+    port: Port = 514
+    protocol: Literal["udp", "tcp"] = "udp"
+    app_name: str = Field(default="kneealign", pattern=r"^[!-~]{1,48}$")
+    enterprise_site_id: str | None = Field(default=None, max_length=64)
+
+
+class AuditSection(_Section):
+    """The audit trail: a table of its own (``dicomnode audit``), optionally mirrored to syslog."""
+
+    retention_days: float = Field(default=365, gt=0)
+    syslog: SyslogSection | None = None
+
+
 class NodeConfig(_Section):
     """The whole validated configuration."""
 
@@ -300,6 +399,9 @@ class NodeConfig(_Section):
     model: ModelSection = Field(default_factory=ModelSection)
     http: HttpSection = Field(default_factory=HttpSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+    tls: TlsSection = Field(default_factory=TlsSection)
+    audit: AuditSection = Field(default_factory=AuditSection)
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -317,6 +419,22 @@ class NodeConfig(_Section):
         if self.http.enabled and self.http.port == self.node.port:
             raise ValueError(f"http.port and node.port are both {self.node.port}: give the status page its own port")
         return self
+
+    def _security_consistent(self) -> NodeConfig:
+        tls_peers = [peer.name for peer in self.peers if peer.tls]
+        if tls_peers and (self.tls.ca_certificates is None or self.tls.certificate is None):
+            raise ValueError(f"peers {', '.join(tls_peers)} use tls: tls.certificate, tls.private_key and "
+                             "tls.ca_certificates are required")
+        if self.audit.retention_days < self.storage.retention_days:
+            raise ValueError(f"audit.retention_days ({self.audit.retention_days:g}) must not be shorter than "
+                             f"storage.retention_days ({self.storage.retention_days:g})")
+        return self
+
+    def effective(self) -> dict[str, Any]:
+        """The validated configuration as plain data, the database password replaced by ``***``."""
+        data = self.model_dump(mode="json")
+        data["database"]["url"] = make_url(self.database.url).render_as_string(hide_password=True)
+        return data
 
     @property
     def source(self) -> Path | None:

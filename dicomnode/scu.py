@@ -1,7 +1,8 @@
 """The node as an SCU: C-ECHO a configured peer, and C-STORE a batch of instances over one association.
 
 Used by ``dicomnode echo PEER``, ``dicomnode send FILES --to PEER`` and the dispatcher. The node's own AE title is
-the calling AE; timeouts and PDU size come from ``node``. Association-level failures (connection refused,
+the calling AE; timeouts and PDU size come from ``node``; a peer with ``tls: true`` is reached over DICOM TLS
+(``dicomnode.tls``), its certificate checked against ``tls.ca_certificates`` and its host name. Association-level failures (connection refused,
 association rejected or aborted, timeouts) raise :class:`DeliveryError` with a short machine-readable ``reason``;
 per-instance failures (a failure status, no accepted presentation context) are returned as :class:`SendResult`.
 """
@@ -26,6 +27,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.status import code_to_category
 
 from dicomnode.config import NodeConfig, PeerConfig
+from dicomnode.tls import client_tls_args
 
 Item = str | Path | Dataset
 MAX_PRESENTATION_CONTEXTS = 128  # PS3.8: odd context IDs 1..255
@@ -145,10 +147,11 @@ def _associate(peer: PeerConfig, config: NodeConfig, contexts: list[Presentation
     assoc = node_ae(config).associate(
         peer.host, peer.port, contexts=contexts, ae_title=peer.ae_title,
         evt_handlers=[(evt.EVT_CONN_OPEN, lambda event: connected.append(True))],
+        tls_args=client_tls_args(config.tls, peer),
     )
     if assoc.is_established:
         return assoc
-    where = f"{peer.ae_title}@{peer.host}:{peer.port}"
+    where = f"{peer.ae_title}@{peer.host}:{peer.port}{' (TLS)' if peer.tls else ''}"
     if not connected:
         raise DeliveryError(peer.name, "connection-failed", f"cannot connect to {where}")
     if assoc.is_rejected:

@@ -30,6 +30,8 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Semaphore
 from pathlib import Path
 
+from dicomnode.audit import AuditTrail
+from dicomnode.audit.events import MINOR_FAILURE
 from dicomnode.config import NodeConfig
 from dicomnode.db import Database
 from dicomnode.db.intake import record_instance
@@ -64,6 +66,7 @@ def receiver_main(config: NodeConfig, jobs_ready: Semaphore, ready: Semaphore) -
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     parent_watch(stop)
     db = Database(config.database.url, create=False)
+    audit = AuditTrail.for_config(config, db)
 
     def on_stored(stored: StoredInstance) -> None:
         outcome = record_instance(db, stored, config.processing.trigger, config.processing.max_attempts)
@@ -73,7 +76,7 @@ def receiver_main(config: NodeConfig, jobs_ready: Semaphore, ready: Semaphore) -
         if outcome.job_id is not None:
             jobs_ready.release()
 
-    receiver = Receiver(config, on_stored)
+    receiver = Receiver(config, on_stored, audit)
     receiver.start()
     ready.release()
     try:
@@ -81,6 +84,7 @@ def receiver_main(config: NodeConfig, jobs_ready: Semaphore, ready: Semaphore) -
             pass
     finally:
         receiver.stop()
+        audit.close()
         db.dispose()
 
 
@@ -125,6 +129,7 @@ class Service:
         self._jobs_ready = self._mp.Semaphore(0)
         self._results_ready = self._mp.Semaphore(0)
         self.db: Database | None = None
+        self.audit: AuditTrail | None = None
         self.scheduler = None
         self.host = socket.gethostname()
         self.started_at = datetime.now(UTC).replace(tzinfo=None)
@@ -172,16 +177,26 @@ class Service:
                 log.error("%s (pid %s) died with exit code %s; restarting it%s", name, child.process.pid,
                           child.process.exitcode, f" in {delay:.0f} s" if delay else "")
                 if name != "receiver":
-                    requeue_running(self.db, claimed_by=worker_id(child.process.pid))
+                    requeued = requeue_running(self.db, claimed_by=worker_id(child.process.pid))
+                    self._audit_requeue(requeued, f"{name} died with exit code {child.process.exitcode}")
             if now >= child.restart_at:
                 self._spawn(name)
 
     # -- life cycle -----------------------------------------------------------------------------------
+    def _audit_requeue(self, count: int, reason: str) -> None:
+        if count and self.audit is not None:
+            self.audit.record("job-requeued", MINOR_FAILURE, reference=f"{count} job(s)", count=count,
+                              reason=reason)
+
     def start(self) -> None:
         self.db = Database(self.config.database.url)
+        self.audit = AuditTrail.for_config(self.config, self.db)
+        self.audit.record("node-start", details=self.config.effective(),
+                          reason=f"configuration {self.config.source or 'built-in defaults'}")
         recovered = requeue_running(self.db, claimed_by_prefix=f"{self.host}:")
         if recovered:
             log.warning("recovered %d job(s) left running by the previous run", recovered)
+            self._audit_requeue(recovered, "left running by the previous run (recovered at start-up)")
         try:
             self._start_http()
             starting = [self._spawn(f"worker-{n}") for n in range(self.config.processing.workers)]
@@ -190,7 +205,7 @@ class Service:
         except BaseException:
             self.stop()
             raise
-        dispatcher = Dispatcher(self.config, self.db)
+        dispatcher = Dispatcher(self.config, self.db, self.audit)
         self.scheduler = build_scheduler(self.config, self.db, dispatcher, self.wake_workers)
         self.scheduler.start()
         threading.Thread(target=self._forward_results, name="results-watch", daemon=True).start()
@@ -270,14 +285,18 @@ class Service:
                 child.process.kill()
                 child.process.join(10)
                 if self.db is not None and child is not receiver:
-                    requeue_running(self.db, claimed_by=worker_id(child.process.pid),
-                                    reason="interrupted: shut down before the job finished")
+                    requeued = requeue_running(self.db, claimed_by=worker_id(child.process.pid),
+                                               reason="interrupted: shut down before the job finished")
+                    self._audit_requeue(requeued, f"{child.name} did not stop within the grace period")
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         if self._http is not None:
             self._http.stop()
         if self._metrics_dir is not None:
             multiproc.remove(self._metrics_dir)
+        if self.audit is not None:
+            self.audit.record("node-stop")
+            self.audit.close()
         if self.db is not None:
             self.db.dispose()
         log.info("KneeAlign node stopped")

@@ -5,13 +5,17 @@ pynetdicom's, pydicom's, highdicom's) and every Python warning is captured, and 
 
 The same values do reach the result objects (checked), so their absence from the logs is not an accident of the
 test data. A single-component patient name (quoted by highdicom's warning) and a malformed birth date (quoted
-in highdicom's error) are covered too.
+in highdicom's error) are covered too. The audit trail and the whole database are searched as well, and header
+values crafted to forge log lines (CR/LF, escape sequences) must come out as one escaped line each.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,12 +26,14 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from dicomnode.audit import AuditTrail
 from dicomnode.config import NodeConfig, load_config
 from dicomnode.db import Database
 from dicomnode.db.intake import record_instance
 from dicomnode.db.jobs import list_jobs
 from dicomnode.dispatch import Dispatcher
 from dicomnode.process.analysis import analyse
+from dicomnode.process.logsetup import configure_logging
 from dicomnode.process.runner import JobRunner
 from dicomnode.process.worker import load_predictor, work_loop
 from dicomnode.receive import Receiver, StoredInstance
@@ -150,7 +156,8 @@ def test_receive_process_and_dispatch_log_no_patient_data(tmp_path, config, pred
 
     peer = config.peers[0]
     destination = StoreSCP(tmp_path / "received", peer.port, peer.ae_title).start()
-    receiver = Receiver(config, on_stored)
+    audit = AuditTrail.for_config(config, db)
+    receiver = Receiver(config, on_stored, audit)
     receiver.start()
     try:
         knee = write(knee_dx(), tmp_path / "knee.dcm")
@@ -160,13 +167,20 @@ def test_receive_process_and_dispatch_log_no_patient_data(tmp_path, config, pred
         storescu(receiver.port, [knee, refused])
         wait_for(lambda: list_jobs(db), 30, "the knee to be queued")
         run_worker_until(config, db, predictor, lambda: all(j.state == "done" for j in list_jobs(db)))
-        report = Dispatcher(config, db).run_once()
+        report = Dispatcher(config, db, audit).run_once()
         assert report.total_delivered == 2, report
         wait_for(lambda: len(destination.files()) == 2, 30, "the SR and SC at the destination")
     finally:
         receiver.stop(grace_seconds=1)
         destination.stop()
+        audit.close()
         db.dispose()
+
+    # The audit trail recorded the session (UIDs only), and no table of the database holds patient data.
+    dump = "\n".join(sqlite3.connect(config.database.url.removeprefix("sqlite:///")).iterdump())
+    for event in ("association-accepted", "instance-received", "instance-refused", "result-sent"):
+        assert f"'{event}'" in dump, f"no {event} in the audit trail"
+    assert leaks(dump.splitlines()) == []
 
     stored = list(Path(config.storage.dir, "instances").rglob("*.dcm"))
     assert len(stored) == 1, "the knee is stored, the image without pixel data refused"
@@ -214,3 +228,38 @@ def test_a_malformed_birth_date_stays_out_of_the_worker_log(tmp_path, config, pr
         db.dispose()
     assert states == ["done"], "a malformed birth date must not cost the image its result"
     assert leaks(captured.lines, SECRETS + ("1961-02-03",)) == []
+
+
+FORGED = "2026-01-01 00:00:00,000 CRITICAL forged"
+
+
+def test_log_lines_cannot_be_forged_and_invalid_values_stay_out(tmp_path, config, predictor):
+    """Header values built to forge log lines, and a patient name pydicom finds invalid (its warning quotes
+    the value), through the receiver and the worker with the node's own log set-up."""
+    stream = io.StringIO()
+    configure_logging("INFO")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.getLogger().handlers[0].formatter)
+    logging.getLogger().addHandler(handler)
+    db = Database(config.database.url)
+    receiver = Receiver(config, lambda stored: record_instance(db, stored, "instance", 1))
+    receiver.start()
+    try:
+        forged_view = knee_dx(ViewPosition=f"AP\r\n{FORGED}", PatientName=f"{PATIENT_NAME}\x1b[2J=" + "X" * 70)
+        forged_uid = knee_dx()
+        forged_uid.SeriesInstanceUID = f"1.2.3\n{FORGED}"
+        storescu(receiver.port, [write(forged_view, tmp_path / "view.dcm"), write(forged_uid, tmp_path / "uid.dcm")])
+        wait_for(lambda: list_jobs(db), 30, "the knee to be queued")
+        run_worker_until(config, db, predictor, lambda: all(j.state in ("done", "dead") for j in list_jobs(db)))
+    finally:
+        receiver.stop(grace_seconds=1)
+        db.dispose()
+        logging.getLogger().removeHandler(handler)
+        configure_logging("WARNING")
+    lines = stream.getvalue().splitlines()
+    assert any("refused with 0xC001" in line for line in lines), lines
+    record_start = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
+    assert all(record_start.match(line) or line.startswith("    | ") for line in lines), "a forged line"
+    assert not any(line.startswith("2026-01-01") for line in lines)
+    assert "\x1b" not in stream.getvalue()
+    assert leaks(lines) == []

@@ -4,7 +4,8 @@
 De-duplication policy: a re-sent instance whose SOP Instance UID is already known is *not* processed
 again. It only bumps ``receive_count`` and ``last_received_at`` (the receiver has overwritten the same
 spool file). The one exception is an instance whose processing failed for good (state ``failed``): a
-re-send queues it again, as ``dicomnode jobs retry`` would.
+re-send queues it again, as ``dicomnode jobs retry`` would. The same SOP Instance UID arriving in another
+study is refused (:class:`StudyConflict`): nothing is recorded, and the first copy and its row stay as they were.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class Arrival(Protocol):
     size_bytes: int
     calling_ae: str
     peer_name: str | None  # the configured peer's name
+
+
+class StudyConflict(Exception):
+    """The SOP Instance UID is already recorded in another study (the receiver answers 0xC006)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,8 @@ def record_instance(db: Database, arrival: Arrival, trigger: str, max_attempts: 
             query = select(Instance).where(Instance.sop_instance_uid == arrival.sop_instance_uid)
             instance = session.execute(query.with_for_update() if db.is_postgres else query).scalar_one()
             if not inserted:
+                if instance.study_instance_uid != arrival.study_instance_uid:
+                    raise StudyConflict(f"instance {instance.id} belongs to another study")
                 instance.receive_count += 1
                 instance.last_received_at = now
                 instance.path = str(arrival.path)

@@ -1,5 +1,5 @@
 """The job database's tables: studies, instances, jobs, results with their output files, deliveries and
-every delivery attempt.
+every delivery attempt; and the audit trail, which has a retention of its own.
 
 All timestamps are naive UTC (``utcnow()``), the same on SQLite and PostgreSQL. States are plain strings
 listed in the ``*_STATES`` tuples; the meaning of each is documented on its table.
@@ -191,3 +191,28 @@ class DeliveryAttempt(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     ok: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(Text)
+
+
+class AuditEvent(Base):
+    """One entry of the audit trail (see ``dicomnode.audit``): who talked to the node, what it received and
+    sent, what an operator or a recovery requeued, when the node started. UIDs and network identities only,
+    never patient data; free text (``reason``) is escaped and curated by the writer."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    event: Mapped[str] = mapped_column(String(32), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255), default="")  # the node's host name
+    source: Mapped[str | None] = mapped_column(String(64))  # remote "ip:port"
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    called_ae: Mapped[str | None] = mapped_column(String(16))
+    peer: Mapped[str | None] = mapped_column(String(64))
+    study_instance_uid: Mapped[str | None] = mapped_column(UID)
+    sop_instance_uid: Mapped[str | None] = mapped_column(UID)
+    sop_class_uid: Mapped[str | None] = mapped_column(UID)
+    reference: Mapped[str | None] = mapped_column(String(64))  # e.g. "job 12", "delivery 7"
+    reason: Mapped[str | None] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer, default=1)  # > 1 for aggregated refusals
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

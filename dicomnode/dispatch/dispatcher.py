@@ -14,6 +14,8 @@ from pathlib import Path
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 
+from dicomnode.audit import AuditTrail
+from dicomnode.audit.events import MINOR_FAILURE, SUCCESS
 from dicomnode.config import NodeConfig
 from dicomnode.db import Database
 from dicomnode.db.deliveries import (
@@ -63,9 +65,10 @@ class Dispatcher:
     """Sends pending deliveries; ``run_once`` is safe to call from one thread at a time (the scheduler runs
     it with ``max_instances=1``; a lock guards direct calls too)."""
 
-    def __init__(self, config: NodeConfig, db: Database) -> None:
+    def __init__(self, config: NodeConfig, db: Database, audit: AuditTrail | None = None) -> None:
         self.config = config
         self.db = db
+        self.audit = audit
         self.policy = RetryPolicy(config.dispatch.max_attempts, config.dispatch.retry_base_seconds,
                                   config.dispatch.retry_max_seconds)
         self._lock = threading.Lock()
@@ -77,6 +80,7 @@ class Dispatcher:
                 outcomes = self.send_batch(peer_name, batch)
                 states = record_attempts(self.db, outcomes, self.policy)
                 events.deliveries_recorded(self.db, peer_name, states)
+                self._audit(peer_name, batch, outcomes)
                 report.delivered[peer_name] = sum(1 for o in outcomes if o.ok)
                 report.failed[peer_name] = len(outcomes) - report.delivered[peer_name]
                 dead = sum(1 for s in states.values() if s == "dead")
@@ -87,6 +91,24 @@ class Dispatcher:
                 else:
                     log.info("delivery to %s: %d object(s) delivered", peer_name, report.delivered[peer_name])
         return report
+
+    def _audit(self, peer_name: str, batch: list[PendingDelivery], outcomes: list[AttemptOutcome]) -> None:
+        """One ``result-sent`` audit event per attempt: the object's UIDs, the peer, the status."""
+        if self.audit is None:
+            return
+        by_id = {delivery.id: delivery for delivery in batch}
+        try:
+            peer = self.config.peer_by_name(peer_name)
+            where = f"{peer.host}:{peer.port}"
+            called = peer.ae_title
+        except KeyError:
+            where, called = None, None
+        for outcome in outcomes:
+            delivery = by_id[outcome.delivery_id]
+            self.audit.record("result-sent", SUCCESS if outcome.ok else MINOR_FAILURE, source=where,
+                              calling_ae=self.config.node.ae_title, called_ae=called, peer=peer_name,
+                              sop_instance_uid=delivery.sop_instance_uid, sop_class_uid=delivery.sop_class_uid,
+                              reference=f"delivery {delivery.id}", reason=outcome.status)
 
     def send_batch(self, peer_name: str, batch: list[PendingDelivery]) -> list[AttemptOutcome]:
         """C-STORE ``batch`` to one destination over one association; one outcome per delivery."""

@@ -3,7 +3,8 @@
 - ``retries``: failed jobs whose backoff has passed go back to the queue (every second);
 - ``study-quiet``: with ``trigger: study``, studies quiet for ``study_quiet_seconds`` get a study job;
 - ``dispatch``: due deliveries are sent (every few seconds, and at once when a worker reports new results);
-- ``retention``: finished work older than ``storage.retention_days`` is removed (hourly).
+- ``retention``: finished work older than ``storage.retention_days`` is removed, and audit events older than
+  ``audit.retention_days`` (hourly).
 
 Jobs are claimed by the worker processes themselves; the scheduler only wakes them (``jobs_ready``).
 """
@@ -19,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from dicomnode.config import NodeConfig
 from dicomnode.db import Database
+from dicomnode.db.audit import purge_audit
 from dicomnode.db.intake import queue_quiet_studies
 from dicomnode.db.jobs import promote_due_retries
 from dicomnode.dispatch.dispatcher import Dispatcher
@@ -53,6 +55,10 @@ def build_scheduler(config: NodeConfig, db: Database, dispatcher: Dispatcher,
 
     def retention() -> None:
         purge_expired(db, Path(config.storage.dir), config.storage.retention_days)
+        removed = purge_audit(db, config.audit.retention_days)
+        if removed:
+            log.info("retention: removed %d audit event(s) older than %s days", removed,
+                     config.audit.retention_days)
 
     now = datetime.now(UTC)
     scheduler.add_job(retries, "interval", seconds=RETRY_INTERVAL_S, id="retries")

@@ -1,24 +1,14 @@
-"""What the receiver tells the pipeline about a stored instance, and reading it from the received bytes.
-
-The header is parsed from the encoded Part 10 bytes without loading large values: pixel data is skipped (its
-presence is noted, its bytes are never read or decoded).
-"""
+"""What the receiver tells the pipeline about a stored instance, and the header attributes it passes on."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from io import BytesIO
 from pathlib import Path
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-
-# Values longer than this are not read while parsing the header (pixel data, large private blobs).
-_DEFER_BYTES = 4096
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 @dataclass(frozen=True)
@@ -46,19 +36,6 @@ class StoredInstance:
 
 
 OnStored = Callable[[StoredInstance], None]
-
-
-def parse_header(encoded: bytes) -> Dataset:
-    """Parse a Part 10 byte string (preamble, file meta, dataset) without reading large values.
-
-    Raises whatever pydicom raises for bytes it cannot parse.
-    """
-    return dcmread(BytesIO(encoded), defer_size=_DEFER_BYTES)
-
-
-def has_pixel_data(dataset: Dataset) -> bool:
-    """True if the dataset carries an image (Pixel Data, Float or Double Float Pixel Data)."""
-    return any(keyword in dataset for keyword in _PIXEL_KEYWORDS)
 
 
 def text_attribute(dataset: Dataset, keyword: str) -> str | None:

@@ -1,7 +1,9 @@
 """The receiver: a pynetdicom Storage/Verification SCP bound to ``node.bind:node.port``.
 
-It configures the application entity once from ``NodeConfig`` (AE title, association limit, PDU size, ACSE/DIMSE/
-network timeouts), attaches the access check and the C-STORE handler, and runs pynetdicom's threaded server.
+It configures the application entity once from ``NodeConfig`` (AE title, PDU size, ACSE/DIMSE/network
+timeouts), attaches the access check and the C-STORE handler, and runs them on the guarded server of
+``dicomnode.receive.transport`` (connection limits, PDU deadlines and size limits, TLS handshakes off the accept
+loop). Associations, instances and refusals go to the audit trail when one is given.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import time
 from types import TracebackType
 
 from pynetdicom import AE, evt
-from pynetdicom.transport import ThreadedAssociationServer
 
+from dicomnode.audit import AuditTrail
 from dicomnode.config import NodeConfig
 from dicomnode.receive.access import AccessControl
 from dicomnode.receive.contexts import supported_contexts
 from dicomnode.receive.instance import OnStored
 from dicomnode.receive.spool import Spool
 from dicomnode.receive.store import StoreHandler
+from dicomnode.receive.transport import ConnectionPolicy, GuardedServer, start_guarded_server
 from dicomnode.scu import node_ae
+from dicomnode.tls import server_context
 
 LOG = logging.getLogger(__name__)
 
@@ -28,7 +32,9 @@ LOG = logging.getLogger(__name__)
 def build_ae(config: NodeConfig) -> AE:
     """The acceptor AE with this node's identity, limits, timeouts and presentation contexts."""
     ae = node_ae(config)
-    ae.maximum_associations = config.node.max_associations
+    # The connection limiter (node.max_associations, limits.*) decides first; pynetdicom's own count, which
+    # includes connections still closing, is only a backstop and must never reject a configured peer first.
+    ae.maximum_associations = 4 * config.node.max_associations
     # Defence in depth: pynetdicom's own AE title checks, behind the per-peer IP check of AccessControl.
     ae.require_called_aet = True
     ae.require_calling_aet = sorted({peer.ae_title for peer in config.peers})
@@ -43,13 +49,16 @@ class Receiver:
     and raise if the instance could not be queued (the peer then gets a failure status and resends).
     """
 
-    def __init__(self, config: NodeConfig, on_stored: OnStored) -> None:
+    def __init__(self, config: NodeConfig, on_stored: OnStored, audit: AuditTrail | None = None) -> None:
         self._config = config
         self._spool = Spool(config.storage)
-        self._access = AccessControl(config)
-        self._store = StoreHandler(self._spool, self._access, on_stored)
+        self._access = AccessControl(config, audit)
+        self.policy = ConnectionPolicy.for_config(config, self._access.is_known_source, audit)
+        self._access.limiter = self.policy.limiter
+        self._store = StoreHandler(self._spool, self._access, on_stored, config.limits, audit)
         self._ae = build_ae(config)
-        self._server: ThreadedAssociationServer | None = None
+        self._tls = server_context(config.tls)
+        self._server: GuardedServer | None = None
         self._stopped = threading.Event()
 
     @property
@@ -74,14 +83,18 @@ class Receiver:
         node = self._config.node
         handlers = [
             (evt.EVT_REQUESTED, self._access.on_requested),
+            (evt.EVT_ACCEPTED, self._access.on_accepted),
+            (evt.EVT_REJECTED, self._access.on_rejected),
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_C_STORE, self._store),
         ]
         self._stopped.clear()
-        self._server = self._ae.start_server((node.bind, node.port), block=False, evt_handlers=handlers)
-        LOG.info("receiver %s listening on %s:%d (max %d associations, PDU %d, %d peer(s) allowed)",
-                 node.ae_title, node.bind, self.port, node.max_associations, node.max_pdu_size,
-                 len(self._config.peers))
+        self._server = start_guarded_server(self._ae, (node.bind, node.port), handlers, self.policy, self._tls)
+        limits = self._config.limits
+        LOG.info("receiver %s listening on %s:%d%s (max %d associations, %d per source, %d unknown; PDU %d; "
+                 "%d peer(s) allowed)", node.ae_title, node.bind, self.port, " with TLS" if self._tls else "",
+                 node.max_associations, limits.max_connections_per_source, limits.unknown_source_connections,
+                 node.max_pdu_size, len(self._config.peers))
         if block:
             self._stopped.wait()
             self.stop()  # no-op normally; closes the server if stop() came before it was listening
@@ -102,6 +115,7 @@ class Receiver:
         remaining = server.active_associations
         for assoc in remaining:
             assoc.abort()
+        self.policy.flush_refusals(force=True)
         LOG.info("receiver stopped%s", f" ({len(remaining)} association(s) aborted)" if remaining else "")
         self._stopped.set()
 

@@ -21,12 +21,12 @@ PART_SUFFIX = ".part"
 INSTANCE_SUFFIX = ".dcm"
 # UIDs become file and directory names: accept conformant UIDs (digits and dots) and the odd vendor UID with
 # letters, never anything that could escape the spool ("..", "/", "\\", NUL, ...).
-_SAFE_UID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
+_SAFE_UID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")  # fullmatch: "$" would accept a trailing LF
 
 
 def is_safe_uid(uid: str) -> bool:
     """True if ``uid`` can be used as a file or directory name in the spool."""
-    return bool(_SAFE_UID.match(uid))
+    return bool(_SAFE_UID.fullmatch(uid))
 
 
 def free_space_mb(path: Path) -> float:
@@ -129,3 +129,7 @@ class Spool:
         """Undo a write whose instance could not be queued; an earlier acknowledged copy is kept."""
         if not written.replaced:
             written.path.unlink(missing_ok=True)
+            try:
+                written.path.parent.rmdir()  # the study directory, if this write created it
+            except OSError:
+                pass

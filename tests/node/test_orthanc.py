@@ -69,7 +69,7 @@ def test_the_example_orthanc_rule_routes_knees_and_only_knees(tmp_path, tiny_wei
                  "the routed knee's SR and SC")
         assert orthanc.series_modalities(knee["ParentStudy"]) == ["DX", "OT", "SR"]
         assert orthanc.series_modalities(chest["ParentStudy"]) == ["DX"], "the chest was not routed"
-        assert "allowed as peer 'pacs'" in node.log() and node.log().count("association requested") == 1
+        assert "as peer 'pacs'" in node.log() and node.log().count("association accepted") == 1
         assert node.stop() == 0
     finally:
         if node is not None and node.process and node.process.poll() is None:

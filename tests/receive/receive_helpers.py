@@ -32,14 +32,17 @@ class Recorder:
 
 
 def node_config(spool: Path, port: int, *, peer_host: str = "127.0.0.1", min_free_mb: int = 1,
-                extra_peers: list[dict] | None = None) -> NodeConfig:
-    """A node config for tests: our AE on ``port``, one sending peer SENDER at ``peer_host``."""
+                extra_peers: list[dict] | None = None, node: dict | None = None,
+                **sections: dict) -> NodeConfig:
+    """A node config for tests: our AE on ``port``, one sending peer SENDER at ``peer_host``; ``node`` keys
+    and whole further sections (``limits={...}``, ``tls={...}``) override the defaults."""
     peers = [{"name": "sender", "ae_title": SENDER_AE, "host": peer_host, "port": 104}] + (extra_peers or [])
     return NodeConfig.model_validate({
         "node": {"ae_title": NODE_AE, "bind": "127.0.0.1", "port": port, "acse_timeout": 10,
-                 "dimse_timeout": 20, "network_timeout": 20},
+                 "dimse_timeout": 20, "network_timeout": 20, **(node or {})},
         "peers": peers,
         "storage": {"dir": str(spool), "min_free_mb": min_free_mb},
+        **sections,
     })
 
 
