@@ -420,6 +420,7 @@ class NodeConfig(_Section):
             raise ValueError(f"http.port and node.port are both {self.node.port}: give the status page its own port")
         return self
 
+    @model_validator(mode="after")
     def _security_consistent(self) -> NodeConfig:
         tls_peers = [peer.name for peer in self.peers if peer.tls]
         if tls_peers and (self.tls.ca_certificates is None or self.tls.certificate is None):
