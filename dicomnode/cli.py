@@ -4,8 +4,8 @@
     dicomnode echo PEER                          C-ECHO a configured peer
     dicomnode send FILES... --to PEER            C-STORE files to a configured peer over one association
     dicomnode process FILES... --out DIR         offline: write SR/SC/GSPS files, print one JSON line per image
-    dicomnode jobs list [--state S] | show ID | retry ID
-    dicomnode deliveries list [--state S] | retry [--peer P]
+    dicomnode jobs list [--state S] | show ID | retry ID | retry --dead [--since WHEN] [--reason TEXT] [--dry-run]
+    dicomnode deliveries list [--state S] | retry [--dead] [--peer P] [--since WHEN] [--reason TEXT] [--dry-run]
     dicomnode audit [--since T] [--until T] [--event E]... [--outcome O] [--source IP] [--limit N] [--json]
     dicomnode check-config                       print the validated configuration, or the error (exit 2)
 
@@ -31,7 +31,9 @@ from dicomnode.config import (
     NodeConfig,
     apply_env_overrides,
     load_config,
+    validate,
 )
+from dicomnode.filemodes import restrict_umask
 from dicomnode.process.logsetup import configure_logging
 from model.weights import WeightsError
 
@@ -43,11 +45,8 @@ def load(path: str | None) -> NodeConfig:
     """The configuration from ``path``; with no path and no ./config.yaml, the defaults (+ environment)."""
     if path is None and not DEFAULT_CONFIG_PATH.exists():
         data: dict[str, Any] = {}
-        apply_env_overrides(data, os.environ)
-        try:
-            return NodeConfig.model_validate(data, context={"base_dir": Path.cwd()})
-        except ValueError as exc:
-            raise ConfigError(f"(defaults + environment): {exc}") from None
+        env_keys = apply_env_overrides(data, os.environ)
+        return validate(data, Path.cwd(), "(defaults + environment)", env_keys)
     return load_config(path)
 
 
@@ -64,6 +63,8 @@ def cmd_serve(config: NodeConfig, args: argparse.Namespace) -> int:
 
 def cmd_check_config(config: NodeConfig, args: argparse.Namespace) -> int:
     print(f"# configuration OK: {config.source or 'built-in defaults'}")
+    for warning in config.warnings:
+        print(f"# WARNING {warning}")
     print(yaml.safe_dump(config.effective(), sort_keys=False), end="")
     return EXIT_OK
 
@@ -112,11 +113,22 @@ def cmd_send(config: NodeConfig, args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def cmd_process(config: NodeConfig, args: argparse.Namespace) -> int:
+def read_sop_instance_uid(path: str) -> str | None:
+    """The file's SOP Instance UID from a header-only read, or None if it cannot be read."""
     import pydicom
 
-    from dicomnode.process.analysis import STATUS_ERROR, analyse, output_kind
-    from dicomnode.process.output_files import write_durably
+    try:
+        value = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).get(
+            "SOPInstanceUID")
+    except Exception:  # noqa: BLE001 - any unreadable file: the JSON line says so
+        return None
+    return str(value).strip() or None if value is not None else None
+
+
+def cmd_process(config: NodeConfig, args: argparse.Namespace) -> int:
+    from dicomnode.process.analysis import STATUS_ERROR
+    from dicomnode.process.failures import JobFailure
+    from dicomnode.process.task import Task, run_task
     from dicomnode.process.worker import load_predictor
 
     kinds = [k.strip() for k in args.outputs.split(",") if k.strip()]
@@ -134,17 +146,24 @@ def cmd_process(config: NodeConfig, args: argparse.Namespace) -> int:
     out_dir = Path(args.out).resolve()
     errors = 0
     for name in args.files:
+        uid = read_sop_instance_uid(name)
+        task = Task(path=name, study_instance_uid="", sop_instance_uid=uid or "", kinds=tuple(kinds),
+                    outputs_dir=str(out_dir), max_decoded_bytes=config.processing.max_decoded_mb * 1024 * 1024,
+                    flat=True)
         try:
-            ds = pydicom.dcmread(name)
-            analysis = analyse(ds, predictor, kinds)
-            line = {"file": name, **analysis.summary()}
-            for ds_out, entry in zip(analysis.outputs, line.get("outputs", []), strict=True):
-                path = out_dir / f"{analysis.sop_instance_uid}.{output_kind(ds_out)}.dcm"
-                entry["path"] = str(write_durably(ds_out, path))
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+            result = run_task(task, predictor)
+        except JobFailure as failed:
             errors += 1
-            line = {"file": name, "sop_instance_uid": None, "status": STATUS_ERROR,
-                    "reason": f"{type(exc).__name__}: {exc}"}
+            _emit({"file": name, "sop_instance_uid": uid, "status": STATUS_ERROR,
+                   "failure": failed.failure.category, "reason": failed.failure.text})
+            continue
+        line = {"file": name, "sop_instance_uid": uid}
+        if result.summary:
+            line.update(result.summary)
+            for entry, written in zip(line.get("outputs", []), result.files, strict=True):
+                entry["path"] = written.path
+        else:
+            line.update(status=result.status, reason=result.reason)
         _emit(line)
     return EXIT_FAILED if errors else EXIT_OK
 
@@ -169,9 +188,12 @@ def _database(config: NodeConfig):
 
 
 def cmd_jobs(config: NodeConfig, args: argparse.Namespace) -> int:
-    from dicomnode.db.jobs import list_jobs, retry_job
+    from dicomnode.db.jobs import list_jobs, retry_dead_jobs, retry_job
     from dicomnode.db.report import describe_job, job_row
 
+    if args.jobs_command == "retry" and not args.dead and (args.since or args.reason or args.dry_run):
+        print("--since, --reason and --dry-run go with --dead, not with a job id", file=sys.stderr)
+        return EXIT_FAILED
     db = _database(config)
     try:
         if args.jobs_command == "list":
@@ -188,6 +210,12 @@ def cmd_jobs(config: NodeConfig, args: argparse.Namespace) -> int:
         try:
             if args.jobs_command == "show":
                 print(json.dumps(describe_job(db, args.id), indent=2, default=float))
+            elif args.dead:
+                ids = retry_dead_jobs(db, since=args.since, reason=args.reason, dry_run=args.dry_run)
+                verb = "would be queued again" if args.dry_run else "queued again"
+                if ids and not args.dry_run:
+                    _operator_audit(config, db, "job-requeued", count=len(ids), reference=f"{len(ids)} dead job(s)")
+                print(f"{len(ids)} dead job(s) {verb}" + (f": {', '.join(map(str, ids))}" if ids else ""))
             else:
                 job = retry_job(db, args.id)
                 _operator_audit(config, db, "job-requeued", reference=f"job {job.id}")
@@ -210,29 +238,14 @@ def cmd_deliveries(config: NodeConfig, args: argparse.Namespace) -> int:
             for row in list_deliveries(db, args.state, args.limit):
                 _emit(row)
         else:
-            count = retry_dead_deliveries(db, args.peer)
-            if count:
+            count = retry_dead_deliveries(db, args.peer, since=args.since, reason=args.reason, dry_run=args.dry_run)
+            if count and not args.dry_run:
                 _operator_audit(config, db, "delivery-requeued", peer=args.peer, count=count,
                                 reference=f"{count} delivery(ies)")
-            print(f"{count} dead delivery(ies) queued again")
+            print(f"{count} dead delivery(ies) {'would be queued again' if args.dry_run else 'queued again'}")
         return EXIT_OK
     finally:
         db.dispose()
-
-
-def _when(text: str):
-    """A time for ``--since``/``--until``: ISO 8601 (UTC unless it says otherwise) or an age such as 15m,
-    24h, 7d."""
-    from datetime import UTC, datetime, timedelta
-
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
-        return datetime.now(UTC).replace(tzinfo=None) - timedelta(**{units[text[-1]]: float(text[:-1])})
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a time or an age (e.g. 2026-01-31T08:00, 24h, 7d): {text!r}")
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def cmd_audit(config: NodeConfig, args: argparse.Namespace) -> int:
@@ -305,8 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p = jobs.add_parser("show", parents=[common], help="a job with its instances, results and deliveries")
     p.add_argument("id", type=int)
-    p = jobs.add_parser("retry", parents=[common], help="queue a dead or failed job again")
-    p.add_argument("id", type=int)
+    p = jobs.add_parser("retry", parents=[common], help="queue a dead or failed job again, or every dead one")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("id", type=int, nargs="?", help="the job to queue again")
+    target.add_argument("--dead", action="store_true", help="every dead job (narrowed by --since, --reason)")
+    _bulk_filters(p)
 
     p = command("deliveries", cmd_deliveries, "inspect and requeue deliveries of results")
     deliveries = p.add_subparsers(dest="deliveries_command", required=True, metavar="ACTION")
@@ -314,11 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", choices=("pending", "delivered", "dead"))
     p.add_argument("--limit", type=int, default=50)
     p = deliveries.add_parser("retry", parents=[common], help="give dead deliveries a fresh set of attempts")
+    p.add_argument("--dead", action="store_true", help="dead deliveries (the default; only those are retried)")
     p.add_argument("--peer", help="only deliveries to this peer")
+    _bulk_filters(p)
 
     p = command("audit", cmd_audit, "read the audit trail, newest first")
-    p.add_argument("--since", type=_when, metavar="T", help="ISO time (UTC) or an age: 15m, 24h, 7d")
-    p.add_argument("--until", type=_when, metavar="T", help="ISO time (UTC) or an age")
+    p.add_argument("--since", type=since_time, metavar="T", help="ISO time (UTC) or an age: 15m, 24h, 7d")
+    p.add_argument("--until", type=since_time, metavar="T", help="ISO time (UTC) or an age")
     p.add_argument("--event", action="append", metavar="E", help="only this event (repeatable), e.g. "
                    "association-rejected, connection-refused, instance-received, result-sent")
     p.add_argument("--outcome", choices=("success", "minor-failure", "serious-failure", "major-failure"))
@@ -328,7 +346,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def since_time(text: str):
+    """``--since``: an ISO 8601 time (UTC unless it says otherwise) or an age such as 30m, 12h, 2d."""
+    from datetime import UTC, datetime, timedelta
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    now = datetime.now(UTC).replace(tzinfo=None)
+    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return now - timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time or an age (30m, 12h, 2d): {text!r}") from None
+    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
+def _bulk_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", type=since_time, metavar="WHEN",
+                   help="only those that died (last attempt) at or after WHEN: an ISO time (UTC) or an age (2h, 1d)")
+    p.add_argument("--reason", metavar="TEXT", help="only those whose last error contains TEXT (case-insensitive)")
+    p.add_argument("--dry-run", action="store_true", help="say how many, change nothing")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    restrict_umask()  # results, spool and database files are not world-readable (see dicomnode.filemodes)
     args = build_parser().parse_args(argv)
     try:
         config = load(getattr(args, "config", None))

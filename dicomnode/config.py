@@ -69,7 +69,8 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+    # allow_inf_nan=False: `.inf` or `.nan` in YAML is refused for every number (an infinite timeout is none).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, allow_inf_nan=False)
 
 
 class NodeSection(_Section):
@@ -193,6 +194,10 @@ class ProcessingSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_attempts: int = Field(default=5, ge=1)
     retry_base_seconds: Seconds = 10.0
+    job_time_limit_seconds: Seconds = Field(default=120.0, description="wall clock per job in the sandbox")
+    job_memory_mb: int = Field(default=3072, ge=256, description="MiB a job may use beyond the loaded model")
+    max_decoded_mb: int = Field(default=128, ge=1, description="largest decoded image (rows x columns x frames "
+                                                              "x bytes per pixel) a worker decodes")
 
     @field_validator("outputs")
     @classmethod
@@ -404,6 +409,7 @@ class NodeConfig(_Section):
     audit: AuditSection = Field(default_factory=AuditSection)
 
     _source: Path | None = PrivateAttr(default=None)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("peers")
     @classmethod
@@ -441,6 +447,11 @@ class NodeConfig(_Section):
     def source(self) -> Path | None:
         """The file this configuration was loaded from (None if built in code)."""
         return self._source
+
+    @property
+    def warnings(self) -> list[str]:
+        """Legal but risky settings found at loading (see dicomnode.config_checks), as "key: message"."""
+        return list(self._warnings)
 
     def peer_by_ae(self, ae_title: str, host: str) -> PeerConfig | None:
         """The first peer with this calling AE title whose ``allowed_hosts`` match ``host`` (an IP), or None."""
@@ -501,12 +512,17 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[st
     return applied
 
 
+def _origin(key: str, source: str, env_keys: Mapping[str, str]) -> str:
+    """Where the value at dotted ``key`` came from: an environment variable, or the file ``source``."""
+    return next((f"{var} (environment)" for dotted, var in env_keys.items()
+                 if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + ".")), source)
+
+
 def _format_errors(exc: ValidationError, source: str, env_keys: Mapping[str, str]) -> str:
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        origin = next((f"{var} (environment)" for dotted, var in env_keys.items()
-                       if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + ".")), source)
+        origin = _origin(key, source, env_keys)
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
@@ -531,9 +547,23 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     if not isinstance(data, dict):
         raise ConfigError(f"{config_path}: the top level must be a mapping of sections")
     env_keys = apply_env_overrides(data, env)
-    try:
-        config = NodeConfig.model_validate(data, context={"base_dir": config_path.resolve().parent})
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, config_path.name, env_keys)) from None
+    config = validate(data, config_path.resolve().parent, config_path.name, env_keys)
     config._source = config_path.resolve()
+    return config
+
+
+def validate(data: dict[str, Any], base_dir: Path, source: str, env_keys: Mapping[str, str]) -> NodeConfig:
+    """Validate ``data`` (YAML plus environment), then look for foot-guns (dicomnode.config_checks): errors
+    raise ConfigError naming each key, warnings are kept in ``config.warnings``."""
+    from dicomnode.config_checks import find_footguns
+
+    try:
+        config = NodeConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source, env_keys)) from None
+    findings = find_footguns(config, data)
+    errors = [f"{_origin(f.key, source, env_keys)}: {f}" for f in findings if f.level == "error"]
+    if errors:
+        raise ConfigError("\n".join(errors))
+    config._warnings = [str(f) for f in findings if f.level != "error"]
     return config

@@ -30,6 +30,8 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Semaphore
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from dicomnode.audit import AuditTrail
 from dicomnode.audit.events import MINOR_FAILURE
 from dicomnode.config import NodeConfig
@@ -37,6 +39,7 @@ from dicomnode.db import Database
 from dicomnode.db.intake import record_instance
 from dicomnode.db.jobs import requeue_running
 from dicomnode.dispatch.dispatcher import Dispatcher
+from dicomnode.filemodes import private_paths, remove_world_access, restrict_umask
 from dicomnode.process.logsetup import configure_logging
 from dicomnode.process.scheduler import DISPATCH_JOB, build_scheduler, run_soon
 from dicomnode.process.worker import parent_watch, worker_id, worker_main
@@ -61,6 +64,7 @@ def receiver_main(config: NodeConfig, jobs_ready: Semaphore, ready: Semaphore) -
 
     configure_logging(config.logging.level)
     events.prepare(config)
+    restrict_umask()
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -177,10 +181,19 @@ class Service:
                 log.error("%s (pid %s) died with exit code %s; restarting it%s", name, child.process.pid,
                           child.process.exitcode, f" in {delay:.0f} s" if delay else "")
                 if name != "receiver":
-                    requeued = requeue_running(self.db, claimed_by=worker_id(child.process.pid))
-                    self._audit_requeue(requeued, f"{name} died with exit code {child.process.exitcode}")
+                    self._requeue_jobs_of(child)
             if now >= child.restart_at:
                 self._spawn(name)
+
+    def _requeue_jobs_of(self, child: _Child) -> None:
+        """Requeue a dead worker's running job; if the database cannot be written now (a full disk), the job
+        stays running and is requeued at the next start, and the supervisor carries on."""
+        try:
+            requeued = requeue_running(self.db, claimed_by=worker_id(child.process.pid))
+            self._audit_requeue(requeued, f"{child.name} died with exit code {child.process.exitcode}")
+        except SQLAlchemyError as exc:
+            log.error("cannot requeue the jobs of %s (%s); they are requeued at the next start", child.name,
+                      type(exc).__name__)
 
     # -- life cycle -----------------------------------------------------------------------------------
     def _audit_requeue(self, count: int, reason: str) -> None:
@@ -189,7 +202,11 @@ class Service:
                               reason=reason)
 
     def start(self) -> None:
+        restrict_umask()
+        for warning in self.config.warnings:
+            log.warning("configuration: %s", warning)
         self.db = Database(self.config.database.url)
+        remove_world_access(private_paths(self.config.storage.dir, self.config.database.url))
         self.audit = AuditTrail.for_config(self.config, self.db)
         self.audit.record("node-start", details=self.config.effective(),
                           reason=f"configuration {self.config.source or 'built-in defaults'}")

@@ -88,6 +88,7 @@ class KneeAligner:
         radiograph = load_radiograph(ds)
         decode_ms = (time.perf_counter() - t0) * 1000
         pred = self.predict_image(radiograph.image, radiograph.laterality_tag, radiograph.pixel_spacing_mm)
+        pred.pixel_spacing_source = radiograph.pixel_spacing_source if radiograph.pixel_spacing_mm else None
         pred.timings_ms = {"decode": decode_ms, **pred.timings_ms}
         pred.timings_ms["total"] += decode_ms
         return pred

@@ -5,7 +5,8 @@
   (WindowCenter/Width) is not, because percentile clipping replaces it and keeps training and inference identical.
 - MONOCHROME1 is inverted so that bone is always bright; intensities are clipped at the 0.5 and 99.5 percentiles
   and scaled to [0, 1].
-- Pixel spacing comes from PixelSpacing, else ImagerPixelSpacing; laterality from ImageLaterality, else Laterality.
+- Pixel spacing comes from PixelSpacing, else ImagerPixelSpacing (the keyword used is kept, so that the results
+  can say which); laterality from ImageLaterality, else Laterality.
 
 Training uses exactly these functions (``normalize_image``, ``letterbox``, ``warp_to_frame``).
 """
@@ -26,6 +27,14 @@ class UnsupportedImage(ValueError):
     """The dataset cannot be used as a knee radiograph (no pixels, colour, multi-frame, undecodable...)."""
 
 
+class UndecodableImage(UnsupportedImage):
+    """The pixel data cannot be decoded (corrupt, or no decoder for its transfer syntax). The message names the
+    transfer syntax and the decoder's exception type, never the decoder's own text."""
+
+
+SPACING_KEYWORDS = ("PixelSpacing", "ImagerPixelSpacing")  # in order of preference
+
+
 @dataclass
 class Radiograph:
     image: np.ndarray  # float32 (rows, cols) in [0, 1], bone bright
@@ -33,6 +42,7 @@ class Radiograph:
     laterality_tag: str | None  # "L", "R" or None
     photometric: str
     sop_instance_uid: str | None = None
+    pixel_spacing_source: str | None = None  # the keyword the spacing came from (see SPACING_KEYWORDS)
 
 
 def normalize_image(pixels: np.ndarray, photometric: str = "MONOCHROME2",
@@ -59,14 +69,28 @@ def _laterality(ds: pydicom.Dataset) -> str | None:
     return None
 
 
-def _spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+def pixel_spacing(ds: pydicom.Dataset) -> tuple[tuple[float, float], str] | None:
+    """``((row, column) in mm, keyword)`` from the first of ``SPACING_KEYWORDS`` holding two positive finite
+    numbers; None when neither does (pixels are then taken as square, and no check in millimetres is made)."""
+    for keyword in SPACING_KEYWORDS:
         value = ds.get(keyword)
-        if value is not None and len(value) == 2:
+        if value is None or isinstance(value, (str, bytes)) or len(value) != 2:
+            continue
+        try:
             row, col = float(value[0]), float(value[1])
-            if row > 0 and col > 0:
-                return row, col
+        except (TypeError, ValueError):
+            continue
+        if 0 < row < float("inf") and 0 < col < float("inf"):
+            return (row, col), keyword
     return None
+
+
+def _syntax_name(ds: pydicom.Dataset) -> str:
+    """The transfer syntax's name if pydicom knows it, else "unknown" (never the received UID text)."""
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    name = uid.name if uid is not None else ""
+    return name if name and name != str(uid) else "unknown"
 
 
 def load_radiograph(ds: pydicom.Dataset) -> Radiograph:
@@ -75,24 +99,27 @@ def load_radiograph(ds: pydicom.Dataset) -> Radiograph:
         raise UnsupportedImage("dataset has no pixel data")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise UnsupportedImage(f"photometric interpretation {photometric} is not greyscale")
+        raise UnsupportedImage("photometric interpretation is not greyscale (MONOCHROME1 or MONOCHROME2)")
     if int(ds.get("NumberOfFrames", 1) or 1) != 1:
         raise UnsupportedImage("multi-frame images are not supported")
     try:
         stored = ds.pixel_array
-    except Exception as exc:  # decoder missing or corrupt pixel data
-        meta = getattr(ds, "file_meta", None)
-        syntax = meta.TransferSyntaxUID.name if meta is not None and "TransferSyntaxUID" in meta else "unknown"
-        raise UnsupportedImage(f"cannot decode pixel data (transfer syntax {syntax}): {exc}") from exc
+    except BaseException as exc:  # decoder missing, corrupt pixel data, or a native decoder's panic
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, MemoryError)):  # pyo3's PanicException is a
+            raise  # BaseException; running out of memory is not a property of the image
+        raise UndecodableImage(f"cannot decode pixel data (transfer syntax {_syntax_name(ds)}): "
+                               f"{type(exc).__name__}") from exc
     values = apply_modality_lut(stored, ds)
     if "VOILUTSequence" in ds:
         values = apply_voi_lut(values, ds, prefer_lut=True)
+    spacing = pixel_spacing(ds)
     return Radiograph(
         image=normalize_image(values, photometric),
-        pixel_spacing_mm=_spacing(ds),
+        pixel_spacing_mm=spacing[0] if spacing else None,
         laterality_tag=_laterality(ds),
         photometric=photometric,
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")) or None,
+        pixel_spacing_source=spacing[1] if spacing else None,
     )
 
 

@@ -33,6 +33,7 @@ class KneePrediction:
     timings_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     model_sha256: str | None = None  # SHA-256 of the weights file (None: weights not loaded from a file)
+    pixel_spacing_source: str | None = None  # "PixelSpacing", "ImagerPixelSpacing", or None (no spacing)
 
     @property
     def status(self) -> str:
@@ -54,6 +55,7 @@ class KneePrediction:
             "confidence_threshold": self.confidence_threshold,
             "status": self.status,
             "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
+            "pixel_spacing_source": self.pixel_spacing_source,
             "reference_length_px": round(self.reference_length_px, 2),
             "model": {"name": self.model_name, "version": self.model_version, "sha256": self.model_sha256},
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},

@@ -263,3 +263,84 @@ def test_log_lines_cannot_be_forged_and_invalid_values_stay_out(tmp_path, config
     assert not any(line.startswith("2026-01-01") for line in lines)
     assert "\x1b" not in stream.getvalue()
     assert leaks(lines) == []
+
+
+def database_text(url: str) -> list[str]:
+    """Every text value stored in the node's database (all tables, all columns), as strings."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    values: list[str] = []
+    try:
+        with engine.connect() as connection:
+            for table in inspect(connection).get_table_names():
+                for row in connection.execute(text(f'SELECT * FROM "{table}"')):
+                    values += [str(value) for value in row if value is not None]
+    finally:
+        engine.dispose()
+    return values
+
+
+# Hostile images whose odd value is itself patient data: neither the failure nor the skip reason may quote it.
+HOSTILE_WITH_PATIENT_DATA = {
+    "multivalued-name": ("PatientName", "PN", f"{PATIENT_NAME}\\Other^Name"),
+    "charset-is-an-id": ("SpecificCharacterSet", "CS", PATIENT_ID),
+    "window-is-an-id": ("WindowCenter", "DS", PATIENT_ID),
+    "body-part-is-an-id": ("BodyPartExamined", "CS", PATIENT_ID),
+    "view-is-a-name": ("ViewPosition", "CS", FAMILY),
+    "spacing-is-a-date": ("PixelSpacing", "DS", f"{BIRTH_DATE}\\{BIRTH_DATE}"),
+}
+
+
+@pytest.fixture
+def node_levels(captured):
+    """``captured``, with the library log levels the node itself sets (dicomnode.process.logsetup): pydicom
+    quotes invalid values at WARNING, which the node keeps out of its logs by its levels."""
+    from dicomnode.process.logsetup import library_levels
+
+    saved = {name: logging.getLogger(name).level for name in library_levels()}
+    for name, level in library_levels().items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield captured
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _fresh_uids(ds: pydicom.Dataset) -> pydicom.Dataset:
+    from pydicom.uid import generate_uid
+
+    ds.StudyInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
+def test_database_reasons_and_jobs_show_hold_no_patient_data(tmp_path, config, predictor, node_levels):
+    from dicomnode.db.report import describe_job
+    from tests.node.nodehelpers import set_raw
+
+    captured = node_levels
+    db = Database(config.database.url)
+    try:
+        for keyword, vr, value in HOSTILE_WITH_PATIENT_DATA.values():
+            ds = set_raw(_fresh_uids(knee_dx()), keyword, vr, value)
+            path = write(ds, Path(config.storage.dir) / "instances" / ds.StudyInstanceUID / f"{ds.SOPInstanceUID}.dcm")
+            record_instance(db, arrival(study=ds.StudyInstanceUID, sop=ds.SOPInstanceUID, path=str(path),
+                                        peer_name="modality"), "instance", 5)
+        plain = _fresh_uids(knee_dx())
+        path = write(plain, Path(config.storage.dir) / "instances" / plain.StudyInstanceUID / "plain.dcm")
+        record_instance(db, arrival(study=plain.StudyInstanceUID, sop=plain.SOPInstanceUID, path=str(path),
+                                    peer_name="modality"), "instance", 5)
+        captured.clear()
+        run_worker_until(config, db, predictor, lambda: all(j.state in ("done", "dead") for j in list_jobs(db)))
+        jobs = list_jobs(db)
+        shown = json.dumps([describe_job(db, job.id) for job in jobs])
+    finally:
+        db.dispose()
+    states = sorted(job.state for job in jobs)
+    assert states.count("dead") == 4 and states.count("done") == 3, states  # 4 failed once, 2 skipped, 1 result
+    assert all(job.attempts == 1 for job in jobs), "never retried"
+    stored = database_text(config.database.url)
+    assert any("InvalidImage" in value for value in stored) and any("not KNEE" in value for value in stored)
+    assert leaks(stored) == [] and leaks([shown]) == [] and leaks(captured.lines) == []

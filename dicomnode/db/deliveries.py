@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from dicomnode.db.engine import Database
 from dicomnode.db.jobs import backoff_seconds
@@ -93,14 +93,23 @@ def record_attempts(db: Database, outcomes: Sequence[AttemptOutcome], policy: Re
     return db.retrying(work)
 
 
-def retry_dead_deliveries(db: Database, peer: str | None = None, delivery_id: int | None = None) -> int:
-    """Give dead deliveries (optionally only to one peer, or only one delivery) a fresh set of attempts, due
-    now. Returns how many."""
+def retry_dead_deliveries(db: Database, peer: str | None = None, delivery_id: int | None = None,
+                          since: datetime | None = None, reason: str | None = None, dry_run: bool = False) -> int:
+    """Give dead deliveries a fresh set of attempts, due now: all of them, or only one delivery, or those to
+    ``peer``, whose last attempt was at or after ``since``, and whose last status contains ``reason``
+    (case-insensitive). Returns how many (would be, with ``dry_run``)."""
     now = utcnow()
+    conditions = [Delivery.state == DELIVERY_DEAD]
+    if peer is not None:
+        conditions.append(Delivery.peer == peer)
+    if delivery_id is not None:
+        conditions.append(Delivery.id == delivery_id)
+    if since is not None:
+        conditions.append(Delivery.last_attempt_at >= since)
+    if reason:
+        conditions.append(func.lower(Delivery.last_status).contains(reason.lower(), autoescape=True))
     with db.transaction() as session:
-        query = update(Delivery).where(Delivery.state == DELIVERY_DEAD)
-        if peer is not None:
-            query = query.where(Delivery.peer == peer)
-        if delivery_id is not None:
-            query = query.where(Delivery.id == delivery_id)
-        return session.execute(query.values(state=DELIVERY_PENDING, attempts=0, next_attempt_at=now)).rowcount
+        if dry_run:
+            return session.execute(select(func.count()).select_from(Delivery).where(*conditions)).scalar_one()
+        return session.execute(update(Delivery).where(*conditions).values(
+            state=DELIVERY_PENDING, attempts=0, next_attempt_at=now)).rowcount

@@ -4,14 +4,20 @@ recovery of jobs left running by a crash, and manual requeue.
 Claiming uses ``SELECT .. FOR UPDATE SKIP LOCKED`` on PostgreSQL (several workers on several hosts) and a
 conditional ``UPDATE .. WHERE state = 'queued'`` on SQLite (whose writers are serialised anyway). A claim
 counts as an attempt, so a job that keeps killing its worker still ends up dead.
+
+How a failed attempt is retried depends on what failed (``fail_job``'s ``retry``): ``backoff`` (transient
+errors: exponential backoff until ``max_attempts``), ``once`` (a time or memory limit or a crash: retried once,
+then dead), ``never`` (the image can never succeed: dead at once). A job that had to wait for disk space is
+deferred (``defer_job``): back to the queue without using an attempt.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from dicomnode.db.engine import Database
@@ -125,23 +131,50 @@ def _bury(session, job: Job, error: str, now: datetime) -> None:
             instance.reason = error
 
 
+RETRY_POLICIES = ("backoff", "once", "never")
+
+
+def _category(error: str) -> str:
+    """The ``"<category>:"`` prefix of a stored error (see dicomnode.process.failures), "" if none."""
+    head, sep, _ = error.partition(":")
+    return head if sep and head.isalpha() else ""
+
+
 def fail_job(db: Database, job_id: int, error: str, retry_base_seconds: float,
-             now: datetime | None = None) -> str:
-    """Record a failed attempt: ``failed`` with next_attempt_at after the backoff, or ``dead`` when the job
-    has used its ``max_attempts`` (its instances then become ``failed``). Returns the new state."""
+             now: datetime | None = None, retry: Literal["backoff", "once", "never"] = "backoff") -> str:
+    """Record a failed attempt: ``failed`` with next_attempt_at after the backoff, or ``dead`` (its unfinished
+    instances then become ``failed``) when the job has used its ``max_attempts``, or at once with
+    ``retry="never"``, or with ``retry="once"`` when the previous attempt failed in the same category (the
+    prefix of ``error`` before its first colon). Returns the new state."""
+    if retry not in RETRY_POLICIES:
+        raise ValueError(f"retry must be one of {RETRY_POLICIES}")
     now = now or utcnow()
     with db.transaction() as session:
         job = session.get(Job, job_id, with_for_update=db.is_postgres)
         if job is None or job.state != JOB_RUNNING:
             return job.state if job is not None else "missing"
+        category = _category(error)
+        repeated = bool(category) and _category(job.last_error or "") == category
         job.last_error = error[:4000]
         job.claimed_by = None
-        if job.attempts >= job.max_attempts:
+        if job.attempts >= job.max_attempts or retry == "never" or (retry == "once" and repeated):
             _bury(session, job, job.last_error, now)
         else:
             job.state = JOB_FAILED
             job.next_attempt_at = now + timedelta(seconds=backoff_seconds(retry_base_seconds, job.attempts))
         return job.state
+
+
+def defer_job(db: Database, job_id: int, reason: str, delay_seconds: float, now: datetime | None = None) -> bool:
+    """Put a running job back in the queue after ``delay_seconds`` without using an attempt (its claim is given
+    back): for conditions of the node, not of the job, such as a disk below its reserve. False if it was no
+    longer running."""
+    now = now or utcnow()
+    with db.transaction() as session:
+        return session.execute(update(Job).where(Job.id == job_id, Job.state == JOB_RUNNING).values(
+            state=JOB_QUEUED, attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0), claimed_by=None,
+            last_error=reason[:4000],
+            next_attempt_at=now + timedelta(seconds=delay_seconds), updated_at=now)).rowcount == 1
 
 
 def promote_due_retries(db: Database, now: datetime | None = None) -> int:
@@ -179,6 +212,18 @@ def requeue_running(db: Database, claimed_by_prefix: str | None = None, reason: 
         return len(jobs)
 
 
+def _requeue(session, job: Job, now: datetime) -> None:
+    for instance in job_instances(session, job):
+        if instance.state == INSTANCE_FAILED:
+            instance.state = INSTANCE_QUEUED
+            instance.reason = None
+    job.state = JOB_QUEUED
+    job.attempts = 0
+    job.next_attempt_at = now
+    job.finished_at = None
+    job.updated_at = now
+
+
 def retry_job(db: Database, job_id: int) -> Job:
     """Manual requeue (``dicomnode jobs retry``): a dead or failed job gets a fresh set of attempts and its
     failed instances are queued again. Raises LookupError if there is no such job, ValueError if it is
@@ -190,15 +235,29 @@ def retry_job(db: Database, job_id: int) -> Job:
             raise LookupError(f"no job {job_id}")
         if job.state not in (JOB_DEAD, JOB_FAILED):
             raise ValueError(f"job {job_id} is {job.state}; only dead or failed jobs can be retried")
-        for instance in job_instances(session, job):
-            if instance.state == INSTANCE_FAILED:
-                instance.state = INSTANCE_QUEUED
-                instance.reason = None
-        job.state = JOB_QUEUED
-        job.attempts = 0
-        job.next_attempt_at = now
-        job.finished_at = None
+        _requeue(session, job, now)
         return job
+
+
+def retry_dead_jobs(db: Database, since: datetime | None = None, reason: str | None = None,
+                    dry_run: bool = False) -> list[int]:
+    """Bulk requeue (``dicomnode jobs retry --dead``): every dead job, or those that died at or after ``since``
+    and whose last error contains ``reason`` (case-insensitive), gets a fresh set of attempts. Returns their
+    ids (the ones that would be requeued, with ``dry_run``)."""
+    now = utcnow()
+    with db.transaction() as session:
+        query = select(Job).where(Job.state == JOB_DEAD).order_by(Job.id)
+        if since is not None:
+            query = query.where(Job.finished_at >= since)
+        if reason:
+            query = query.where(func.lower(Job.last_error).contains(reason.lower(), autoescape=True))
+        if db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        jobs = list(session.scalars(query))
+        if not dry_run:
+            for job in jobs:
+                _requeue(session, job, now)
+        return [job.id for job in jobs]
 
 
 def list_jobs(db: Database, state: str | None = None, limit: int = 100) -> list[Job]:

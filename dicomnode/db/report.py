@@ -1,5 +1,7 @@
 """Read-only views of the database for operators (``dicomnode jobs`` and ``dicomnode deliveries``):
-plain dicts, ready for JSON or a table. No patient data is stored, so none is shown."""
+plain dicts, ready for JSON or a table. No patient data is stored, so none is shown: reasons and errors are
+curated when they are written (see dicomnode.process.failures), and escaped again here to one printable line,
+so that a row written by an older version cannot forge lines in a terminal either."""
 
 from __future__ import annotations
 
@@ -19,6 +21,11 @@ from dicomnode.db.models import (
     Result,
     Study,
 )
+from dicomnode.safetext import escape
+
+
+def _line(text: str | None) -> str | None:
+    return escape(text) if text is not None else None
 
 
 def _when(value: datetime | None) -> str | None:
@@ -30,14 +37,14 @@ def job_row(job: Job) -> dict[str, Any]:
             "max_attempts": job.max_attempts, "instance_id": job.instance_id, "study_id": job.study_id,
             "next_attempt_at": _when(job.next_attempt_at), "claimed_by": job.claimed_by,
             "created_at": _when(job.created_at), "started_at": _when(job.started_at),
-            "finished_at": _when(job.finished_at), "last_error": job.last_error}
+            "finished_at": _when(job.finished_at), "last_error": _line(job.last_error)}
 
 
 def _delivery_row(delivery: Delivery, attempts: list[DeliveryAttempt]) -> dict[str, Any]:
     return {"id": delivery.id, "peer": delivery.peer, "state": delivery.state, "attempts": delivery.attempts,
-            "next_attempt_at": _when(delivery.next_attempt_at), "last_status": delivery.last_status,
+            "next_attempt_at": _when(delivery.next_attempt_at), "last_status": _line(delivery.last_status),
             "delivered_at": _when(delivery.delivered_at),
-            "history": [{"at": _when(a.at), "ok": a.ok, "status": a.status} for a in attempts]}
+            "history": [{"at": _when(a.at), "ok": a.ok, "status": _line(a.status)} for a in attempts]}
 
 
 def _result_row(session, result: Result) -> dict[str, Any]:
@@ -73,7 +80,7 @@ def describe_job(db: Database, job_id: int) -> dict[str, Any]:
             out["instances"].append({
                 "id": instance.id, "sop_instance_uid": instance.sop_instance_uid,
                 "study_instance_uid": instance.study_instance_uid, "peer": instance.peer,
-                "state": instance.state, "reason": instance.reason, "receive_count": instance.receive_count,
+                "state": instance.state, "reason": _line(instance.reason), "receive_count": instance.receive_count,
                 "received_at": _when(instance.received_at), "path": instance.path,
                 "result": _result_row(session, result) if result else None})
         return out
@@ -88,5 +95,5 @@ def list_deliveries(db: Database, state: str | None = None, limit: int = 100) ->
             query = query.where(Delivery.state == state)
         return [{"id": d.id, "peer": d.peer, "state": d.state, "kind": kind, "sop_instance_uid": uid,
                  "attempts": d.attempts, "next_attempt_at": _when(d.next_attempt_at),
-                 "last_status": d.last_status, "delivered_at": _when(d.delivered_at)}
+                 "last_status": _line(d.last_status), "delivered_at": _when(d.delivered_at)}
                 for d, kind, uid in session.execute(query).all()]

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from dicomnode.db.engine import Database
 from dicomnode.db.models import (
+    INSTANCE_FAILED,
     INSTANCE_PROCESSED,
     INSTANCE_SKIPPED,
     Delivery,
@@ -37,6 +38,13 @@ def mark_skipped(db: Database, instance_id: int, reason: str) -> None:
     with db.transaction() as session:
         session.execute(update(Instance).where(Instance.id == instance_id).values(
             state=INSTANCE_SKIPPED, reason=reason[:2000]))
+
+
+def mark_failed(db: Database, instance_id: int, reason: str) -> None:
+    """Record that an instance can never be processed (its job goes dead), and why (a curated reason)."""
+    with db.transaction() as session:
+        session.execute(update(Instance).where(Instance.id == instance_id).values(
+            state=INSTANCE_FAILED, reason=reason[:2000]))
 
 
 def save_result(db: Database, *, job_id: int | None, instance_id: int, source_sop_instance_uid: str,

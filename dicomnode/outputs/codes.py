@@ -40,6 +40,7 @@ STATUS_LOW_CONFIDENCE = _private("STATUS-LOWCONF", "Low confidence: not a valid 
 STATUS_NOTE = _private("STATUS-NOTE", "Result status note")
 SURGICAL_PHASE = _private("PHASE", "Surgical phase")
 LATERALITY_SOURCE = _private("LAT-SOURCE", "Laterality determined from")
+PIXEL_SPACING_USED = _private("SPACING-USED", "Pixel spacing used")
 RESULT_CONFIDENCE = _private("RESULT-CONF", "Result confidence")
 LANDMARK_CONFIDENCE = _private("LMK-CONF", "Mean landmark confidence")
 ANALYSED_REGION = _private("ANALYSED-REGION", "Region analysed by the algorithm")

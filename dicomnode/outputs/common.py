@@ -17,8 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 import pydicom
+from highdicom import ContributingEquipment, SpecificCharacterSetValues
 from pydicom.valuerep import DA, DT, TM
-from highdicom import ContributingEquipment
 
 from dicomnode import software_version
 from dicomnode.outputs import codes
@@ -190,8 +190,33 @@ def working_copy(source: pydicom.Dataset) -> pydicom.Dataset:
         if keyword not in ref or ref[keyword].value is None:
             setattr(ref, keyword, None)
     _blank_unparseable_dates(ref)
+    charset = character_set(source)
+    if charset is None:
+        ref.pop("SpecificCharacterSet", None)
+    else:
+        ref.SpecificCharacterSet = charset
     ref.SamplesPerPixel = source.get("SamplesPerPixel", 1)
     return ref
+
+
+_WRITABLE_CHARSETS = {value.value for value in SpecificCharacterSetValues}
+_DEFAULT_REPERTOIRE = ("", "ISO_IR 6")  # absent, empty, or the common (non-standard) "ISO_IR 6"
+
+
+def character_set(source: pydicom.Dataset) -> list[str] | str | None:
+    """The source's Specific Character Set in a form highdicom writes: None for the default repertoire (absent,
+    empty, or "ISO_IR 6"); an empty first value followed by code extensions becomes "ISO 2022 IR 6", which is
+    what it means (PS3.3 C.12.1.1.2). Raises :class:`OutputError` for a value no result can be written in."""
+    raw = source.get("SpecificCharacterSet")
+    values = [str(v).strip() for v in ([raw] if isinstance(raw, (str, bytes)) else list(raw or []))]
+    if all(v in _DEFAULT_REPERTOIRE for v in values):
+        return None
+    if values[0] == "":
+        values[0] = SpecificCharacterSetValues.DEFAULT_REPERTOIRE_CODE_EXTENSIONS.value
+    extensions_ok = len(values) == 1 or all(v.startswith("ISO 2022 ") for v in values)  # PS3.3 C.12.1.1.2
+    if not extensions_ok or not all(v in _WRITABLE_CHARSETS for v in values):
+        raise OutputError("SpecificCharacterSet is not a character set the results can be written in")
+    return values[0] if len(values) == 1 else values
 
 
 _DATE_TYPES = {"DA": DA, "TM": TM, "DT": DT}

@@ -24,11 +24,11 @@ def modality_values(source: pydicom.Dataset) -> np.ndarray:
         raise OutputError("multi-frame source images are not supported")
     photometric = str(source.get("PhotometricInterpretation", ""))
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise OutputError(f"source photometric interpretation {photometric!r} is not greyscale")
+        raise OutputError("source photometric interpretation is not greyscale (MONOCHROME1 or MONOCHROME2)")
     try:
         stored = source.pixel_array
-    except Exception as exc:  # missing decoder, corrupt data
-        raise OutputError(f"cannot decode the source pixel data: {exc}") from exc
+    except Exception as exc:  # missing decoder, corrupt data; the decoder's text is not kept (it may quote values)
+        raise OutputError(f"cannot decode the source pixel data ({type(exc).__name__})") from exc
     return np.asarray(apply_modality_lut(stored, source), dtype=np.float32)
 
 

@@ -3,13 +3,15 @@
 Content tree (one document per source image):
 
 - Measurement Report (DCM 126000) with language, a device observer (this node), procedure reported, and an
-  Image Library (TID 1600) listing the source image.
+  Image Library (TID 1600) listing the source image with the descriptors its attributes support (see
+  :mod:`.image_library`: a CR with only Pixel Spacing, or with no spacing at all, gets its SR too).
 - Imaging Measurements (DCM 126010) holding one group per knee (TID 1501): tracking identifier and UID, the
   algorithm (TID 4019: the weights' name, version and SHA-256), finding site knee joint with laterality, the
   source image; the planar measurements of :func:`alignment_measurements` as NUMs, each with exactly one SCOORD
   (for an angle a POLYLINE of 4 points: femoral axis proximal, distal, tibial axis proximal, distal; purpose
   "Arm of angle") referencing the source; qualitative evaluations: surgical phase, laterality, result status;
-  TEXT: the status in words (with the confidence), where the laterality came from, the intended use.
+  TEXT: the status in words (with the confidence), where the laterality came from, which pixel spacing the
+  measurement used (Pixel Spacing, Imager Pixel Spacing or none), the intended use.
 
 What a viewer draws: OHIF (3.x) draws each group as one annotation whose label lists "concept name: value unit"
 for every NUM, at most 5 lines. So this report holds only what the surgeon came for, the angles and their axes;
@@ -57,6 +59,7 @@ from dicomnode.outputs.common import (
     set_device_uid,
     target,
 )
+from dicomnode.outputs.image_library import image_library, spacing_statement
 from dicomnode.outputs.overlay import (
     DISCLAIMER_TEXT,
     angle_arms,
@@ -142,6 +145,7 @@ def measurement_group(t: Target, prediction: KneePrediction, label: str,
     )
     for name, text in ((codes.STATUS_NOTE, status_note(prediction)),
                        (codes.LATERALITY_SOURCE, laterality_source_text(prediction)),
+                       (codes.PIXEL_SPACING_USED, spacing_statement(prediction)),
                        (codes.DISCLAIMER, DISCLAIMER_TEXT)):
         group[0].ContentSequence.append(
             TextContentItem(name=name, value=text, relationship_type=RelationshipTypeValues.CONTAINS))
@@ -160,8 +164,9 @@ def report_document(t: Target, groups: list, instance_number: int = 1) -> Compre
         observation_context=ObservationContext(observer_person_context=None, observer_device_context=observer),
         procedure_reported=codes.IMAGING_PROCEDURE,
         imaging_measurements=groups,
-        referenced_images=[t.ref],
     )
+    # TID 1500 row order: the Image Library comes right before Imaging Measurements (the last item).
+    report[0].ContentSequence.insert(len(report[0].ContentSequence) - 1, image_library(t.ref))
     sr = ComprehensiveSR(
         evidence=[t.ref],
         content=report[0],

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import pydicom
 
 from dicomnode.process.selection import skip_reason
-from model.preprocess import UnsupportedImage
+from model.preprocess import UndecodableImage, UnsupportedImage
 from model.result import KneePrediction
 
 STATUS_SKIPPED = "skipped"
@@ -53,20 +53,33 @@ def output_kind(ds: pydicom.Dataset) -> str:
     return kind_of(ds)
 
 
-def analyse(ds: pydicom.Dataset, predictor: Predictor, kinds: Sequence[str]) -> Analysis:
-    """Select, predict and build. Images that are not knee AP/PA radiographs, or that the model cannot use,
-    come back skipped; any other problem raises (the caller records an error or retries)."""
-    from dicomnode.outputs import (
-        build_outputs,  # heavy (highdicom, drawing): only when an image is processed
-    )
-
+def predict(ds: pydicom.Dataset, predictor: Predictor) -> Analysis:
+    """Select and predict (no result objects yet). Images that are not knee AP/PA radiographs, or that the model
+    cannot use, come back skipped; pixel data that cannot be decoded, and any other problem, raise."""
     uid = str(ds.get("SOPInstanceUID", ""))
     reason = skip_reason(ds)
     if reason is not None:
         return Analysis(uid, STATUS_SKIPPED, reason)
     try:
         prediction = predictor.predict(ds)
+    except UndecodableImage:
+        raise  # a broken or undecodable image is a failure, not an image that is not for us
     except UnsupportedImage as exc:
         return Analysis(uid, STATUS_SKIPPED, f"unusable image: {exc}")
-    outputs = build_outputs(ds, prediction, kinds=tuple(kinds))
-    return Analysis(uid, prediction.status, None, prediction, list(outputs))
+    return Analysis(uid, prediction.status, None, prediction)
+
+
+def build(analysis: Analysis, ds: pydicom.Dataset, kinds: Sequence[str]) -> Analysis:
+    """Add the result objects of ``kinds`` to a predicted (not skipped) analysis."""
+    from dicomnode.outputs import (
+        build_outputs,  # heavy (highdicom, drawing): only when an image is processed
+    )
+
+    if analysis.prediction is not None:
+        analysis.outputs = list(build_outputs(ds, analysis.prediction, kinds=tuple(kinds)))
+    return analysis
+
+
+def analyse(ds: pydicom.Dataset, predictor: Predictor, kinds: Sequence[str]) -> Analysis:
+    """Select, predict and build (see :func:`predict` and :func:`build`)."""
+    return build(predict(ds, predictor), ds, kinds)

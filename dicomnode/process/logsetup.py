@@ -1,4 +1,5 @@
-"""One log format for the node's processes (service, receiver, workers, command line), on stderr.
+"""One log format for the node's processes (service, receiver, workers, command line), on stderr, and the levels
+that keep libraries from logging attribute values.
 
 Every record is one line: control characters in the message (a CR/LF inside an AE title or UID that a peer
 sent, quoted by the node or by a library) are escaped by :class:`OneLineFormatter`, so no log line can be
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 from dicomnode.safetext import escape
 
@@ -29,18 +31,32 @@ class OneLineFormatter(logging.Formatter):
         return "\n".join("    | " + escape(line) for line in stack_info.splitlines())
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Send the node's logs to stderr at ``level``; third-party libraries stay at WARNING unless DEBUG."""
-    handler = logging.StreamHandler(sys.stderr)
+def library_levels(level: str = "INFO") -> dict[str, int]:
+    """The level of each third-party logger when the node logs at ``level`` (everything at DEBUG when DEBUG).
+
+    - Library warnings can quote attribute values (highdicom's person-name check quotes the patient's name);
+      pydicom logs every invalid value it reads at WARNING, quoting it ("Invalid value for VR DA: '1961-02-03'",
+      "Unknown encoding 'X'"): those loggers show only errors.
+    - pydicom's pixel decoders log each failed attempt at ERROR with a full traceback; the node records the
+      failure itself (curated, one line), so those are silent.
+    - The others (network, scheduler, database, drawing) stay at WARNING.
+    """
+    if level == "DEBUG":
+        return {}
+    levels = {name: logging.ERROR for name in ("py.warnings", "pydicom", "highdicom")}
+    levels["pydicom.pixels"] = logging.CRITICAL
+    levels.update({name: logging.WARNING for name in ("pynetdicom", "apscheduler", "sqlalchemy", "PIL",
+                                                      "matplotlib")})
+    return levels
+
+
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Send the node's logs to ``stream`` (default stderr) at ``level``, one line per record, with
+    :func:`library_levels`; Python warnings go through logging (``py.warnings``)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(OneLineFormatter(FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
-    # Library warnings can quote attribute values (highdicom's person-name check quotes the patient's name):
-    # route them through logging and keep them out of the logs unless DEBUG.
     logging.captureWarnings(True)
-    logging.getLogger("py.warnings").setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)
-    # pydicom logs its validation warnings at WARNING quoting the offending value ("Invalid value for VR PN:
-    # '<the patient's name>'"): a received header with one malformed attribute would put it in the log.
-    logging.getLogger("pydicom").setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)
-    for name in ("pynetdicom", "apscheduler", "sqlalchemy", "PIL", "matplotlib", "highdicom"):
-        logging.getLogger(name).setLevel(quiet)
+    for name in ("py.warnings", "pydicom", "pydicom.pixels", "highdicom", "pynetdicom", "apscheduler", "sqlalchemy",
+                 "PIL", "matplotlib"):
+        logging.getLogger(name).setLevel(library_levels(level).get(name, logging.DEBUG))

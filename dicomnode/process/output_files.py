@@ -25,9 +25,13 @@ def encode(ds: pydicom.Dataset) -> bytes:
 
 def write_durably(ds: pydicom.Dataset, path: Path) -> Path:
     """Write ``ds`` as a Part 10 file at ``path`` so that it is either absent or complete after a crash."""
+    return write_bytes_durably(encode(ds), path)
+
+
+def write_bytes_durably(data: bytes, path: Path) -> Path:
+    """Write ``data`` at ``path``: temporary file, fsync, rename, directory fsync (absent or complete)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-    data = encode(ds)
     try:
         with open(temp, "wb") as handle:
             handle.write(data)

@@ -5,6 +5,11 @@ Wake-ups come through counting semaphores (``jobs_ready``: one release per queue
 one per new result), never through ``multiprocessing.Event``: a process killed while waiting on an Event
 would block every later ``set()`` forever, while a semaphore release never waits for anyone.
 
+Each job runs in the worker's sandbox, a child process with the model and per-job time and memory limits
+(see :mod:`dicomnode.process.sandbox`); how a failure is recorded depends on its category (see
+:mod:`dicomnode.process.failures`): dead at once, retried once, retried with backoff, or deferred without using
+an attempt. While the spool's free space is below ``storage.min_free_mb`` no job is claimed.
+
 Stopping: SIGTERM lets the current job finish, then the process exits; so does the death of the parent
 (the service). SIGINT is ignored (the service decides). A worker killed mid-job leaves its job ``running``;
 the service requeues it (``requeue_running``) when it notices, or at the next start.
@@ -18,18 +23,30 @@ import signal
 import socket
 import threading
 import time
-import traceback
+from collections.abc import Callable
 from multiprocessing.synchronize import Semaphore
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from dicomnode.config import NodeConfig
 from dicomnode.db import Database
-from dicomnode.db.jobs import claim_job, complete_job, fail_job
+from dicomnode.db.jobs import ClaimedJob, claim_job, complete_job, defer_job, fail_job
+from dicomnode.filemodes import restrict_umask
+from dicomnode.process.analysis import Predictor
+from dicomnode.process.failures import DEFERRED, LIMIT, PERMANENT, Failure, JobFailure, classify
 from dicomnode.process.logsetup import configure_logging
-from dicomnode.process.runner import JobRunner, Predictor
+from dicomnode.process.runner import JobRunner
+from dicomnode.process.sandbox import Sandbox, SandboxLimits, SandboxStartError
+from dicomnode.receive.spool import free_space_mb
 from dicomnode.web import events
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 POLL_SECONDS = 1.0  # fallback when no wake-up arrives (e.g. jobs queued by another host)
+DISK_POLL_SECONDS = 5.0  # how often a paused worker looks at the free space again
+MAX_DB_WAIT_SECONDS = 30.0  # longest pause between attempts to record an outcome in an unwritable database
 
 
 def worker_id(pid: int | None = None) -> str:
@@ -64,57 +81,119 @@ def parent_watch(stop: threading.Event) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _record_failure(db: Database, job: ClaimedJob, failure: Failure, retry_base_seconds: float) -> str:
+    """Record one failed attempt as its category asks (see dicomnode.process.failures); returns the job's state."""
+    if failure.category == DEFERRED:
+        defer_job(db, job.id, failure.text, retry_base_seconds)
+        return "queued again, no attempt used"
+    retry = {PERMANENT: "never", LIMIT: "once"}.get(failure.category, "backoff")
+    return fail_job(db, job.id, failure.text, retry_base_seconds, retry=retry)
+
+
+class DiskGate:
+    """Processing pauses while the spool's free space is below ``storage.min_free_mb`` (logged once per pause)."""
+
+    def __init__(self, storage_dir: Path, min_free_mb: float) -> None:
+        self.storage_dir, self.min_free_mb = storage_dir, min_free_mb
+        self.paused = False
+
+    def open(self) -> bool:
+        if not self.min_free_mb:
+            return True
+        free = free_space_mb(self.storage_dir)
+        below = free < self.min_free_mb
+        if below != self.paused:
+            self.paused = below
+            if below:
+                log.warning("processing paused: %.0f MiB free under %s, below storage.min_free_mb (%.0f)",
+                            free, self.storage_dir, self.min_free_mb)
+            else:
+                log.info("processing resumed: %.0f MiB free", free)
+        return not below
+
+
+def _persist(action: Callable[[], T], stop: threading.Event, what: str) -> T:
+    """Run a database write until it succeeds: a full disk or an unreachable database must not lose the outcome
+    of a job (which stays ``running``, claimed by this worker, meanwhile). Gives up only when stopping."""
+    delay = 1.0
+    while True:
+        try:
+            return action()
+        except SQLAlchemyError as exc:
+            if stop.is_set():
+                raise
+            log.error("cannot record %s (%s); trying again in %.0f s", what, type(exc).__name__, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, MAX_DB_WAIT_SECONDS)
+
+
 def work_loop(runner: JobRunner, db: Database, me: str, retry_base_seconds: float, stop: threading.Event,
               jobs_ready: Semaphore | None = None, results_ready: Semaphore | None = None) -> None:
-    """Claim and run jobs until ``stop`` is set; the job in hand is always finished first."""
+    """Claim and run jobs until ``stop`` is set; the job in hand is always finished first. Nothing is claimed
+    while the spool is below its disk reserve, or while the database cannot be reached."""
+    gate = DiskGate(Path(runner.config.storage.dir), runner.config.storage.min_free_mb)
     while not stop.is_set():
-        job = claim_job(db, me)
+        try:
+            job = claim_job(db, me) if gate.open() else None
+        except SQLAlchemyError as exc:
+            log.error("cannot claim a job (%s); trying again in %.0f s", type(exc).__name__, DISK_POLL_SECONDS)
+            stop.wait(DISK_POLL_SECONDS)
+            continue
         if job is None:
-            if jobs_ready is not None:
+            if jobs_ready is not None and not gate.paused:
                 jobs_ready.acquire(timeout=POLL_SECONDS)
             else:
-                stop.wait(POLL_SECONDS)
+                stop.wait(POLL_SECONDS if not gate.paused else DISK_POLL_SECONDS)
             continue
         started = time.monotonic()
         try:
             created = runner.run(job)
-        except Exception as exc:  # noqa: BLE001 - any failure of one job is recorded, never fatal to the worker
-            log.debug("job %d failed:\n%s", job.id, traceback.format_exc())
-            state = fail_job(db, job.id, f"{type(exc).__name__}: {exc}", retry_base_seconds)
-            events.job_finished(state, time.monotonic() - started)
-            # The message can quote attribute values of the image: only its type at WARNING.
-            log.warning("job %d attempt %d/%d failed (%s): %s (details at DEBUG and in `dicomnode jobs show`)",
-                        job.id, job.attempts, job.max_attempts, state, type(exc).__name__)
-            log.debug("job %d error: %s", job.id, exc)
+        except JobFailure as failed:
+            failure = failed.failure
+        except Exception as exc:  # noqa: BLE001 - any other failure of one job is recorded, never fatal
+            failure = classify(exc, "record")
+        else:
+            if _persist(lambda job=job: complete_job(db, job.id, me), stop, f"job {job.id} as done"):
+                events.job_finished("done", time.monotonic() - started)
+            if created and results_ready is not None:
+                results_ready.release()
             continue
-        if complete_job(db, job.id, me):
-            events.job_finished("done", time.monotonic() - started)
-        if created and results_ready is not None:
-            results_ready.release()
+        state = _persist(lambda job=job, failure=failure: _record_failure(db, job, failure, retry_base_seconds),
+                         stop, f"the failure of job {job.id}")
+        events.job_finished(state, time.monotonic() - started)
+        log.warning("job %d attempt %d/%d failed (%s): %s", job.id, job.attempts, job.max_attempts, state,
+                    failure.text)
+
+
+def sandbox_limits(config: NodeConfig) -> SandboxLimits:
+    return SandboxLimits(config.processing.job_time_limit_seconds, config.processing.job_memory_mb)
 
 
 def worker_main(config: NodeConfig, jobs_ready: Semaphore, results_ready: Semaphore, ready: Semaphore) -> None:
-    """Entry point of a worker process (``multiprocessing`` spawn target). ``ready`` is released once the
-    model is loaded."""
+    """Entry point of a worker process (``multiprocessing`` spawn target). ``ready`` is released once its
+    sandbox has loaded the model."""
     configure_logging(config.logging.level)
     events.prepare(config)
+    restrict_umask()
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     parent_watch(stop)
-    limit_threads(config.processing.workers)
+    sandbox = Sandbox(config, sandbox_limits(config))
     try:
-        predictor = load_predictor(config)
-    except (OSError, ValueError) as exc:  # WeightsError is a ValueError: missing file, wrong scheme, ...
-        log.error("cannot load the model (model.weights = %s): %s", config.model.weights or "shipped", exc)
+        sandbox.start()
+    except SandboxStartError as exc:
+        log.error("%s", exc)
         raise SystemExit(1) from None
     db = Database(config.database.url, create=False)
     me = worker_id()
-    runner = JobRunner(config, db, predictor)
-    log.info("worker %s ready", me)
+    runner = JobRunner(config, db, sandbox.run)
+    log.info("worker %s ready (sandbox pid %s: %g s per job, address space capped at %d MiB)", me, sandbox.pid,
+             config.processing.job_time_limit_seconds, (sandbox.memory_cap_bytes or 0) // (1024 * 1024))
     ready.release()
     try:
         work_loop(runner, db, me, config.processing.retry_base_seconds, stop, jobs_ready, results_ready)
     finally:
+        sandbox.close()
         db.dispose()
         log.info("worker %s stopped", me)

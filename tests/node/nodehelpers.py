@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileMetaDataset
+from pydicom.tag import Tag
 from pydicom.uid import (
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
@@ -83,9 +87,22 @@ def radiograph_dataset(*, modality: str = "DX", body_part: str | None = "KNEE", 
     return ds
 
 
+def set_raw(ds: pydicom.Dataset, keyword_or_tag: str | int, vr: str, value: bytes | str) -> pydicom.Dataset:
+    """Put an element in ``ds`` exactly as given, bypassing pydicom's conversion and validation (for values no
+    valid dataset would hold: NumberOfFrames "abc", an unknown VR...). Odd lengths are padded with a space."""
+    tag = Tag(tag_for_keyword(keyword_or_tag) if isinstance(keyword_or_tag, str) else keyword_or_tag)
+    data = value.encode("latin-1") if isinstance(value, str) else value
+    if len(data) % 2:
+        data += b" "
+    ds[tag] = RawDataElement(tag, vr, len(data), data, 0, False, True)
+    return ds
+
+
 def write(ds: pydicom.Dataset, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    with warnings.catch_warnings():  # raw hostile values (set_raw) make pydicom warn as it writes them
+        warnings.simplefilter("ignore", UserWarning)
+        ds.save_as(path, enforce_file_format=True)
     return path
 
 

@@ -92,7 +92,8 @@ class NodeProcess:
         self.process: subprocess.Popen | None = None
         self._log_offset = 0
 
-    def start(self, timeout: float = 180) -> NodeProcess:
+    def start(self, timeout: float = 180, wait: bool = True) -> NodeProcess:
+        """Start the node; with ``wait`` (the default) return once it is serving (see :meth:`wait_ready`)."""
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.process = subprocess.Popen(
@@ -100,6 +101,9 @@ class NodeProcess:
             cwd=self.config_path.parent, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
+        return self.wait_ready(timeout) if wait else self
+
+    def wait_ready(self, timeout: float = 180) -> NodeProcess:
         wait_for(lambda: READY_LINE in self.log() or self.process.poll() is not None, timeout, "the node to start")
         assert self.process.poll() is None, f"the node exited at start-up:\n{self.log()}"
         return self

@@ -20,6 +20,7 @@ from tests.node.nodehelpers import (
     CT_IMAGE_STORAGE,
     arrival,
     radiograph_dataset,
+    set_raw,
     synthetic_knee,
     write,
 )
@@ -48,7 +49,7 @@ def test_process_writes_files_and_prints_one_json_line_per_image(tmp_path, tiny_
     assert measured["laterality"] == "R" and len(measured["landmarks"]) in (134, 181)
     rows, cols = knee.Rows, knee.Columns
     assert all(-cols <= c <= 2 * cols and -rows <= r <= 2 * rows for c, r in measured["landmarks"])
-    assert skipped["reason"].startswith("modality CT")
+    assert skipped["reason"].startswith("Modality is not DX or CR")
     written = {o["kind"]: pydicom.dcmread(o["path"]) for o in measured["outputs"]}
     assert set(written) == {"sr", "landmarks", "sc", "gsps"}  # --outputs defaults to every kind
     assert {str(ds.SOPInstanceUID) for ds in written.values()} == {o["sop_instance_uid"] for o in measured["outputs"]}
@@ -64,8 +65,29 @@ def test_process_reports_errors_and_exits_non_zero(tmp_path, tiny_weights):
     assert run.returncode == 1
     error, measured = (json.loads(line) for line in run.stdout.splitlines())
     assert error["status"] == "error" and "InvalidDicomError" in error["reason"]
+    assert error["sop_instance_uid"] is None and error["failure"] == "permanent"
     assert [o["kind"] for o in measured["outputs"]] == ["sr"]
     assert sorted(p.name.rsplit(".", 2)[1] for p in (tmp_path / "out").iterdir()) == ["sr"]
+
+
+def test_process_lines_carry_the_sop_instance_uid_and_a_curated_reason(tmp_path, tiny_weights):
+    cr = synthetic_knee(24)
+    cr.Modality, cr.SOPClassUID = "CR", "1.2.840.10008.5.1.4.1.1.1"
+    cr.file_meta.MediaStorageSOPClassUID = cr.SOPClassUID
+    cr.PixelSpacing = cr.ImagerPixelSpacing  # a CR with Pixel Spacing only (no Imager Pixel Spacing)
+    del cr.ImagerPixelSpacing
+    hostile = set_raw(synthetic_knee(25), "WindowCenter", "DS", "\\".join(["100"] * 1000))
+    hostile.PatientName = "Secretname^Patient"
+    files = [write(cr, tmp_path / "cr.dcm"), write(hostile, tmp_path / "hostile.dcm")]
+    run = dicomnode("process", *map(str, files), "--out", "out", "--outputs", "sr",
+                    "--weights", str(tiny_weights), cwd=tmp_path)
+    assert run.returncode == 1
+    measured, failed = (json.loads(line) for line in run.stdout.splitlines())
+    assert measured["sop_instance_uid"] == cr.SOPInstanceUID and measured["status"] in ("ok", "low_confidence")
+    assert measured["pixel_spacing_source"] == "PixelSpacing"
+    assert failed["sop_instance_uid"] == hostile.SOPInstanceUID and failed["status"] == "error"
+    assert failed["reason"] == "permanent: InvalidImage: WindowCenter has more than 64 values"
+    assert "Secretname" not in run.stdout + run.stderr and "100\\100" not in run.stdout + run.stderr
 
 
 def test_check_config_names_the_bad_key(tmp_path):

@@ -17,14 +17,17 @@ from dicomnode.db.deliveries import (
     RetryPolicy,
     due_deliveries,
     record_attempts,
+    retry_dead_deliveries,
 )
 from dicomnode.db.intake import queue_quiet_studies, record_instance
 from dicomnode.db.jobs import (
     claim_job,
     complete_job,
+    defer_job,
     fail_job,
     promote_due_retries,
     requeue_running,
+    retry_dead_jobs,
     retry_job,
 )
 from dicomnode.db.models import (
@@ -241,10 +244,10 @@ def test_result_is_written_once(db: Database):
 
 def test_skipped_instance_keeps_its_reason(db: Database):
     job = claim_job(db, "host:1") if _queue(db, 1) else None
-    mark_skipped(db, job.instance_id, "modality CT is not DX or CR")
+    mark_skipped(db, job.instance_id, "Modality is not DX or CR")
     with db.session() as session:
         instance = session.get(Instance, job.instance_id)
-    assert (instance.state, instance.reason) == ("skipped", "modality CT is not DX or CR")
+    assert (instance.state, instance.reason) == ("skipped", "Modality is not DX or CR")
 
 
 def test_study_trigger_waits_for_quiet_period(db: Database):
@@ -273,11 +276,16 @@ def test_study_state_survives_a_restart(db_url: str):
     second.dispose()
 
 
-def test_delivery_backoff_and_dead_letter(db: Database):
+def _result_for(db: Database, destinations: list[str]) -> None:
+    """One processed instance whose SR is to be delivered to each of ``destinations``."""
     job = claim_job(db, "host:1") if _queue(db, 1) else None
     save_result(db, job_id=job.id, instance_id=job.instance_id, source_sop_instance_uid="1.9.8", status="ok",
                 summary={}, outputs=[OutputFile("sr", "1.2.3", "2.25.7", "2.25.8", "/s.dcm")],
-                destinations=["pacs", "down"])
+                destinations=destinations)
+
+
+def test_delivery_backoff_and_dead_letter(db: Database):
+    _result_for(db, ["pacs", "down"])
     policy = RetryPolicy(max_attempts=3, base_seconds=15, max_seconds=20)
     t0 = utcnow()
     due = due_deliveries(db, now=t0)
@@ -306,3 +314,71 @@ def test_one_dead_worker_is_requeued_without_touching_its_namesakes(db: Database
     claim_job(db, "alpha:123")
     assert requeue_running(db, claimed_by="alpha:12") == 1
     assert (_job(db, first).state, _job(db, second).state) == ("queued", "running")
+
+
+def test_a_permanent_failure_is_dead_at_once_and_a_limit_is_retried_once(db: Database):
+    now = utcnow() + timedelta(minutes=1)  # every job below is queued before this
+
+    def attempt(job_id: int, error: str, retry: str, hours: int) -> str:
+        promote_due_retries(db, now=now + timedelta(hours=hours))
+        assert claim_job(db, "host:1", now=now + timedelta(hours=hours)).id == job_id
+        return fail_job(db, job_id, error, 1, now=now + timedelta(hours=hours), retry=retry)
+
+    (permanent,) = _queue(db, 1, max_attempts=5)
+    assert attempt(permanent, "permanent: InvalidImage: Rows is 0", "never", 0) == "dead"
+    assert _job(db, permanent).attempts == 1
+    (limited,) = _queue(db, 1, max_attempts=5)
+    assert attempt(limited, "limit: TimeLimitExceeded: slow", "once", 1) == "failed"
+    assert attempt(limited, "limit: TimeLimitExceeded: slow", "once", 2) == "dead"
+    # A limit after a failure of another kind is still retried once.
+    (mixed,) = _queue(db, 1, max_attempts=5)
+    assert attempt(mixed, "transient: OperationalError: database locked", "backoff", 3) == "failed"
+    assert attempt(mixed, "limit: SandboxCrashed: SIGSEGV", "once", 4) == "failed"
+    with pytest.raises(ValueError, match="retry must be one of"):
+        fail_job(db, mixed, "x", 1, retry="sometimes")
+
+
+def test_a_deferred_job_goes_back_to_the_queue_without_using_an_attempt(db: Database):
+    (job_id,) = _queue(db, 1, max_attempts=1)
+    now = utcnow()
+    for _ in range(3):  # however often the disk is full, the job is never buried for it
+        job = claim_job(db, "host:1", now=now)
+        assert job.attempts == 1
+        assert defer_job(db, job_id, "deferred: DiskReserveReached: wait", 30, now=now)
+        assert (_job(db, job_id).state, _job(db, job_id).attempts) == ("queued", 0)
+        assert claim_job(db, "host:1", now=now + timedelta(seconds=29)) is None
+        now += timedelta(seconds=30)
+    assert not defer_job(db, job_id, "x", 1), "only a running job can be deferred"
+
+
+def test_bulk_retry_of_dead_jobs_with_filters(db: Database):
+    ids = _queue(db, 4, max_attempts=1)
+    reasons = ["permanent: InvalidImage: Rows is 0", "limit: TimeLimitExceeded: slow",
+               "permanent: UndecodableImage: cannot decode pixel data (JPEG Extended)", "limit: MemoryError: oom"]
+    base = utcnow() - timedelta(hours=10)
+    for hours, (job_id, reason) in enumerate(zip(ids, reasons, strict=True)):
+        claim_job(db, "host:1")
+        fail_job(db, job_id, reason, 1, now=base + timedelta(hours=2 * hours))
+    assert retry_dead_jobs(db, reason="DECODE", dry_run=True) == [ids[2]]
+    assert _job(db, ids[2]).state == "dead", "a dry run changes nothing"
+    assert retry_dead_jobs(db, since=base + timedelta(hours=3), reason="limit:") == [ids[3]]
+    assert retry_dead_jobs(db, reason="%") == [], "LIKE wildcards in the filter are taken literally"
+    assert retry_dead_jobs(db) == [ids[0], ids[1], ids[2]]
+    assert {_job(db, i).state for i in ids} == {"queued"}
+    with db.session() as session:
+        assert {i.state for i in session.scalars(select(Instance))} == {"queued"}
+
+
+def test_bulk_retry_of_dead_deliveries_with_filters(db: Database):
+    _result_for(db, ["pacs", "archive"])
+    policy = RetryPolicy(max_attempts=1, base_seconds=1, max_seconds=1)
+    t0 = utcnow() - timedelta(hours=5)
+    due = due_deliveries(db, now=utcnow())
+    record_attempts(db, [AttemptOutcome(due["pacs"][0].id, False, "pacs: association-rejected")], policy, now=t0)
+    record_attempts(db, [AttemptOutcome(due["archive"][0].id, False, "archive: connection-failed")], policy,
+                    now=t0 + timedelta(hours=2))
+    assert retry_dead_deliveries(db, reason="rejected", dry_run=True) == 1
+    assert retry_dead_deliveries(db, since=t0 + timedelta(hours=1)) == 1  # the archive's
+    assert retry_dead_deliveries(db, peer="archive") == 0
+    assert retry_dead_deliveries(db, peer="pacs", reason="REJECTED") == 1
+    assert _count(db, Delivery, Delivery.state == "pending") == 2

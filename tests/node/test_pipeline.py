@@ -16,10 +16,10 @@ from dicomnode.db import Database
 from dicomnode.db.intake import record_instance
 from dicomnode.db.jobs import claim_job, complete_job, requeue_running
 from dicomnode.db.models import Delivery, Instance, Job, Output, Result
-from dicomnode.process.analysis import analyse
-from dicomnode.process.runner import JobRunner
+from dicomnode.process.runner import JobRunner, task_for
+from dicomnode.process.task import run_task
 from dicomnode.process.worker import load_predictor, work_loop
-from tests.node.nodehelpers import arrival, radiograph_dataset, synthetic_knee, write
+from tests.node.nodehelpers import arrival, radiograph_dataset, set_raw, synthetic_knee, write
 from tests.node.nodeproc import node_config
 
 
@@ -75,7 +75,7 @@ def test_a_rerun_after_a_crash_adds_nothing(config, db, predictor):
     runner = JobRunner(config, db, predictor)
     job = claim_job(db, "host:1")
     item = runner.work_items(job.id)[0]
-    first = runner.write_outputs(item, analyse(pydicom.dcmread(item.path), predictor, config.processing.outputs))
+    first = run_task(task_for(config, item), predictor).files
     # the worker dies here: outputs on disk, no result recorded
     assert requeue_running(db, claimed_by_prefix="host:") == 1
     job = claim_job(db, "host:2")
@@ -110,10 +110,7 @@ def test_an_image_the_model_cannot_use_is_skipped(config, db, predictor):
     assert _count(db, Result) == 0
 
 
-def test_a_failing_job_is_retried_by_the_work_loop(config, db, predictor):
-    ds = synthetic_knee(22)
-    job_id = _receive(db, config, ds)
-    Path(config.storage.dir, "instances", ds.StudyInstanceUID, f"{ds.SOPInstanceUID}.dcm").unlink()
+def _run_loop_until(config, db, predictor, job_id: int, states: tuple[str, ...]) -> Job:
     stop = threading.Event()
     loop = threading.Thread(target=work_loop, args=(JobRunner(config, db, predictor), db, "host:1", 60.0, stop))
     loop.start()
@@ -123,14 +120,42 @@ def test_a_failing_job_is_retried_by_the_work_loop(config, db, predictor):
             return session.get(Job, job_id)
 
     try:
-        for _ in range(200):
-            if job_state().state == "failed":
+        for _ in range(600):
+            if job_state().state in states:
                 break
             stop.wait(0.05)
     finally:
         stop.set()
         loop.join(30)
-    job = job_state()
+    return job_state()
+
+
+def test_a_transient_failure_is_retried_by_the_work_loop(config, db, predictor):
+    ds = synthetic_knee(22)
+    job_id = _receive(db, config, ds)
+    Path(config.storage.dir, "outputs").mkdir(parents=True)
+    Path(config.storage.dir, "outputs", ds.StudyInstanceUID).write_text("a file where a directory should be")
+    job = _run_loop_until(config, db, predictor, job_id, ("failed", "dead"))
     assert (job.state, job.attempts) == ("failed", 1)
-    assert job.last_error.startswith("FileNotFoundError")
+    assert job.last_error.startswith("transient: NotADirectoryError: the result files cannot be written")
     assert (job.next_attempt_at - job.started_at).total_seconds() == pytest.approx(60, abs=2)
+
+
+def test_an_image_that_can_never_succeed_fails_once_with_its_reason(config, db, predictor):
+    ds = set_raw(synthetic_knee(22), "NumberOfFrames", "IS", "abc")
+    job_id = _receive(db, config, ds)
+    job = _run_loop_until(config, db, predictor, job_id, ("failed", "dead"))
+    assert (job.state, job.attempts) == ("dead", 1)
+    assert job.last_error == "permanent: InvalidImage: NumberOfFrames is not a number"
+    with db.session() as session:
+        instance = session.get(Instance, job.instance_id)
+    assert (instance.state, instance.reason) == ("failed", job.last_error)
+
+
+def test_a_missing_spool_file_is_a_permanent_failure(config, db, predictor):
+    ds = synthetic_knee(22)
+    job_id = _receive(db, config, ds)
+    Path(config.storage.dir, "instances", ds.StudyInstanceUID, f"{ds.SOPInstanceUID}.dcm").unlink()
+    job = _run_loop_until(config, db, predictor, job_id, ("failed", "dead"))
+    assert (job.state, job.attempts) == ("dead", 1)
+    assert job.last_error.startswith("permanent: FileNotFoundError: the received file is missing")

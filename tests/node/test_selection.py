@@ -27,14 +27,25 @@ def test_knee_ap_radiographs_are_processed(changes):
 
 
 @pytest.mark.parametrize("changes, reason", [
-    ({"modality": "CT", "sop_class_uid": CT_IMAGE_STORAGE}, "modality CT is not DX or CR"),
-    ({"body_part": "CHEST"}, "body part CHEST is not KNEE"),
-    ({"view": "LL"}, "view position LL is not AP or PA"),
+    ({"modality": "CT", "sop_class_uid": CT_IMAGE_STORAGE}, "Modality is not DX or CR"),
+    ({"body_part": "CHEST"}, "BodyPartExamined is not KNEE"),
+    ({"view": "LL"}, "ViewPosition is not AP or PA"),
     ({"body_part": None, "description": "Thorax"}, "no BodyPartExamined and no knee"),
     ({"body_part": None, "description": "Kneecap sleeve"}, "no BodyPartExamined and no knee"),
 ])
 def test_other_images_are_skipped_with_the_reason(changes, reason):
     assert reason in skip_reason(radiograph_dataset(**changes))
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS")
+@pytest.mark.parametrize("changes", [
+    {"modality": "CT\r\nFORGED", "sop_class_uid": CT_IMAGE_STORAGE},
+    {"body_part": "SECRETPART\nFORGED"},
+    {"view": "SECRETVIEW\r"},
+])
+def test_skip_reasons_never_quote_the_attribute_value(changes):
+    reason = skip_reason(radiograph_dataset(**changes))
+    assert reason and "SECRET" not in reason and "FORGED" not in reason and "\n" not in reason and "\r" not in reason
 
 
 def test_an_image_without_pixels_is_skipped():

@@ -101,9 +101,9 @@ def test_results_come_back_valid_and_non_knees_are_skipped(tmp_path, tiny_weight
         r.state in ("processed", "skipped") for r in rows.values()) and rows, 30, "every instance to finish")
     reasons = {path.stem: states[str(radiograph_dataset_uid(path))] for path in (knee, chest, ct, lateral)}
     assert reasons["knee0"].state == "processed"
-    assert (reasons["chest"].state, reasons["chest"].reason) == ("skipped", "body part CHEST is not KNEE")
-    assert reasons["ct"].state == "skipped" and "modality CT" in reasons["ct"].reason
-    assert reasons["lateral"].state == "skipped" and "view position LL" in reasons["lateral"].reason
+    assert (reasons["chest"].state, reasons["chest"].reason) == ("skipped", "BodyPartExamined is not KNEE")
+    assert reasons["ct"].state == "skipped" and "Modality is not DX" in reasons["ct"].reason
+    assert reasons["lateral"].state == "skipped" and "ViewPosition is not AP" in reasons["lateral"].reason
 
     grouped = results_by_source(destination.datasets())
     assert set(grouped) == {str(radiograph_dataset_uid(knee))}

@@ -169,3 +169,62 @@ def test_document_identity_and_references(left_case):
     assert observer.ConceptCodeSequence[0].CodeMeaning == "Device"
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+
+
+def _cr(source, spacing: str | None):
+    """The source as a CR (which has no Imager Pixel Spacing in its IOD's required set) with ``spacing`` only."""
+    source = source.copy()
+    source.file_meta = source.file_meta.copy()
+    source.Modality, source.SOPClassUID = "CR", "1.2.840.10008.5.1.4.1.1.1"
+    source.file_meta.MediaStorageSOPClassUID = source.SOPClassUID
+    values = source.get("ImagerPixelSpacing") or source.get("PixelSpacing") or [0.15, 0.15]
+    for keyword in ("ImagerPixelSpacing", "PixelSpacing", "PresentationIntentType", "DetectorType"):
+        source.pop(keyword, None)
+    if spacing is not None:
+        setattr(source, spacing, values)
+    return source
+
+
+SHAPES = {
+    "cr-pixel-spacing-only": (lambda s: _cr(s, "PixelSpacing"), "PixelSpacing", "Pixel Spacing (0028,0030)"),
+    "cr-imager-spacing-only": (lambda s: _cr(s, "ImagerPixelSpacing"), "ImagerPixelSpacing",
+                               "Imager Pixel Spacing (0018,1164)"),
+    "cr-no-spacing": (lambda s: _cr(s, None), None, "none: the image states no usable pixel spacing"),
+    "dx-no-orientation": (lambda s: _without(s, "PatientOrientation"), "ImagerPixelSpacing", "Imager Pixel"),
+    "dx-empty-orientation": (lambda s: _emptied(s, "PatientOrientation"), "ImagerPixelSpacing", "Imager Pixel"),
+}
+
+
+def _without(source, keyword):
+    source = source.copy()
+    source.pop(keyword, None)
+    return source
+
+
+def _emptied(source, keyword):
+    source = source.copy()
+    setattr(source, keyword, "")
+    return source
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_every_projection_shape_gets_an_sr_that_says_which_spacing_it_used(shape, left_case, tmp_path):
+    change, keyword, statement = SHAPES[shape]
+    source = change(left_case.source)
+    prediction = dataclasses.replace(left_case.prediction, pixel_spacing_source=keyword,
+                                     pixel_spacing_mm=left_case.prediction.pixel_spacing_mm if keyword else None)
+    sr = build_sr(source, prediction)
+    assert any(line.startswith(statement) for line in all_text(sr).splitlines()), all_text(sr)
+    library_spacing = "Horizontal Pixel Spacing" in dsrdump(save(sr, tmp_path / "sr.dcm"))
+    assert library_spacing == ("ImagerPixelSpacing" in source), "TID 1603 spacing only from Imager Pixel Spacing"
+    report = dciodvfy(tmp_path / "sr.dcm")
+    assert report.errors == [], report.output
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_pixelmed_accepts_the_sr_of_a_cr_without_imager_pixel_spacing(left_case, tmp_path):
+    change, keyword, _ = SHAPES["cr-pixel-spacing-only"]
+    prediction = dataclasses.replace(left_case.prediction, pixel_spacing_source=keyword)
+    report = pixelmed_sr(save(build_sr(change(left_case.source), prediction), tmp_path / "sr.dcm"))
+    assert "Root Template Validation Complete" in report.output and report.errors == [], report.output
