@@ -8,15 +8,19 @@
    probability of an implant (post-op).
 2. Laterality: the image's answer is the order of the two anatomical reference points (a right knee as acquired
    has its lateral plateau corner on the image's left), which the global network learns quickly and reliably;
-   its auxiliary right-knee logit is a second opinion. The DICOM tag is used when present unless both the point
-   order and the logit (with high certainty) contradict it; the image alone decides when the tag is missing.
-   Right knees are mirrored to look like left knees from here on.
+   its auxiliary right-knee logit gives the probability. The DICOM tag, when present, is always used: an image
+   that contradicts it makes the result low-confidence with the reason, never a number measured on the other
+   side. Without a tag the image decides, with its probability in the result. The pre/post-op decision (the
+   implant logit) likewise: an uncertain one is low confidence. Right knees are mirrored to look like left knees
+   from here on.
 3. Local stage: the similarity frame fixed by the reference points is resampled and the phase's network
    (134 pre-op or 181 post-op landmarks) runs on it; optionally once more on the frame rebuilt from its own
    reference points (refinement). Points are mapped back to the source image (and un-mirrored).
-4. Alignment: aTFA by FTS and FNTS; a whole-result confidence; below the threshold the result is low-confidence.
-   Besides the heatmaps, the confidence asks the image itself whether the shaft levels that fix the axes were
-   exposed (``model.exposure``): a level under the collimator is extrapolated and makes the result low-confidence.
+4. Alignment: aTFA by FTS and FNTS through the most distant shaft levels whose cortices the image shows
+   (``model.exposure``, ``model.alignment.choose_levels``); too little shaft exposed makes the result
+   low-confidence. A whole-result confidence; below the threshold the result is low-confidence.
+5. Consistency: the same measurement on a mirrored copy (laterality swapped) and on a copy rotated by a few
+   degrees must agree within ``CONSISTENCY_TOLERANCE_DEG``; otherwise the result is low-confidence with the reason.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ import numpy as np
 import pydicom
 import torch
 
-from model.alignment import compute_alignment
-from model.exposure import unexposed_levels
+import cv2
+
+from model.alignment import ShaftLevels, choose_levels, compute_alignment
+from model.exposure import exposed_levels
 from model.frames import apply_affine, frame_matrix, invert_affine, mirror_points
 from model.network import decode_heatmaps
 from model.preprocess import UnsupportedImage, letterbox, load_radiograph, to_network_input, warp_to_frame
@@ -37,10 +43,14 @@ from model.result import KneePrediction
 from model.scheme import load_scheme
 from model.weights import ModelBundle, load_bundle
 
-# The image must contradict the tag with at least this probability before the tag is overruled.
-TAG_OVERRULE_PROBABILITY = 0.95
 # Reference points closer than this fraction of the image's longer side mean no knee was found.
 MIN_REFERENCE_FRACTION = 0.02
+# Without a tag, the image's laterality must be at least this probable; the phase (implant or not) likewise.
+LATERALITY_CERTAINTY = 0.9
+PHASE_CERTAINTY = 0.9
+# The mirrored and the rotated copy must measure within this of the original (FTS and FNTS, degrees).
+CONSISTENCY_TOLERANCE_DEG = 1.5
+CONSISTENCY_ROTATION_DEG = 7.0
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -55,10 +65,11 @@ class KneeAligner:
     """Landmarks, laterality, phase and aTFA for AP knee radiographs."""
 
     def __init__(self, bundle: ModelBundle, device: str = "auto", confidence_threshold: float | None = None,
-                 refine: bool = True):
+                 refine: bool = True, consistency: bool = True):
         self.bundle = bundle
         self.device = resolve_device(device)
         self.refine = refine
+        self.consistency = consistency
         self.confidence_threshold = (bundle.confidence_threshold if confidence_threshold is None
                                      else float(confidence_threshold))
         self.nets = {k: v.to(self.device).eval() for k, v in bundle.build_networks().items()}
@@ -66,8 +77,9 @@ class KneeAligner:
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto",
-             confidence_threshold: float | None = None, refine: bool = True) -> "KneeAligner":
-        return cls(load_bundle(weights), device, confidence_threshold, refine)
+             confidence_threshold: float | None = None, refine: bool = True,
+             consistency: bool = True) -> "KneeAligner":
+        return cls(load_bundle(weights), device, confidence_threshold, refine, consistency)
 
     def _run(self, stage: str, image: np.ndarray):
         x = torch.from_numpy(to_network_input(image))[None, None].to(self.device)
@@ -95,6 +107,16 @@ class KneeAligner:
     def predict_image(self, image: np.ndarray, laterality_tag: str | None = None,
                       pixel_spacing_mm: tuple[float, float] | None = None) -> KneePrediction:
         """Predict on a normalised float image in [0, 1] (bone bright), as acquired."""
+        pred = self._measure(image, laterality_tag, pixel_spacing_mm)
+        if self.consistency:
+            t = time.perf_counter()
+            self._check_consistency(pred, image, laterality_tag, pixel_spacing_mm)
+            pred.timings_ms["consistency"] = (time.perf_counter() - t) * 1000
+            pred.timings_ms["total"] += pred.timings_ms["consistency"]
+        return pred
+
+    def _measure(self, image: np.ndarray, laterality_tag: str | None,
+                 pixel_spacing_mm: tuple[float, float] | None) -> KneePrediction:
         timings: dict[str, float] = {}
         warnings: list[str] = []
         t = time.perf_counter()
@@ -108,8 +130,12 @@ class KneeAligner:
         timings["global"] = (time.perf_counter() - t) * 1000
         order_right = bool(reference[1, 0] < reference[0, 0])  # lateral corner left of the medial one
 
-        laterality, source = self._decide_laterality(laterality_tag, order_right, p_right, warnings)
+        laterality, source, p_side, c_side = self._decide_laterality(laterality_tag, order_right, p_right, warnings)
         phase = "postop" if p_implant >= 0.5 else "preop"
+        c_phase = 1.0
+        if max(p_implant, 1.0 - p_implant) < PHASE_CERTAINTY:
+            c_phase = 0.0
+            warnings.append(f"pre/post-op uncertain (implant probability {p_implant:.2f})")
         scheme = self.schemes[phase]
         image_left = np.ascontiguousarray(image[:, ::-1]) if laterality == "R" else image
         ref_left = mirror_points(reference, w) if laterality == "R" else reference
@@ -130,54 +156,79 @@ class KneeAligner:
         shift = float(np.max(np.linalg.norm(final_ref - ref_left, axis=1))) / max(length, 1e-6)
 
         landmarks = mirror_points(points, w) if laterality == "R" else points
-        alignment = compute_alignment(landmarks, scheme, laterality, pixel_spacing_mm)
+        levels, unmeasurable = choose_levels(exposed_levels(image, landmarks, scheme, length))
+        warnings.extend(unmeasurable)
+        alignment = compute_alignment(landmarks, scheme, laterality, pixel_spacing_mm, levels or ShaftLevels())
         confidence = self._confidence(image, landmarks, conf, scheme, shift, alignment, length,
                                       pixel_spacing_mm, float(ref_conf.min()), warnings)
+        confidence *= c_side * c_phase * (1.0 if levels is not None else 0.0)
         timings["total"] = sum(timings.values())
         return KneePrediction(
             landmarks=landmarks, landmark_confidence=conf, scheme_id=scheme.id, phase=phase,
             phase_probability=p_implant, laterality=laterality, laterality_source=source,
+            laterality_probability=p_side,
             alignment=alignment, confidence=confidence, confidence_threshold=self.confidence_threshold,
             pixel_spacing_mm=pixel_spacing_mm, reference_length_px=length,
             model_name=self.bundle.name, model_version=self.bundle.version,
             timings_ms=timings, warnings=warnings,
         )
 
+    def _check_consistency(self, pred: KneePrediction, image: np.ndarray, tag: str | None,
+                           spacing: tuple[float, float] | None) -> None:
+        """Measure a mirrored and a rotated copy; a disagreement beyond the tolerance lowers the confidence to 0."""
+        swapped = {"L": "R", "R": "L"}.get(tag) if tag else None
+        copies = {"mirrored copy": (np.ascontiguousarray(image[:, ::-1]), swapped)}
+        if spacing is None or abs(spacing[0] - spacing[1]) <= 1e-3 * max(spacing):  # rotation needs square pixels
+            copies[f"copy rotated by {CONSISTENCY_ROTATION_DEG:g} deg"] = (rotated(image, CONSISTENCY_ROTATION_DEG), tag)
+        mine = {"FNTS": pred.alignment.atfa_fnts_deg, "FTS": pred.alignment.atfa_fts_deg}
+        for name, (copy, copy_tag) in copies.items():
+            try:
+                other = self._measure(copy, copy_tag, spacing)
+            except UnsupportedImage:
+                pred.consistency[name] = None
+                pred.warnings.append(f"inconsistent: no knee found in a {name}")
+                pred.confidence = 0.0
+                continue
+            theirs = {"FNTS": other.alignment.atfa_fnts_deg, "FTS": other.alignment.atfa_fts_deg}
+            diff = {k: theirs[k] - mine[k] for k in mine}
+            pred.consistency[name] = {k: round(v, 3) for k, v in diff.items()}
+            worst = max(diff, key=lambda k: abs(diff[k]))
+            if abs(diff[worst]) > CONSISTENCY_TOLERANCE_DEG or other.phase != pred.phase:
+                pred.warnings.append(
+                    f"inconsistent: a {name} measures {theirs[worst]:.1f} deg ({worst}) instead of {mine[worst]:.1f}"
+                    if other.phase == pred.phase else f"inconsistent: a {name} is read as {other.phase}")
+                pred.confidence = 0.0
+
     @staticmethod
     def _decide_laterality(tag: str | None, order_right: bool, p_right: float,
-                           warnings: list[str]) -> tuple[str, str]:
-        """``(laterality, source)`` from the tag, the reference points' order and the right-knee probability."""
+                           warnings: list[str]) -> tuple[str, str, float, float]:
+        """``(laterality, source, probability of the image's side, confidence factor)``.
+
+        The tag, when present, is what the result is measured as; an image that reads the other side (its
+        reference points in the other order) makes the result low-confidence. Without a tag the image decides
+        and must be certain: point order and logit agreeing with at least ``LATERALITY_CERTAINTY``.
+        """
         from_image = "R" if order_right else "L"
-        if tag is None:
-            return from_image, "image"
-        logit_agrees = (p_right if from_image == "R" else 1 - p_right) >= TAG_OVERRULE_PROBABILITY
-        if from_image != tag and logit_agrees:
-            warnings.append(f"laterality tag {tag} contradicted by the image; using {from_image}")
-            return from_image, "image-over-tag"
-        if from_image != tag:
-            warnings.append(f"laterality tag {tag} and the image disagree; keeping the tag")
-        return tag, "tag"
+        p_image = p_right if from_image == "R" else 1.0 - p_right
+        if tag is not None:
+            if from_image != tag:
+                warnings.append(f"laterality tag {tag} contradicted by the image (which reads {from_image}, "
+                                f"probability {p_image:.2f}): measured as {tag}, not reliable")
+                return tag, "tag", p_image, 0.0
+            return tag, "tag", p_image, 1.0
+        if p_image < LATERALITY_CERTAINTY:
+            warnings.append(f"laterality uncertain: the image reads {from_image} with probability {p_image:.2f}")
+            return from_image, "image", p_image, 0.0
+        return from_image, "image", p_image, 1.0
 
     @staticmethod
     def _confidence(image, landmarks, conf, scheme, shift, alignment, length, spacing, global_conf,
                     warnings) -> float:
         """Whole-result confidence in [0, 1]: the product of independent checks, each in [0, 1]."""
-        roles = scheme.axis_indices
+        roles = axis_points(scheme, alignment.levels)
         c_points = float(np.mean(conf[roles]))
         # The refined reference points should agree with the ones the frame was built from.
         c_consistency = float(np.clip(1.0 - shift / 0.15, 0.0, 1.0))
-        h, w = image.shape
-        role_pts = landmarks[roles]
-        inside = (role_pts[:, 0] >= 0) & (role_pts[:, 0] <= w - 1) & (role_pts[:, 1] >= 0) & (role_pts[:, 1] <= h - 1)
-        c_inside = 1.0 if inside.all() else 0.0
-        if not inside.all():
-            warnings.append("landmarks that define the axes fall outside the image (shaft cut short?)")
-        # Shaft levels under the collimator are extrapolated by the network: their cortices must show.
-        unexposed = unexposed_levels(image, landmarks, scheme.roles, length) if inside.all() else []
-        c_exposed = 0.0 if unexposed else 1.0
-        if unexposed:
-            levels = ", ".join(name.replace("_", " ") for name in unexposed)
-            warnings.append(f"no bone edges at {levels} level (collimated or cut short?)")
         c_plausible = 1.0
         if max(abs(alignment.atfa_fts_deg), abs(alignment.atfa_fnts_deg)) > 35:
             c_plausible = 0.0
@@ -187,5 +238,27 @@ class KneeAligner:
             if not 40.0 <= plateau_mm <= 120.0:
                 c_plausible = 0.0
                 warnings.append(f"implausible tibial plateau width {plateau_mm:.0f} mm")
-        checks = c_points * c_consistency * c_inside * c_exposed * c_plausible
+        checks = c_points * c_consistency * c_plausible
         return float(np.clip(checks, 0.0, 1.0)) * min(1.0, 2 * global_conf)
+
+
+def axis_points(scheme, levels: ShaftLevels) -> list[int]:
+    """The landmarks the angles were built from: the chosen shaft levels' cortex points and the notch pair."""
+    pairs = [scheme.roles["femoral_notch"]]
+    if levels.fixed:
+        pairs += [scheme.roles[r] for r in ("femoral_shaft_proximal", "femoral_shaft_distal", "tibial_shaft_proximal",
+                                            "tibial_shaft_distal")]
+    else:
+        pairs += [scheme.shaft_pair("femur", lv) for lv in levels.femur]
+        pairs += [scheme.shaft_pair("tibia", lv) for lv in levels.tibia]
+    return sorted({i for pair in pairs for i in pair})
+
+
+def rotated(image: np.ndarray, degrees: float) -> np.ndarray:
+    """``image`` rotated about its centre by ``degrees`` on a canvas large enough to lose nothing (dark fill)."""
+    h, w = image.shape
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
+    m[:, 2] += [(nw - w) / 2, (nh - h) / 2]
+    return cv2.warpAffine(image, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)

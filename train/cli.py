@@ -1,6 +1,7 @@
 """``knee-train``: synthetic data, training and evaluation from the command line.
 
     knee-train synth --n 20 --out /tmp/synth [--seed 0] [--phase preop|postop] [--hard] [--compress j2k|rle]
+                     [--renderer 2d|3d]
     knee-train fit train/configs/cpu-v1.yaml
     knee-train steptime train/configs/cpu-v1.yaml [--steps 10]
     knee-train evaluate --weights model/weights/kneealign-v1.safetensors --data synthetic:test [--out DIR]
@@ -21,7 +22,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     compress = {"j2k": "jpeg2000"}.get(args.compress, args.compress)
     generate(args.n, Path(args.out), seed=args.seed, phase=args.phase, hard=args.hard, compress=compress,
-             drop_laterality=args.drop_laterality)
+             drop_laterality=args.drop_laterality, renderer=args.renderer)
     print(f"wrote {args.n} synthetic radiographs to {args.out}")
     return 0
 
@@ -87,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lossless JPEG 2000 (j2k) or RLE transfer syntax; default uncompressed")
     p.add_argument("--drop-laterality", type=float, default=0.0,
                    help="fraction of files written without laterality tags")
+    p.add_argument("--renderer", choices=["2d", "3d"], default="2d",
+                   help="2d: the parametric outline generator; 3d: 3D solids projected like X-rays")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("fit", help="train the stages of a run configuration and write a weights bundle")

@@ -26,13 +26,16 @@ def shipped(shipped_weights):
     return shipped_weights
 
 
-def synthetic_knee_dx(laterality="R", tags=True):
-    """A synthetic right knee (validation seed, coarse spacing for speed) as a DICOM dataset."""
+def synthetic_knee_dx(laterality="R", tags=True, **override):
+    """A synthetic knee (validation seed, coarse spacing for speed) as a DICOM dataset; ``override`` sets tags."""
     from train.data.splits import validation_seeds
     from train.synth import build_dataset, render_case, sample_case
 
     case = sample_case(validation_seeds("preop", 40)[-1], "preop", atfa_deg=7.0, laterality=laterality)
-    return build_dataset(render_case(case, pixel_spacing_mm=0.3), laterality_tags=tags)
+    ds = build_dataset(render_case(case, pixel_spacing_mm=0.3), laterality_tags=tags)
+    for keyword, value in override.items():
+        setattr(ds, keyword, value)
+    return ds
 
 
 def knee_like_dx(**tags):
@@ -80,16 +83,54 @@ def test_missing_tag_means_laterality_from_the_image(shipped):
     assert pred.laterality == "R" and pred.laterality_source == "image"
 
 
-def test_laterality_rule():
+def test_laterality_rule_never_measures_the_other_side_of_a_tag():
     warnings = []
     decide = KneeAligner._decide_laterality
-    assert decide("L", False, 0.99, warnings) == ("L", "tag")  # order says left: the logit alone cannot overrule
-    assert decide("L", True, 0.6, warnings) == ("L", "tag")  # order says right, logit unsure: keep the tag
-    assert warnings and "disagree" in warnings[-1]
-    assert decide("L", True, 0.99, warnings) == ("R", "image-over-tag")
-    assert "contradicted" in warnings[-1]
-    assert decide(None, False, 0.9, []) == ("L", "image")
-    assert decide(None, True, 0.1, []) == ("R", "image")
+    assert decide("L", False, 0.01, warnings) == ("L", "tag", 0.99, 1.0)  # image agrees with the tag
+    assert not warnings
+    # The image reads the other side: the tag's side is measured, flagged, never switched.
+    lat, source, p, factor = decide("L", True, 0.99, warnings)
+    assert (lat, source, factor) == ("L", "tag", 0.0) and p == pytest.approx(0.99)
+    assert "contradicted" in warnings[-1] and "measured as L" in warnings[-1]
+    assert decide("R", False, 0.6, [])[3] == 0.0  # even an unsure contrary reading is a contradiction
+    # Without a tag the image decides, with its probability; an unsure image is low confidence.
+    assert decide(None, False, 0.05, []) == ("L", "image", pytest.approx(0.95), 1.0)
+    assert decide(None, True, 0.97, []) == ("R", "image", pytest.approx(0.97), 1.0)
+    unsure = []
+    assert decide(None, True, 0.7, unsure)[3] == 0.0 and "uncertain" in unsure[-1]
+    assert decide(None, True, 0.3, [])[3] == 0.0  # point order and logit disagree
+
+
+def test_a_tag_contradicted_by_the_image_gives_low_confidence_on_the_tags_side(shipped):
+    """A left knee tagged R: the result is measured as R (never the image's L) and flagged with the reason."""
+    truth = KneeAligner.load(shipped).predict(synthetic_knee_dx("L"))
+    wrong = KneeAligner.load(shipped).predict(synthetic_knee_dx("L", tags=False, ImageLaterality="R"))
+    assert wrong.laterality == "R" and wrong.laterality_source == "tag"
+    assert wrong.low_confidence
+    assert any("contradicted" in w for w in wrong.warnings), wrong.warnings
+    assert not truth.low_confidence, truth.warnings
+
+
+def test_a_mirrored_copy_gives_the_same_angle(shipped):
+    """The mirror image of a left knee is a right knee with the same clinical angle."""
+    from model.preprocess import load_radiograph
+
+    aligner = KneeAligner.load(shipped, consistency=False)
+    rad = load_radiograph(synthetic_knee_dx("L", tags=False))
+    left = aligner.predict_image(rad.image, None, rad.pixel_spacing_mm)
+    right = aligner.predict_image(np.ascontiguousarray(rad.image[:, ::-1]), None, rad.pixel_spacing_mm)
+    assert (left.laterality, right.laterality) == ("L", "R")
+    assert right.alignment.atfa_fnts_deg == pytest.approx(left.alignment.atfa_fnts_deg, abs=0.5)
+    assert right.alignment.atfa_fts_deg == pytest.approx(left.alignment.atfa_fts_deg, abs=0.5)
+
+
+def test_consistency_copies_are_measured_and_reported(shipped):
+    pred = KneeAligner.load(shipped).predict(synthetic_knee_dx("L"))
+    assert set(pred.consistency) == {"mirrored copy", "copy rotated by 7 deg"}
+    for diff in pred.consistency.values():
+        assert abs(diff["FNTS"]) <= 1.5 and abs(diff["FTS"]) <= 1.5
+    assert "consistency" in pred.timings_ms
+    assert json.loads(json.dumps(pred.to_json()))["consistency"] == pred.consistency
 
 
 def test_cuda_request_without_cuda_is_a_clear_error():
