@@ -73,11 +73,32 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
         parts.append(f"- {PHASE_TITLES[phase]}: {block['n']} cases; no result for {block['n_no_result']}; "
                      f"{block['n_low_confidence']} flagged low-confidence; "
                      f"{100 * block['fraction_not_reported']:.1f}% without a confident number")
+        shown = block.get("measured_with_0_6_shaft")
+        if shown and shown["n"]:
+            parts.append(f"  - measured confidently: {shown['confident']} of the {shown['n']} cases "
+                         f"({100 * shown['confident'] / shown['n']:.1f}%) with at least 0.6 plateau widths of both "
+                         "shafts in the exposed field")
+        same = block.get("confident_vs_truth_at_same_levels")
+        if same and same["n_not_fixed_levels"]:
+            parts.append(f"  - {same['n_not_fixed_levels']} of {same['n']} confident cases used adaptive shaft levels;"
+                         f" against the ground truth at the same levels FNTS MAD {same['fnts']['mad']:.2f}° "
+                         f"(FTS {same['fts']['mad']:.2f}°); the change of levels itself moves the reference by "
+                         f"{same['level_shift_fnts_mad_deg']:.2f}° FNTS, {same['level_shift_fts_mad_deg']:.2f}° FTS "
+                         "on average")
+        axes = block.get("truth_vs_projected_axes_mad_deg")
+        if axes:
+            parts.append(f"  - ground-truth landmark angles vs the projected 3D shaft axes: mean |difference| FTS "
+                         f"{axes['fts']:.2f}°, FNTS {axes['fnts']:.2f}° (a property of the definitions)")
         match = block.get("flag_vs_axes_visible")
         if match:
             parts.append(f"  - flagged: {match['hidden_flagged']} of the {match['hidden']} cases with an axis landmark "
                          f"outside the exposed field (ground truth), {match['visible_flagged']} of the "
                          f"{match['visible']} with all of them exposed")
+    if summary.get("n_tag_contradicted"):
+        parts.append(f"- Laterality tag contradicted by the image (result flagged): {summary['n_tag_contradicted']}")
+    if summary.get("n_low_confidence_by_reason"):
+        parts.append("- Warnings by kind: " + "; ".join(f"{k}: {v}" for k, v in
+                                                       summary["n_low_confidence_by_reason"].items()))
     if summary.get("time_ms"):
         parts.append(f"- Inference time per image: median {summary['time_ms']['median']:.0f} ms, "
                      f"95th percentile {summary['time_ms']['p95']:.0f} ms")
