@@ -28,11 +28,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pydicom
 import torch
-
-import cv2
 
 from model.alignment import ShaftLevels, choose_levels, compute_alignment
 from model.exposure import exposed_levels

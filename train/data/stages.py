@@ -18,7 +18,15 @@ import torch
 
 from model.frames import FrameSpec, apply_affine, frame_matrix
 from model.preprocess import letterbox, to_network_input, warp_to_frame
-from train.augment import FieldAug, FrameJitter, GlobalAug, augment_global, augment_intensity, jitter_reference, tight_field
+from train.augment import (
+    FieldAug,
+    FrameJitter,
+    GlobalAug,
+    augment_global,
+    augment_intensity,
+    jitter_reference,
+    tight_field,
+)
 from train.data.sample import KneeSample
 
 

@@ -16,9 +16,7 @@ from tqdm import tqdm
 
 from model.preprocess import normalize_image
 from train.data.sample import KneeSample, as_spacing
-from train.data.splits import held_out_seeds
 from train.data.store import SampleStore
-
 
 RENDERERS = ("2d", "3d")
 

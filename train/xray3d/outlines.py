@@ -178,7 +178,7 @@ def plateau_corners(tibia_px: np.ndarray, distal: np.ndarray, iterations: int = 
 
 
 def _femur_points(f: Contour, L: float) -> tuple[list[np.ndarray], dict]:
-    X, Y = f.pts[:, 0], f.pts[:, 1]
+    X = f.pts[:, 0]
     tip_m = f.support((0.0, 1.0), X < -0.1 * L)
     tip_l = f.support((0.0, 1.0), X > 0.1 * L)
     forward = f.direction_away_from(tip_m, tip_l, lambda p: p[:, 1])  # the way along the distal side
@@ -262,8 +262,7 @@ def _implant_points(comp: Contour, tray: Contour, stem: Contour, L: float) -> li
     p_lm, p_ll = tray.at(lm)[0], tray.at(ll)[0]
     drop = 0.012 * L
     slope = (p_ll[1] - p_lm[1]) / max(p_ll[0] - p_lm[0], 1e-6)
-    level = lambda p: p[:, 1] - (p_lm[1] + drop + slope * (p[:, 0] - p_lm[0]))  # noqa: E731
-    d = level(stem.pts)
+    d = stem.pts[:, 1] - (p_lm[1] + drop + slope * (stem.pts[:, 0] - p_lm[0]))
     idx = np.flatnonzero((d[:-1] <= 0) != (d[1:] <= 0))
     if len(idx) < 2:
         raise OutlineError("the stem outline does not meet the tray")
