@@ -68,19 +68,23 @@ def axis_levels(bone: str, far: float) -> tuple[float, float]:
     return far, round(max(NEAREST_LEVEL[bone], far - AXIS_SPAN), 1)
 
 
+def choose_bone_levels(bone: str, exposed: set[float]) -> tuple[float, float] | None:
+    """``(far, near)`` levels of one bone's axis from its exposed levels; None when too little shaft is exposed."""
+    shown = {round(v, 1) for v in exposed}
+    candidates = sorted((lv for lv in shown if MIN_LEVEL[bone] - 1e-9 <= lv <= FIXED_LEVEL + 1e-9), reverse=True)
+    usable = [lv for lv in candidates if axis_levels(bone, lv)[1] in shown]
+    return axis_levels(bone, usable[0]) if usable else None
+
+
+def short_shaft_reason(bone: str) -> str:
+    """Why a bone's axis is not measured, e.g. "less than 0.6 plateau widths of femoral shaft exposed"."""
+    return f"less than {MIN_LEVEL[bone]:.1f} plateau widths of {'femoral' if bone == 'femur' else 'tibial'} shaft exposed"
+
+
 def choose_levels(exposed: dict[str, set[float]]) -> tuple[ShaftLevels | None, list[str]]:
     """Levels for both axes from each bone's exposed levels; ``(None, reasons)`` when a bone has too little shaft."""
-    chosen: dict[str, tuple[float, float]] = {}
-    reasons = []
-    for bone in ("femur", "tibia"):
-        shown = {round(v, 1) for v in exposed.get(bone, set())}
-        candidates = sorted((lv for lv in shown if MIN_LEVEL[bone] - 1e-9 <= lv <= FIXED_LEVEL + 1e-9), reverse=True)
-        usable = [lv for lv in candidates if axis_levels(bone, lv)[1] in shown]
-        if not usable:
-            reasons.append(f"less than {MIN_LEVEL[bone]:.1f} plateau widths of {'femoral' if bone == 'femur' else 'tibial'}"
-                           " shaft exposed")
-            continue
-        chosen[bone] = axis_levels(bone, usable[0])
+    chosen = {bone: choose_bone_levels(bone, exposed.get(bone, set())) for bone in ("femur", "tibia")}
+    reasons = [short_shaft_reason(bone) for bone, levels in chosen.items() if levels is None]
     if reasons:
         return None, reasons
     far_t, near_t = chosen["tibia"]

@@ -17,15 +17,20 @@
    (134 pre-op or 181 post-op landmarks) runs on it; optionally once more on the frame rebuilt from its own
    reference points (refinement). Points are mapped back to the source image (and un-mirrored).
 4. Alignment: aTFA by FTS and FNTS through the most distant shaft levels whose cortices the image shows
-   (``model.exposure``, ``model.alignment.choose_levels``); too little shaft exposed makes the result
+   (``model.exposure``, ``model.alignment.choose_bone_levels``); too little shaft exposed makes the result
    low-confidence. A whole-result confidence; below the threshold the result is low-confidence.
 5. Consistency: the same measurement on a mirrored copy (laterality swapped) and on a copy rotated by a few
    degrees must agree within ``CONSISTENCY_TOLERANCE_DEG``; otherwise the result is low-confidence with the reason.
+6. The measurement panel (``model.measurements``): the configured measurements from the same landmarks and
+   axes (a bone without enough exposed shaft makes only the measurements on its axis not measurable), each
+   graded by the confidence of its own landmarks and of the landmark set as a whole (laterality, phase, the
+   consistency copies), with the site's reference ranges attached.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import cv2
@@ -33,9 +38,10 @@ import numpy as np
 import pydicom
 import torch
 
-from model.alignment import ShaftLevels, choose_levels, compute_alignment
+from model.alignment import ShaftLevels, choose_bone_levels, compute_alignment, short_shaft_reason
 from model.exposure import exposed_levels
 from model.frames import apply_affine, frame_matrix, invert_affine, mirror_points
+from model.measurements import ReferenceRange, apply_site_ranges, compute_measurements, grade, resolve_names
 from model.network import decode_heatmaps
 from model.preprocess import UnsupportedImage, letterbox, load_radiograph, to_network_input, warp_to_frame
 from model.result import KneePrediction
@@ -64,8 +70,12 @@ class KneeAligner:
     """Landmarks, laterality, phase and aTFA for AP knee radiographs."""
 
     def __init__(self, bundle: ModelBundle, device: str = "auto", confidence_threshold: float | None = None,
-                 refine: bool = True, consistency: bool = True):
+                 refine: bool = True, consistency: bool = True, measurements: Iterable[str] | None = None,
+                 reference_ranges: Mapping[str, ReferenceRange] | None = None):
         self.bundle = bundle
+        self.measurement_names = resolve_names(measurements)  # the panel (the aTFA always)
+        self.reference_ranges = dict(reference_ranges or {})
+        apply_site_ranges({}, self.reference_ranges)  # unknown names fail here, not on the first image
         self.device = resolve_device(device)
         self.refine = refine
         self.consistency = consistency
@@ -77,8 +87,10 @@ class KneeAligner:
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto",
              confidence_threshold: float | None = None, refine: bool = True,
-             consistency: bool = True) -> "KneeAligner":
-        return cls(load_bundle(weights), device, confidence_threshold, refine, consistency)
+             consistency: bool = True, measurements: Iterable[str] | None = None,
+             reference_ranges: Mapping[str, ReferenceRange] | None = None) -> "KneeAligner":
+        return cls(load_bundle(weights), device, confidence_threshold, refine, consistency, measurements,
+                   reference_ranges)
 
     def _run(self, stage: str, image: np.ndarray):
         x = torch.from_numpy(to_network_input(image))[None, None].to(self.device)
@@ -98,24 +110,30 @@ class KneeAligner:
         t0 = time.perf_counter()
         radiograph = load_radiograph(ds)
         decode_ms = (time.perf_counter() - t0) * 1000
-        pred = self.predict_image(radiograph.image, radiograph.laterality_tag, radiograph.pixel_spacing_mm)
+        pred = self.predict_image(radiograph.image, radiograph.laterality_tag, radiograph.pixel_spacing_mm,
+                                  radiograph.pixel_spacing_source)
         pred.timings_ms = {"decode": decode_ms, **pred.timings_ms}
         pred.timings_ms["total"] += decode_ms
         return pred
 
     def predict_image(self, image: np.ndarray, laterality_tag: str | None = None,
-                      pixel_spacing_mm: tuple[float, float] | None = None) -> KneePrediction:
-        """Predict on a normalised float image in [0, 1] (bone bright), as acquired."""
-        pred = self._measure(image, laterality_tag, pixel_spacing_mm)
+                      pixel_spacing_mm: tuple[float, float] | None = None,
+                      spacing_source: str | None = None) -> KneePrediction:
+        """Predict on a normalised float image in [0, 1] (bone bright), as acquired. ``spacing_source``: the tag the
+        spacing came from ("PixelSpacing" or "ImagerPixelSpacing"; widths from the latter say so)."""
+        pred = self._measure(image, laterality_tag, pixel_spacing_mm, spacing_source)
         if self.consistency:
             t = time.perf_counter()
             self._check_consistency(pred, image, laterality_tag, pixel_spacing_mm)
             pred.timings_ms["consistency"] = (time.perf_counter() - t) * 1000
             pred.timings_ms["total"] += pred.timings_ms["consistency"]
+        pred.measurements = apply_site_ranges(pred.measurements, self.reference_ranges)
         return pred
 
     def _measure(self, image: np.ndarray, laterality_tag: str | None,
-                 pixel_spacing_mm: tuple[float, float] | None) -> KneePrediction:
+                 pixel_spacing_mm: tuple[float, float] | None, spacing_source: str | None = None,
+                 panel: bool = True) -> KneePrediction:
+        """One measurement of ``image``; ``panel``: the measurement panel too (not for the consistency copies)."""
         timings: dict[str, float] = {}
         warnings: list[str] = []
         t = time.perf_counter()
@@ -155,12 +173,33 @@ class KneeAligner:
         shift = float(np.max(np.linalg.norm(final_ref - ref_left, axis=1))) / max(length, 1e-6)
 
         landmarks = mirror_points(points, w) if laterality == "R" else points
-        levels, unmeasurable = choose_levels(exposed_levels(image, landmarks, scheme, length))
-        warnings.extend(unmeasurable)
-        alignment = compute_alignment(landmarks, scheme, laterality, pixel_spacing_mm, levels or ShaftLevels())
-        confidence = self._confidence(image, landmarks, conf, scheme, shift, alignment, length,
-                                      pixel_spacing_mm, float(ref_conf.min()), warnings)
-        confidence *= c_side * c_phase * (1.0 if levels is not None else 0.0)
+        whole_reasons = list(warnings)  # so far every warning concerns the landmark set as a whole
+        exposed = exposed_levels(image, landmarks, scheme, length)
+        bone_levels = {bone: choose_bone_levels(bone, exposed.get(bone, set())) for bone in ("femur", "tibia")}
+        unmeasurable = {bone: short_shaft_reason(bone) for bone, lv in bone_levels.items() if lv is None}
+        warnings.extend(unmeasurable.values())
+        default = ShaftLevels()
+        panel_levels = ShaftLevels(femur=bone_levels["femur"] or default.femur,
+                                   tibia=tuple(reversed(bone_levels["tibia"])) if bone_levels["tibia"] else default.tibia)
+        levels = None if unmeasurable else panel_levels
+        alignment = compute_alignment(landmarks, scheme, laterality, pixel_spacing_mm, levels or default)
+        n_before = len(warnings)
+        c_aligned, c_whole = self._confidence(conf, scheme, shift, alignment, length, pixel_spacing_mm,
+                                              float(ref_conf.min()), warnings)
+        whole_reasons += [w for w in warnings[n_before:] if "plateau width" in w]
+        c_whole *= c_side * c_phase
+        confidence = c_aligned * c_whole * (1.0 if levels is not None else 0.0)
+        measurements = {}
+        if panel:
+            t = time.perf_counter()
+            inside = (landmarks[:, 0] >= 0) & (landmarks[:, 0] <= w - 1) & (landmarks[:, 1] >= 0) & (
+                landmarks[:, 1] <= h - 1)
+            same = alignment if levels is not None else None  # otherwise the panel's own levels for the other bone
+            geometric = compute_measurements(
+                landmarks, scheme, laterality, pixel_spacing_mm, levels=panel_levels, unmeasurable_axes=unmeasurable,
+                visible=inside, spacing_source=spacing_source, names=self.measurement_names, alignment=same)
+            measurements = grade(geometric, conf, self.confidence_threshold, c_whole, whole_reasons)
+            timings["measurements"] = (time.perf_counter() - t) * 1000
         timings["total"] = sum(timings.values())
         return KneePrediction(
             landmarks=landmarks, landmark_confidence=conf, scheme_id=scheme.id, phase=phase,
@@ -169,7 +208,7 @@ class KneeAligner:
             alignment=alignment, confidence=confidence, confidence_threshold=self.confidence_threshold,
             pixel_spacing_mm=pixel_spacing_mm, reference_length_px=length,
             model_name=self.bundle.name, model_version=self.bundle.version,
-            timings_ms=timings, warnings=warnings,
+            timings_ms=timings, warnings=warnings, measurements=measurements,
         )
 
     def _check_consistency(self, pred: KneePrediction, image: np.ndarray, tag: str | None,
@@ -182,21 +221,26 @@ class KneeAligner:
         mine = {"FNTS": pred.alignment.atfa_fnts_deg, "FTS": pred.alignment.atfa_fts_deg}
         for name, (copy, copy_tag) in copies.items():
             try:
-                other = self._measure(copy, copy_tag, spacing)
+                other = self._measure(copy, copy_tag, spacing, panel=False)
             except UnsupportedImage:
                 pred.consistency[name] = None
-                pred.warnings.append(f"inconsistent: no knee found in a {name}")
-                pred.confidence = 0.0
+                self._distrust(pred, f"inconsistent: no knee found in a {name}")
                 continue
             theirs = {"FNTS": other.alignment.atfa_fnts_deg, "FTS": other.alignment.atfa_fts_deg}
             diff = {k: theirs[k] - mine[k] for k in mine}
             pred.consistency[name] = {k: round(v, 3) for k, v in diff.items()}
             worst = max(diff, key=lambda k: abs(diff[k]))
             if abs(diff[worst]) > CONSISTENCY_TOLERANCE_DEG or other.phase != pred.phase:
-                pred.warnings.append(
-                    f"inconsistent: a {name} measures {theirs[worst]:.1f} deg ({worst}) instead of {mine[worst]:.1f}"
-                    if other.phase == pred.phase else f"inconsistent: a {name} is read as {other.phase}")
-                pred.confidence = 0.0
+                self._distrust(pred, f"inconsistent: a {name} measures {theirs[worst]:.1f} deg ({worst}) instead of "
+                                     f"{mine[worst]:.1f}" if other.phase == pred.phase
+                               else f"inconsistent: a {name} is read as {other.phase}")
+
+    def _distrust(self, pred: KneePrediction, warning: str) -> None:
+        """A copy disagrees: the result and every measurement of its panel become low-confidence."""
+        pred.warnings.append(warning)
+        pred.confidence = 0.0
+        pred.measurements = grade(pred.measurements, pred.landmark_confidence, self.confidence_threshold, 0.0,
+                                  [warning])
 
     @staticmethod
     def _decide_laterality(tag: str | None, order_right: bool, p_right: float,
@@ -221,24 +265,25 @@ class KneeAligner:
         return from_image, "image", p_image, 1.0
 
     @staticmethod
-    def _confidence(image, landmarks, conf, scheme, shift, alignment, length, spacing, global_conf,
-                    warnings) -> float:
-        """Whole-result confidence in [0, 1]: the product of independent checks, each in [0, 1]."""
+    def _confidence(conf, scheme, shift, alignment, length, spacing, global_conf, warnings) -> tuple[float, float]:
+        """``(angle part, whole part)`` of the result's confidence, each a product of checks in [0, 1]: the angle part
+        concerns the aTFA (its landmarks' heatmap confidence, a plausible angle), the whole part the landmark set
+        (the refined reference points where the frame put them, the global stage's confidence, a plausible
+        plateau width). The result's confidence is their product (times laterality and phase)."""
         roles = axis_points(scheme, alignment.levels)
         c_points = float(np.mean(conf[roles]))
         # The refined reference points should agree with the ones the frame was built from.
         c_consistency = float(np.clip(1.0 - shift / 0.15, 0.0, 1.0))
-        c_plausible = 1.0
+        c_angle = c_width = 1.0
         if max(abs(alignment.atfa_fts_deg), abs(alignment.atfa_fnts_deg)) > 35:
-            c_plausible = 0.0
+            c_angle = 0.0
             warnings.append("implausible angle (> 35 degrees)")
         if spacing is not None:
             plateau_mm = length * float(np.sqrt(spacing[0] * spacing[1]))
             if not 40.0 <= plateau_mm <= 120.0:
-                c_plausible = 0.0
+                c_width = 0.0
                 warnings.append(f"implausible tibial plateau width {plateau_mm:.0f} mm")
-        checks = c_points * c_consistency * c_plausible
-        return float(np.clip(checks, 0.0, 1.0)) * min(1.0, 2 * global_conf)
+        return float(np.clip(c_points * c_angle, 0.0, 1.0)), c_consistency * c_width * min(1.0, 2 * global_conf)
 
 
 def axis_points(scheme, levels: ShaftLevels) -> list[int]:

@@ -1,4 +1,5 @@
-"""What one prediction returns: landmarks, phase, laterality, both angles with their axes, confidence, timings."""
+"""What one prediction returns: landmarks, phase, laterality, both angles with their axes, confidence, timings, and
+the measurement panel (``model.measurements``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.alignment import AlignmentResult
+from model.measurements import Measurement
 
 STATUS_OK = "ok"
 STATUS_LOW_CONFIDENCE = "low_confidence"
@@ -35,6 +37,8 @@ class KneePrediction:
     laterality_probability: float = 1.0  # the image's own probability for the side its reference points read
     # Copies measured for consistency: name -> {"FNTS": deg, "FTS": deg} differences from this result (None: failed)
     consistency: dict[str, dict | None] = field(default_factory=dict)
+    # The measurement panel: name -> Measurement, in panel order (the aTFA always, the rest as configured)
+    measurements: dict[str, Measurement] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -68,5 +72,6 @@ class KneePrediction:
         out["atfa_fnts_deg"] = round(align.pop("atfa_fnts_deg"), 2)
         out["axes"] = align["axes"]
         out["shaft_levels"] = align["shaft_levels"]
+        out["measurements"] = {name: m.to_json() for name, m in self.measurements.items()}
         out["landmarks"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks]
         return out

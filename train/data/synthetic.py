@@ -38,6 +38,7 @@ def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False,
     meta = {"visible": img.visible}  # per landmark: inside the image and the exposed field
     if renderer == "3d":
         meta["atfa_axes_deg"] = float(img.atfa_axes_deg)
+        meta["panel"] = img.panel  # the measurement panel: "projected" (exact) and "design" values
     return KneeSample(
         image=normalize_image(img.image, img.photometric),
         landmarks=img.landmarks,

@@ -3,13 +3,14 @@
 ``sample_case`` draws the knee (``anatomy``) and the exposure (``detector``); ``render_case`` builds the solids,
 projects them from a point source, places the scheme's landmarks on the projected outlines (``outlines``), and
 exposes and processes the image. The result has the same fields as the 2D generator's ``SynthImage`` (so the
-DICOM writer and the datasets take either), plus the exact aTFA between the projected 3D shaft axes.
+DICOM writer and the datasets take either), plus the exact aTFA between the projected 3D shaft axes and the
+measurement panel's exact and design values (``panel``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -21,6 +22,7 @@ from train.xray3d.anatomy import PHASES, Knee3D, sample_knee
 from train.xray3d.bones import build_knee
 from train.xray3d.detector import MAX_SIDE_PX, Exposure, bone_texture, expose, field_mask, sample_exposure, soft_tissue
 from train.xray3d.outlines import LEVEL, outline, scheme_landmarks
+from train.xray3d.panel import design_values, projected_values
 from train.xray3d.projection import Detector, project
 
 RENDERER_VERSION = "1.0"
@@ -62,6 +64,9 @@ class Rendered:
     atfa_fnts_deg: float
     atfa_axes_deg: float  # between the projected 3D shaft axes (exact for this projection)
     case: Case3D
+    # The measurement panel on the projected geometry ("projected") and as the 3D knee was built ("design"):
+    # name -> value (None where it does not apply to the phase), see ``panel``.
+    panel: dict = field(default_factory=dict)
 
 
 def sample_case(seed: int, phase: str | None = None, hard: bool = False, *, atfa_deg: float | None = None,
@@ -138,6 +143,8 @@ def render_case(case: Case3D, pixel_spacing_mm: float | None = None) -> Rendered
     landmarks = scheme_landmarks(scheme, outlines_px, t_axis[1] - t_axis[0], neck,
                                  lambda p: _bilinear(thick["tibia"], p) > LEVEL)
     exact = signed_angle_deg(f_axis[1] - f_axis[0], t_axis[1] - t_axis[0])
+    panel = {"projected": projected_values(scheme, landmarks, outlines_px, model, k, det, spacing),
+             "design": design_values(k)}
     # The image: soft tissue, then the field of view, mirrored for a right knee, exposed.
     s = k.soft
     radii = np.array([s.thigh_halfwidth, 1.05 * s.knee_halfwidth, s.knee_halfwidth, 0.95 * s.knee_halfwidth,
@@ -168,5 +175,5 @@ def render_case(case: Case3D, pixel_spacing_mm: float | None = None) -> Rendered
     return Rendered(
         image=image, bits_stored=exp.bits_stored, photometric=exp.photometric, pixel_spacing_mm=out_spacing,
         laterality=case.laterality, phase=case.phase, scheme_id=scheme.id, landmarks=points, visible=visible,
-        atfa_fts_deg=truth.atfa_fts_deg, atfa_fnts_deg=truth.atfa_fnts_deg, atfa_axes_deg=exact, case=case,
+        atfa_fts_deg=truth.atfa_fts_deg, atfa_fnts_deg=truth.atfa_fnts_deg, atfa_axes_deg=exact, case=case, panel=panel,
     )
