@@ -460,17 +460,17 @@ def _angle_measurement(ctx: _Context, spec: MeasurementSpec) -> tuple[float, lis
     if name in ("aldfa", "jlca"):
         i, j = ctx.condylar_tangent
         tangent = pts[j] - pts[i]
-        used += [med, lat, *ctx.parts.condyle_medial, *ctx.parts.condyle_lateral]
+        used += [*ctx.parts.condyle_medial, *ctx.parts.condyle_lateral]
         tangent_seg = ctx.frame.segment(pts[i], pts[j])
         if name == "jlca":
-            return jlca_deg(plateau_dir, tangent), used, [tangent_seg, plateau_seg], None
+            return jlca_deg(plateau_dir, tangent), used + [med, lat], [tangent_seg, plateau_seg], None
         a, b, seg = ctx.axis("femur")
         return aldfa_deg(tangent, b - a), used, [seg, tangent_seg], None
     if name == "femoral_component":
         i, j = ctx.component_tangent()
         a, b, seg = ctx.axis("femur")
         alpha = femoral_component_deg(pts[j] - pts[i], b - a)
-        used += [*ctx.parts.component, ctx.parts.notch_apex, med, lat]
+        used += [*ctx.parts.component, ctx.parts.notch_apex]
         return alpha, used, [seg, ctx.frame.segment(pts[i], pts[j])], alpha - 90.0
     if name == "tibial_component":
         upper, lower = pts[list(ctx.parts.tray_upper)], pts[list(ctx.parts.tray_lower)]

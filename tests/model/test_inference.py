@@ -133,6 +133,54 @@ def test_consistency_copies_are_measured_and_reported(shipped):
     assert json.loads(json.dumps(pred.to_json()))["consistency"] == pred.consistency
 
 
+def test_the_prediction_carries_the_measurement_panel(shipped):
+    """Every measurement of the panel in the JSON line; a pre-op knee has no components; the detector-only spacing
+    is said on the widths; a configured subset keeps the aTFA; the site's range is attached."""
+    from model.measurements import MEASUREMENT_NAMES, ReferenceRange
+
+    ds = synthetic_knee_dx("R")  # DX written with ImagerPixelSpacing only
+    pred = KneeAligner.load(shipped).predict(ds)
+    line = json.loads(json.dumps(pred.to_json()))
+    panel = line["measurements"]
+    assert list(panel) == list(MEASUREMENT_NAMES)
+    for entry in panel.values():
+        assert set(entry) >= {"value", "unit", "status", "reason"}
+        assert (entry["value"] is None) == (entry["status"] == "not_measurable")
+    assert panel["femoral_component"]["status"] == "not_measurable"
+    assert panel["atfa_fnts"]["value"] == pytest.approx(line["atfa_fnts_deg"], abs=0.01)
+    assert panel["mpta"]["status"] == "ok", panel["mpta"]
+    assert 75.0 < panel["mpta"]["value"] < 100.0 and panel["mpta"]["unit"] == "deg"
+    widths = [panel[n] for n in ("jsw_medial", "jsw_lateral") if panel[n]["value"] is not None]
+    assert widths and all(w["unit"] == "mm" and "ImagerPixelSpacing" in w["reason"] for w in widths)
+    assert "measurements" in pred.timings_ms
+    subset = KneeAligner.load(shipped, consistency=False, measurements=["mpta"],
+                              reference_ranges={"mpta": ReferenceRange(85.0, 90.0)}).predict(ds)
+    assert list(subset.measurements) == ["atfa_fts", "atfa_fnts", "mpta"]
+    entry = subset.to_json()["measurements"]["mpta"]
+    assert entry["site_range"] == [85.0, 90.0]
+    assert entry["outside_site_range"] == (not 85.0 <= entry["value"] <= 90.0)
+    with pytest.raises(ValueError, match="unknown measurement"):
+        KneeAligner.load(shipped, measurements=["hka"])
+
+
+def test_an_inconsistent_copy_makes_every_measurement_low_confidence(shipped, monkeypatch):
+    aligner = KneeAligner.load(shipped)
+    original = aligner._measure
+
+    def tilted(image, tag, spacing, spacing_source=None, panel=True):
+        pred = original(image, tag, spacing, spacing_source, panel)
+        if not panel:  # the copies read 5 degrees more
+            from dataclasses import replace
+            pred.alignment = replace(pred.alignment, atfa_fnts_deg=pred.alignment.atfa_fnts_deg + 5.0)
+        return pred
+
+    monkeypatch.setattr(aligner, "_measure", tilted)
+    pred = aligner.predict(synthetic_knee_dx("L"))
+    assert pred.low_confidence and any(w.startswith("inconsistent") for w in pred.warnings)
+    measured = [m for m in pred.measurements.values() if m.value is not None]
+    assert measured and all(m.status == "low_confidence" and m.reason.startswith("inconsistent") for m in measured)
+
+
 def test_cuda_request_without_cuda_is_a_clear_error():
     import torch
     if torch.cuda.is_available():
