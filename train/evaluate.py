@@ -13,6 +13,9 @@ and the landmark error can be told apart.
 When the predicted phase differs from the true one, landmark errors are taken over the points the two schemes
 share (the 134 bone points; post-op adds the implant outlines after them). A case for which inference gives no
 result at all (``UnsupportedImage``, e.g. no knee found) is kept as a failure: counted, and left out of the tables.
+
+The measurement panel beyond the aTFA (JLCA, aLDFA, MPTA, joint space widths, component angles) has its own
+ground truth and tables (``train.panel_eval``), under ``panel`` in the summary.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from train.data.sample import KneeSample
 from train.data.splits import held_out_seeds
 from train.data.synthetic import render_samples, synthetic_sample
 from train.metrics import ICC_FORM, accuracy, agreement, relative_p2c, relative_p2p, summarize
+from train.panel_eval import case_panel, summarize_panel
 
 # Synthetic evaluation sets: name -> (held-out seeds of train.data.splits, hard distribution, collimator removed).
 # "hard-open" is the hard set with its collimator opened: rotation, noise, MONOCHROME1 and long stems without the
@@ -71,6 +75,7 @@ class CaseResult:
     atfa_fts_same_levels: float = math.nan  # ground-truth landmarks measured at the prediction's levels
     atfa_fnts_same_levels: float = math.nan
     warnings: list = field(default_factory=list)
+    panel: dict = field(default_factory=dict)  # measurement -> truth, prediction, status (train.panel_eval)
     error: str | None = None  # why inference gave no result
     landmarks_pred: list = field(default_factory=list, repr=False)
 
@@ -174,6 +179,7 @@ def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags
     if pred.phase == sample.phase:  # the truth at the levels the prediction used
         same = compute_alignment(sample.landmarks, sample.scheme, sample.laterality, levels=levels)
         case.atfa_fts_same_levels, case.atfa_fnts_same_levels = same.atfa_fts_deg, same.atfa_fnts_deg
+    case.panel = case_panel(sample, pred)
     case.landmarks_pred = np.round(pred.landmarks, 3).tolist()
     return case
 
@@ -253,6 +259,7 @@ def summarize_cases(cases: list[CaseResult]) -> dict:
     out["time_ms"] = {"median": float(np.median(times)), "p95": float(np.percentile(times, 95))} if len(times) else {}
     failures = [{"source": c.source, "error": c.error} for c in cases if c.failed]
     out["failures"] = failures[:20]
+    out["panel"] = summarize_panel(cases)
     return out
 
 
