@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from model.measurements import compute_measurements
@@ -86,3 +87,22 @@ def test_ground_truth_panel_of_both_renderers(renderer):
                       phase_pred="preop", laterality_pred=sample.laterality, panel=panel)
     block = summarize_panel([case, case])["preop"]["mpta"]
     assert block["all"]["mad"] == 0.0 and block["all"]["bias"] == 0.0
+
+
+def test_panel_pictures_draw_each_axis_to_its_joint_line(tmp_path):
+    from PIL import Image
+
+    from train.panel_figures import _intersection, drawn_lines, panel_figure
+
+    sample = synthetic_sample(5, "preop", spacing_mm=1.0)
+    panel = compute_measurements(sample.landmarks, sample.scheme, sample.laterality, sample.pixel_spacing_mm)
+    span = sample.scheme.reference_length(sample.landmarks)
+    axis, plateau = drawn_lines(panel["mpta"], span)
+    measured_plateau = np.asarray(panel["mpta"].lines[1])
+    assert np.linalg.norm(plateau[1] - plateau[0]) >= span - 1e-6  # the joint line drawn across the knee
+    meet = _intersection(np.asarray(panel["mpta"].lines[0]), measured_plateau)
+    assert np.linalg.norm(axis[1] - meet) == pytest.approx(0.1 * np.linalg.norm(axis[0] - meet))  # just beyond it
+    width, = drawn_lines(panel["jsw_medial"], span)
+    assert np.array_equal(width, np.asarray(panel["jsw_medial"].lines[0]))  # widths as measured
+    path = panel_figure(sample, (("mpta",), ("jsw_medial", "jsw_lateral")), tmp_path / "p.png")
+    assert Image.open(path).size[0] > 200 and path.stat().st_size < 300_000
