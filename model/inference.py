@@ -127,6 +127,10 @@ class KneeAligner:
             self._check_consistency(pred, image, laterality_tag, pixel_spacing_mm)
             pred.timings_ms["consistency"] = (time.perf_counter() - t) * 1000
             pred.timings_ms["total"] += pred.timings_ms["consistency"]
+        if pred.low_confidence:  # the panel's aTFA is never more confident than the result's own
+            why = "; ".join(pred.warnings) or f"confidence {pred.confidence:.2f} below the threshold"
+            atfa = {n: m for n, m in pred.measurements.items() if n.startswith("atfa")}
+            pred.measurements.update(grade(atfa, pred.landmark_confidence, self.confidence_threshold, 0.0, [why]))
         pred.measurements = apply_site_ranges(pred.measurements, self.reference_ranges)
         return pred
 

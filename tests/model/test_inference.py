@@ -161,6 +161,9 @@ def test_the_prediction_carries_the_measurement_panel(shipped):
     assert entry["outside_site_range"] == (not 85.0 <= entry["value"] <= 90.0)
     with pytest.raises(ValueError, match="unknown measurement"):
         KneeAligner.load(shipped, measurements=["hka"])
+    strict = KneeAligner.load(shipped, consistency=False, confidence_threshold=0.999).predict(ds)
+    assert strict.low_confidence
+    assert {strict.measurements[n].status for n in ("atfa_fts", "atfa_fnts")} <= {"low_confidence", "not_measurable"}
 
 
 def test_an_inconsistent_copy_makes_every_measurement_low_confidence(shipped, monkeypatch):
