@@ -50,7 +50,8 @@ from model.weights import ModelBundle, load_bundle
 
 # Reference points closer than this fraction of the image's longer side mean no knee was found.
 MIN_REFERENCE_FRACTION = 0.02
-# Without a tag, the image's laterality must be at least this probable; the phase (implant or not) likewise.
+# Without a tag, the side is read from the order of the plateau corners; the right-knee classifier must not
+# contradict it with this certainty. The pre/post-op decision (implant classifier) must be at least this certain.
 LATERALITY_CERTAINTY = 0.9
 PHASE_CERTAINTY = 0.9
 # The mirrored and the rotated copy must measure within this of the original (FTS and FNTS, degrees).
@@ -252,8 +253,9 @@ class KneeAligner:
         """``(laterality, source, probability of the image's side, confidence factor)``.
 
         The tag, when present, is what the result is measured as; an image that reads the other side (its
-        reference points in the other order) makes the result low-confidence. Without a tag the image decides
-        and must be certain: point order and logit agreeing with at least ``LATERALITY_CERTAINTY``.
+        reference points in the other order) makes the result low-confidence. Without a tag the image decides by the
+        order of its reference points, and the right-knee classifier must not contradict it with
+        ``LATERALITY_CERTAINTY``; the probability reported is the classifier's for the side decided.
         """
         from_image = "R" if order_right else "L"
         p_image = p_right if from_image == "R" else 1.0 - p_right
@@ -263,8 +265,9 @@ class KneeAligner:
                                 f"probability {p_image:.2f}): measured as {tag}, not reliable")
                 return tag, "tag", p_image, 0.0
             return tag, "tag", p_image, 1.0
-        if p_image < LATERALITY_CERTAINTY:
-            warnings.append(f"laterality uncertain: the image reads {from_image} with probability {p_image:.2f}")
+        if p_image <= 1.0 - LATERALITY_CERTAINTY:
+            warnings.append(f"laterality uncertain: the plateau corners read {from_image}, the classifier the other "
+                            f"side (probability {1.0 - p_image:.2f})")
             return from_image, "image", p_image, 0.0
         return from_image, "image", p_image, 1.0
 

@@ -93,12 +93,13 @@ def test_laterality_rule_never_measures_the_other_side_of_a_tag():
     assert (lat, source, factor) == ("L", "tag", 0.0) and p == pytest.approx(0.99)
     assert "contradicted" in warnings[-1] and "measured as L" in warnings[-1]
     assert decide("R", False, 0.6, [])[3] == 0.0  # even an unsure contrary reading is a contradiction
-    # Without a tag the image decides, with its probability; an unsure image is low confidence.
+    # Without a tag the plateau corners' order decides, with the classifier's probability for that side; a
+    # classifier that contradicts the order with certainty makes it low confidence, an unsure one does not.
     assert decide(None, False, 0.05, []) == ("L", "image", pytest.approx(0.95), 1.0)
     assert decide(None, True, 0.97, []) == ("R", "image", pytest.approx(0.97), 1.0)
+    assert decide(None, True, 0.5, [])[3] == 1.0
     unsure = []
-    assert decide(None, True, 0.7, unsure)[3] == 0.0 and "uncertain" in unsure[-1]
-    assert decide(None, True, 0.3, [])[3] == 0.0  # point order and logit disagree
+    assert decide(None, True, 0.04, unsure)[3] == 0.0 and "uncertain" in unsure[-1]
 
 
 def test_a_tag_contradicted_by_the_image_gives_low_confidence_on_the_tags_side(shipped):
