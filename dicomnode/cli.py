@@ -35,7 +35,7 @@ from dicomnode.process.logsetup import configure_logging
 from model.weights import WeightsError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-ALL_OUTPUTS = ("sr", "sc", "gsps")
+ALL_OUTPUTS = ("sr", "landmarks", "sc", "gsps")
 
 
 def load(path: str | None) -> NodeConfig:
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("process", cmd_process, "measure images offline; one JSON line per image on stdout")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the SR/SC/GSPS files")
-    p.add_argument("--outputs", default=",".join(ALL_OUTPUTS), help="comma-separated: sr,sc,gsps (default all)")
+    p.add_argument("--outputs", default=",".join(ALL_OUTPUTS), help="comma-separated: sr,landmarks,sc,gsps (default all)")
     p.add_argument("--weights", metavar="W", help="model weights (default: model.weights of the configuration)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override processing.device")
 

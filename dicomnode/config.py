@@ -96,6 +96,11 @@ class PeerConfig(_Section):
     allowed_hosts: list[str] | None = Field(
         default=None, description="IP addresses, CIDR networks or host names; default [host]"
     )
+    compression: Literal["lossless", "none"] = Field(
+        default="lossless",
+        description="lossless: offer results as stored (the SC in JPEG 2000 Lossless) with an uncompressed "
+                    "fallback the peer may pick; none: send everything uncompressed",
+    )
 
     @model_validator(mode="after")
     def _default_allowed_hosts(self) -> PeerConfig:
@@ -181,7 +186,8 @@ class ProcessingSection(_Section):
 
     trigger: Literal["instance", "study"] = "instance"
     study_quiet_seconds: float = Field(default=5, ge=0)
-    outputs: list[Literal["sr", "sc", "gsps"]] = Field(default_factory=lambda: ["sr", "sc"], min_length=1)
+    outputs: list[Literal["sr", "landmarks", "sc", "gsps"]] = Field(default_factory=lambda: ["sr", "sc"],
+                                                                     min_length=1)
     workers: int = Field(default=1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_attempts: int = Field(default=5, ge=1)

@@ -107,16 +107,18 @@ def _outgoing(item: Item) -> _Outgoing:
                      UID(meta.TransferSyntaxUID))
 
 
-def proposed_contexts(items: Iterable[_Outgoing]) -> list[PresentationContext]:
+def proposed_contexts(items: Iterable[_Outgoing], compressed: bool = True) -> list[PresentationContext]:
     """Per SOP class: each non-default transfer syntax in its own context, plus one uncompressed context.
 
     Separate contexts let the peer accept the data as it is, or fall back to uncompressed: pynetdicom converts
     between Explicit and Implicit VR Little Endian and inflates deflated data; compressed pixel data is
     decompressed with pydicom's decoders when the peer accepted only uncompressed contexts for its class.
+    With ``compressed`` False (a peer configured with ``compression: none``) only uncompressed contexts are
+    proposed, so every compressed item is decompressed before sending.
     """
     wanted: dict[tuple[str, tuple[str, ...]], None] = {}
     for item in items:
-        if item.transfer_syntax not in UNCOMPRESSED:
+        if item.transfer_syntax not in UNCOMPRESSED and (compressed or not item.transfer_syntax.is_compressed):
             wanted[(item.sop_class, (item.transfer_syntax,))] = None
         wanted[(item.sop_class, UNCOMPRESSED)] = None
     if len(wanted) > MAX_PRESENTATION_CONTEXTS:
@@ -189,7 +191,7 @@ class StoreSession:
         self.peer = peer
         self._config = config
         self._items = [_outgoing(item) for item in items]
-        self._contexts = proposed_contexts(self._items)
+        self._contexts = proposed_contexts(self._items, compressed=peer.compression != "none")
         self._assoc: Association | None = None
         self._message_id = 0
 

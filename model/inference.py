@@ -213,7 +213,8 @@ class KneeAligner:
             alignment=alignment, confidence=confidence, confidence_threshold=self.confidence_threshold,
             pixel_spacing_mm=pixel_spacing_mm, reference_length_px=length,
             model_name=self.bundle.name, model_version=self.bundle.version,
-            timings_ms=timings, warnings=warnings, measurements=measurements,
+            timings_ms=timings, warnings=warnings, model_sha256=self.bundle.sha256,
+            measurements=measurements,
         )
 
     def _check_consistency(self, pred: KneePrediction, image: np.ndarray, tag: str | None,

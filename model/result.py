@@ -39,6 +39,7 @@ class KneePrediction:
     consistency: dict[str, dict | None] = field(default_factory=dict)
     # The measurement panel: name -> Measurement, in panel order (the aTFA always, the rest as configured)
     measurements: dict[str, Measurement] = field(default_factory=dict)
+    model_sha256: str | None = None  # SHA-256 of the weights file (None: weights not loaded from a file)
 
     @property
     def status(self) -> str:
@@ -62,7 +63,7 @@ class KneePrediction:
             "status": self.status,
             "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
             "reference_length_px": round(self.reference_length_px, 2),
-            "model": {"name": self.model_name, "version": self.model_version},
+            "model": {"name": self.model_name, "version": self.model_version, "sha256": self.model_sha256},
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "warnings": list(self.warnings),
             "consistency": self.consistency,

@@ -6,6 +6,7 @@ Loading checks the bundle against the shipped landmark schemes and refuses a mis
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class ModelBundle:
     name: str = "kneealign"
     version: str = "0.0.0-untrained"
     confidence_threshold: float = 0.5
+    sha256: str | None = None  # of the weights file as loaded (None for a bundle built in memory)
 
     def header(self) -> dict:
         return {
@@ -93,6 +95,7 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     if not path.exists():
         raise WeightsError(f"weights file not found: {path}")
+    checksum = file_sha256(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -131,4 +134,13 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     return ModelBundle(glob, local, frame, int(header["global_size"]), state, card,
                        name=header.get("name", "kneealign"), version=header.get("version", "unknown"),
-                       confidence_threshold=float(header.get("confidence_threshold", 0.5)))
+                       confidence_threshold=float(header.get("confidence_threshold", 0.5)), sha256=checksum)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file: names the exact weights a result came from (written into the DICOM outputs)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -187,7 +187,7 @@ def test_cli_process_prints_no_patient_data(tmp_path, config):
         check=False, cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     line = json.loads(run.stdout.splitlines()[-1])
-    assert line["status"] in ("ok", "low_confidence") and len(line["outputs"]) == 3
+    assert line["status"] in ("ok", "low_confidence") and len(line["outputs"]) == 4  # sr, landmarks, sc, gsps
     for output in line["outputs"]:
         assert_carries_patient(pydicom.dcmread(output["path"], stop_before_pixels=True))
     assert leaks(run.stdout.splitlines() + run.stderr.splitlines()) == []

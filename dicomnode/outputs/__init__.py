@@ -2,6 +2,9 @@
 
     datasets = build_outputs(source, prediction, kinds=("sr", "sc"))   # [SR, SC], each in a new series
 
+Kinds: "sr" (the measurement report), "landmarks" (optional landmark-detail SR), "sc" (the overlay picture,
+JPEG 2000 Lossless), "gsps" (optional presentation state).
+
 Each object lands in the source's study, in a series of its own, and says who made it (the node as device
 observer / contributing equipment, the model's name and version). See sr.py, sc.py and gsps.py.
 """
@@ -13,18 +16,19 @@ from collections.abc import Iterable
 
 import pydicom
 
-from dicomnode.outputs.common import KINDS, NodeIdentity, OutputError, check_kind
+from dicomnode.outputs.common import KINDS, NodeIdentity, OutputError, check_kind, kind_of
 from dicomnode.outputs.gsps import build_gsps
 from dicomnode.outputs.sc import build_sc
 from dicomnode.outputs.sr import build_sr
+from dicomnode.outputs.sr_landmarks import build_landmarks_sr
 from model.result import KneePrediction
 
-BUILDERS = {"sr": build_sr, "sc": build_sc, "gsps": build_gsps}
+BUILDERS = {"sr": build_sr, "landmarks": build_landmarks_sr, "sc": build_sc, "gsps": build_gsps}
 
 
 def build_outputs(source: pydicom.Dataset, prediction: KneePrediction, kinds: Iterable[str] = ("sr", "sc"),
                   identity: NodeIdentity | None = None) -> list[pydicom.Dataset]:
-    """The requested result objects, always in the order SR, SC, GSPS (duplicates ignored)."""
+    """The requested result objects, always in the order of :data:`KINDS` (duplicates ignored)."""
     wanted = set()
     for kind in kinds:
         check_kind(kind)
@@ -36,4 +40,5 @@ def build_outputs(source: pydicom.Dataset, prediction: KneePrediction, kinds: It
         return [BUILDERS[kind](source, prediction, identity=identity) for kind in KINDS if kind in wanted]
 
 
-__all__ = ["KINDS", "NodeIdentity", "OutputError", "build_gsps", "build_outputs", "build_sc", "build_sr"]
+__all__ = ["KINDS", "NodeIdentity", "OutputError", "build_gsps", "build_landmarks_sr", "build_outputs", "build_sc",
+           "build_sr", "kind_of"]

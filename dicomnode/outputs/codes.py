@@ -4,10 +4,11 @@ PS3.16 has no code for the anatomical tibiofemoral angle (nor for varus/valgus),
 status and a few labels are coded in a private scheme whose designator starts with "99", as PS3.3 8.2 asks,
 and every object that uses it lists it in its Coding Scheme Identification Sequence (``CODING_SCHEME``).
 
-A low-confidence angle is recorded under its own concept name ("aTFA (FNTS) LOW CONFIDENCE - not a valid
-measurement"), not under the plain one: every SR renderer (dsrdump, PACS text views, OHIF's measurement
-panel, which shows a NUM as "concept name: value unit") then shows the warning next to the number, and a
-consumer that looks for the plain aTFA codes cannot pick up an unreliable value by mistake.
+A low-confidence angle is recorded under its own concept name ("aTFA (FNTS) LOW CONFIDENCE"), not under the
+plain one: every SR renderer (dsrdump, PACS text views, OHIF's label over the image, which shows a NUM as
+"concept name: value unit") then shows the warning next to the number, and a consumer that looks for the plain
+aTFA codes cannot pick up an unreliable value by mistake. The name is kept short so that OHIF's label, drawn
+beside the knee, still fits on screen with its value; the group's status note says "not a valid measurement".
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def _private(value: str, meaning: str) -> CodedConcept:
 
 ATFA_FTS = _private("ATFA-FTS", "aTFA (FTS)")
 ATFA_FNTS = _private("ATFA-FNTS", "aTFA (FNTS)")
-ATFA_FTS_LOW = _private("ATFA-FTS-LC", "aTFA (FTS) LOW CONFIDENCE - not a valid measurement")
-ATFA_FNTS_LOW = _private("ATFA-FNTS-LC", "aTFA (FNTS) LOW CONFIDENCE - not a valid measurement")
+ATFA_FTS_LOW = _private("ATFA-FTS-LC", "aTFA (FTS) LOW CONFIDENCE")
+ATFA_FNTS_LOW = _private("ATFA-FNTS-LC", "aTFA (FNTS) LOW CONFIDENCE")
 RESULT_STATUS = _private("RESULT-STATUS", "Result status")
 STATUS_CONFIDENT = _private("STATUS-OK", "Confidence at or above threshold")
 STATUS_LOW_CONFIDENCE = _private("STATUS-LOWCONF", "Low confidence: not a valid measurement")

@@ -27,14 +27,26 @@ from model.result import KneePrediction
 MANUFACTURER = "KneeAlign"
 MODEL_NAME = "KneeAlign DICOM node"
 PIXEL_CENTRE_OFFSET = 0.5
-KINDS = ("sr", "sc", "gsps")
 
-# One new series per output object; high numbers keep them after the acquired series in a viewer.
-_SERIES = {
-    "sr": (9901, "KneeAlign aTFA report"),
-    "sc": (9902, "KneeAlign aTFA overlay"),
-    "gsps": (9903, "KneeAlign aTFA presentation"),
-}
+
+@dataclass(frozen=True)
+class OutputKind:
+    """One kind of result object: its SOP class and the series it gets in the source's study."""
+
+    name: str
+    sop_class_uid: str
+    series_number: int  # high numbers keep the results after the acquired series in a viewer
+    series_description: str
+
+
+_KINDS = (
+    OutputKind("sr", "1.2.840.10008.5.1.4.1.1.88.33", 9901, "KneeAlign aTFA report"),
+    OutputKind("landmarks", "1.2.840.10008.5.1.4.1.1.88.33", 9904, "KneeAlign landmark detail"),
+    OutputKind("sc", "1.2.840.10008.5.1.4.1.1.7", 9902, "KneeAlign aTFA overlay"),
+    OutputKind("gsps", "1.2.840.10008.5.1.4.1.1.11.1", 9903, "KneeAlign aTFA presentation"),
+)
+OUTPUT_KINDS = {kind.name: kind for kind in _KINDS}
+KINDS = tuple(OUTPUT_KINDS)  # also the order in which build_outputs returns them
 LOW_CONFIDENCE_SUFFIX = " - LOW CONFIDENCE"
 
 # Attributes highdicom's SR, SC and PR constructors read from the source without a default. Type 2 in the
@@ -91,30 +103,79 @@ def default_identity() -> NodeIdentity:
     return NodeIdentity.for_node()
 
 
-def equipment_attributes(identity: NodeIdentity) -> dict[str, object]:
+@dataclass(frozen=True)
+class AlgorithmIdentity:
+    """The weights that made a result (IHE AI Results: which model produced this number).
+
+    ``sha256`` is the checksum of the weights file; ``device_uid`` changes whenever it (or the node's
+    software) changes, so two results with the same Device UID come from the same code and weights.
+    """
+
+    name: str
+    version: str
+    sha256: str | None
+    node_version: str
+
+    @classmethod
+    def of(cls, prediction: KneePrediction, identity: NodeIdentity) -> AlgorithmIdentity:
+        return cls(prediction.model_name, prediction.model_version, prediction.model_sha256,
+                   identity.software_version)
+
+    @property
+    def checksum_text(self) -> str:
+        return f"sha256:{self.sha256}" if self.sha256 else "checksum unknown (weights not loaded from a file)"
+
+    @property
+    def software_version(self) -> str:
+        """The weights in one Software Versions value (LO: at most 64 characters, so a short checksum)."""
+        short = f" sha256:{self.sha256[:16]}" if self.sha256 else ""
+        return f"{self.name} weights {self.version}{short}"[:64]
+
+    @property
+    def device_uid(self) -> str:
+        return derived_uid("KneeAlign algorithm", self.node_version, self.name, self.version, self.sha256 or "")
+
+
+def software_versions(identity: NodeIdentity, algorithm: AlgorithmIdentity) -> list[str]:
+    """Software Versions: the node's, then the weights' (name, version, short checksum)."""
+    return [f"{identity.model_name} {identity.software_version}"[:64], algorithm.software_version]
+
+
+def equipment_attributes(identity: NodeIdentity, algorithm: AlgorithmIdentity) -> dict[str, object]:
     """Keyword arguments of highdicom constructors describing the node as the equipment that made the object."""
     return {
         "manufacturer": identity.manufacturer,
         "manufacturer_model_name": identity.model_name,
-        "software_versions": identity.software_version,
+        "software_versions": software_versions(identity, algorithm),
         "device_serial_number": identity.serial_number,
         "institution_name": identity.institution_name,
-        "contributing_equipment": [processing_equipment(identity)],
+        "contributing_equipment": [processing_equipment(identity, algorithm)],
     }
 
 
-def processing_equipment(identity: NodeIdentity) -> ContributingEquipment:
-    """The node as Contributing Equipment with purpose "Processing Equipment"."""
-    return ContributingEquipment(
+def processing_equipment(identity: NodeIdentity, algorithm: AlgorithmIdentity) -> ContributingEquipment:
+    """The node running the weights, as Contributing Equipment with purpose "Processing Equipment" (IHE AIR):
+    Software Versions name the node and the weights, the Device UID follows the weights' checksum."""
+    item = ContributingEquipment(
         manufacturer=identity.manufacturer,
         purpose_of_reference=codes.PROCESSING_EQUIPMENT,
         manufacturer_model_name=identity.model_name,
-        software_versions=identity.software_version,
+        software_versions=software_versions(identity, algorithm),
         device_serial_number=identity.serial_number,
         institution_name=identity.institution_name,
         station_name=identity.device_name[:16],
-        contribution_description="Landmark detection and knee alignment measurement",
+        contribution_description=(f"Landmark detection and knee alignment measurement with weights "
+                                  f"{algorithm.name} {algorithm.version} ({algorithm.checksum_text})")[:1024],
     )
+    # Device UID in Contributing Equipment is Type 3 in PS3.3 Table C.12-1 (current editions); dicom3tools
+    # 2022 predates it and warns "not present in standard DICOM IOD" for this one attribute.
+    item.DeviceUID = algorithm.device_uid
+    return item
+
+
+def set_device_uid(ds: pydicom.Dataset, target: Target) -> None:
+    """General Equipment's Device UID: the algorithm's, the same as in the Contributing Equipment item."""
+    ds.DeviceUID = target.algorithm.device_uid
 
 
 def working_copy(source: pydicom.Dataset) -> pydicom.Dataset:
@@ -166,7 +227,7 @@ def prediction_digest(prediction: KneePrediction) -> str:
     h.update(np.round(np.asarray(prediction.landmark_confidence, dtype=np.float64), 4).tobytes())
     fields = (prediction.scheme_id, prediction.phase, prediction.laterality, prediction.laterality_source,
               f"{prediction.confidence:.4f}", f"{prediction.confidence_threshold:.4f}",
-              prediction.model_name, prediction.model_version)
+              prediction.model_name, prediction.model_version, prediction.model_sha256 or "")
     h.update("|".join(fields).encode())
     return h.hexdigest()[:32]
 
@@ -193,31 +254,46 @@ class Target:
     sop_instance_uid: str
     series_number: int
     series_description: str
+    algorithm: AlgorithmIdentity
+
+    @property
+    def equipment(self) -> dict[str, object]:
+        """Keyword arguments for highdicom constructors: see :func:`equipment_attributes`."""
+        return equipment_attributes(self.identity, self.algorithm)
 
 
 def target(source: pydicom.Dataset, prediction: KneePrediction, kind: str, *, series_uid: str | None = None,
            sop_instance_uid: str | None = None, identity: NodeIdentity | None = None) -> Target:
     """Resolve a builder's optional arguments: default identity, derived UIDs, the kind's series."""
     default_series, default_sop = output_uids(source, prediction, kind)
-    return Target(identity or default_identity(), working_copy(source), series_uid or default_series,
-                  sop_instance_uid or default_sop, series_number(kind), series_description(kind, prediction))
+    identity = identity or default_identity()
+    return Target(identity, working_copy(source), series_uid or default_series, sop_instance_uid or default_sop,
+                  series_number(kind), series_description(kind, prediction), AlgorithmIdentity.of(prediction, identity))
 
 
-def check_kind(kind: str) -> None:
-    if kind not in KINDS:
+def check_kind(kind: str) -> OutputKind:
+    if kind not in OUTPUT_KINDS:
         raise ValueError(f"unknown output kind {kind!r}; expected one of {KINDS}")
+    return OUTPUT_KINDS[kind]
 
 
 def series_number(kind: str) -> int:
-    check_kind(kind)
-    return _SERIES[kind][0]
+    return check_kind(kind).series_number
+
+
+def kind_of(ds: pydicom.Dataset) -> str:
+    """The kind of a result object this node built (by SOP class and series number); ValueError otherwise."""
+    sop_class, number = str(ds.get("SOPClassUID", "")), ds.get("SeriesNumber")
+    for kind in _KINDS:
+        if kind.sop_class_uid == sop_class and number is not None and int(number) == kind.series_number:
+            return kind.name
+    raise ValueError(f"not a KneeAlign output: SOP class {sop_class}, series number {number}")
 
 
 def series_description(kind: str, prediction: KneePrediction) -> str:
     """E.g. "KneeAlign aTFA report L" or "KneeAlign aTFA overlay R - LOW CONFIDENCE" (a viewer's series list
     shows the status before anything is opened)."""
-    check_kind(kind)
-    text = f"{_SERIES[kind][1]} {prediction.laterality}"
+    text = f"{check_kind(kind).series_description} {prediction.laterality}"
     return text + (LOW_CONFIDENCE_SUFFIX if prediction.low_confidence else "")
 
 

@@ -32,7 +32,7 @@ from highdicom.pr import (
 from dicomnode.outputs.common import (
     NodeIdentity,
     dicom_coords,
-    equipment_attributes,
+    set_device_uid,
     target,
 )
 from dicomnode.outputs.overlay import (
@@ -151,7 +151,8 @@ def build_gsps(source: pydicom.Dataset, prediction: KneePrediction, *, series_ui
         presentation_lut_transformation=PresentationLUTTransformation(
             presentation_lut_shape="INVERSE" if inverse else "IDENTITY"),
         series_description=t.series_description,
-        **equipment_attributes(t.identity),
+        **t.equipment,
     )
     gsps.Laterality = prediction.laterality
+    set_device_uid(gsps, t)
     return gsps

@@ -6,22 +6,28 @@ header band above the radiograph holds the result (laterality, phase, both angle
 band the "not for diagnostic use" line, so no text hides anatomy. Landmark outlines, landmarks, both femoral
 axes and the tibial axis are drawn antialiased with OpenCV. A low-confidence result gets a red warning line
 and a red frame around the radiograph. No pixel spacing is stated: this is a picture, not an image to measure.
+
+The picture is stored losslessly compressed by default (JPEG 2000 Lossless with the reversible colour transform,
+Photometric Interpretation YBR_RCT): on a grey radiograph with thin coloured lines the two chroma components are
+almost empty, so the file is a fraction of the uncompressed RGB one and decodes to the identical pixels. A
+destination that does not accept JPEG 2000 gets it decompressed at sending time (:mod:`dicomnode.scu`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pydicom
 from highdicom.sc import SCImage
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless
 
 from dicomnode.outputs.common import (
     NodeIdentity,
-    equipment_attributes,
     patient_orientation,
+    set_device_uid,
     target,
 )
 from dicomnode.outputs.overlay import (
@@ -41,6 +47,8 @@ MIN_SIDE = 1024
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 SHIFT = 4  # OpenCV fixed-point bits for sub-pixel drawing
 SOURCE_FOR_PROCESSING = ("121322", "DCM", "Source image for image processing operation")
+SC_TRANSFER_SYNTAXES = (JPEG2000Lossless, ExplicitVRLittleEndian)  # the first is the default
+logging.getLogger("openjpeg").setLevel(logging.WARNING)  # it logs "tile number 1 / 1" at INFO for every encode
 
 
 class _Pen:
@@ -179,13 +187,19 @@ def render_overlay(source: pydicom.Dataset, prediction: KneePrediction) -> Pictu
 
 def build_sc(source: pydicom.Dataset, prediction: KneePrediction, *, series_uid: str | None = None,
              sop_instance_uid: str | None = None, instance_number: int = 1,
-             identity: NodeIdentity | None = None) -> pydicom.Dataset:
-    """The RGB Secondary Capture of ``prediction`` drawn on ``source``, in the source's study, a new series."""
+             identity: NodeIdentity | None = None,
+             transfer_syntax: str = SC_TRANSFER_SYNTAXES[0]) -> pydicom.Dataset:
+    """The RGB Secondary Capture of ``prediction`` drawn on ``source``, in the source's study, a new series,
+    encoded in ``transfer_syntax`` (one of :data:`SC_TRANSFER_SYNTAXES`)."""
+    if transfer_syntax not in SC_TRANSFER_SYNTAXES:
+        raise ValueError(f"unsupported SC transfer syntax {transfer_syntax}; expected one of "
+                         f"{', '.join(SC_TRANSFER_SYNTAXES)}")
     t = target(source, prediction, "sc", series_uid=series_uid, sop_instance_uid=sop_instance_uid,
                identity=identity)
+    pixels = render_overlay(source, prediction).pixels
     sc = SCImage.from_ref_dataset(
         ref_dataset=t.ref,
-        pixel_array=render_overlay(source, prediction).pixels,
+        pixel_array=pixels,
         photometric_interpretation="RGB",
         bits_allocated=8,
         coordinate_system="PATIENT",
@@ -197,7 +211,7 @@ def build_sc(source: pydicom.Dataset, prediction: KneePrediction, *, series_uid:
         patient_orientation=patient_orientation(source),
         transfer_syntax_uid=ExplicitVRLittleEndian,
         series_description=t.series_description,
-        **equipment_attributes(t.identity),
+        **t.equipment,
     )
     sc.copy_patient_and_study_information(t.ref)  # from_ref_dataset leaves out e.g. Study Description
     sc.ConversionType = "WSD"
@@ -211,4 +225,17 @@ def build_sc(source: pydicom.Dataset, prediction: KneePrediction, *, series_uid:
     item.ReferencedSOPInstanceUID = source.SOPInstanceUID
     item.PurposeOfReferenceCodeSequence = [purpose]
     sc.SourceImageSequence = [item]
+    set_device_uid(sc, t)
+    if transfer_syntax == JPEG2000Lossless:
+        compress_rgb_j2k_lossless(sc, pixels)
     return sc
+
+
+def compress_rgb_j2k_lossless(ds: pydicom.Dataset, rgb: np.ndarray) -> None:
+    """Encode ``ds``'s RGB pixels as JPEG 2000 Lossless with the reversible colour transform (YBR_RCT), in place.
+
+    pydicom switches the colour transform off for RGB, so the dataset is declared YBR_RCT first, as PS3.5 8.2.4
+    requires for a lossless codestream that uses it; decoders return the original RGB values.
+    """
+    ds.PhotometricInterpretation = "YBR_RCT"
+    ds.compress(UID(JPEG2000Lossless), arr=rgb, encoding_plugin="pylibjpeg", generate_instance_uid=False)

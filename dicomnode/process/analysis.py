@@ -17,13 +17,6 @@ from model.result import KneePrediction
 STATUS_SKIPPED = "skipped"
 STATUS_ERROR = "error"
 
-_KIND_BY_SOP_CLASS_PREFIX = (
-    ("1.2.840.10008.5.1.4.1.1.88.", "sr"),
-    ("1.2.840.10008.5.1.4.1.1.11.", "gsps"),
-    ("1.2.840.10008.5.1.4.1.1.7", "sc"),
-)
-
-
 class Predictor(Protocol):
     """What the pipeline needs of ``model.inference.KneeAligner``."""
 
@@ -54,12 +47,10 @@ class Analysis:
 
 
 def output_kind(ds: pydicom.Dataset) -> str:
-    """"sr", "sc" or "gsps" from a built object's SOP Class UID."""
-    sop_class = str(ds.SOPClassUID)
-    for prefix, kind in _KIND_BY_SOP_CLASS_PREFIX:
-        if sop_class.startswith(prefix):
-            return kind
-    raise ValueError(f"not a KneeAlign output: SOP class {sop_class}")
+    """"sr", "landmarks", "sc" or "gsps" for an object this node built; ValueError for anything else."""
+    from dicomnode.outputs.common import kind_of
+
+    return kind_of(ds)
 
 
 def analyse(ds: pydicom.Dataset, predictor: Predictor, kinds: Sequence[str]) -> Analysis:

@@ -50,7 +50,7 @@ def test_process_writes_files_and_prints_one_json_line_per_image(tmp_path, tiny_
     assert all(-cols <= c <= 2 * cols and -rows <= r <= 2 * rows for c, r in measured["landmarks"])
     assert skipped["reason"].startswith("modality CT")
     written = {o["kind"]: pydicom.dcmread(o["path"]) for o in measured["outputs"]}
-    assert set(written) == {"sr", "sc", "gsps"}
+    assert set(written) == {"sr", "landmarks", "sc", "gsps"}  # --outputs defaults to every kind
     assert {str(ds.SOPInstanceUID) for ds in written.values()} == {o["sop_instance_uid"] for o in measured["outputs"]}
     assert all(ds.StudyInstanceUID == knee.StudyInstanceUID for ds in written.values())
 

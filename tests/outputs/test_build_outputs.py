@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from dicomnode.outputs import OutputError, build_outputs
-from dicomnode.outputs.common import NodeIdentity, dicom_coords, working_copy
+from dicomnode.outputs import OutputError, build_outputs, kind_of
+from dicomnode.outputs.common import KINDS, NodeIdentity, dicom_coords, working_copy
 from tests.outputs.conftest import save
 from tests.outputs.dicom_checks import dcentvfy, dciodvfy
 from tests.outputs.synthetic_knee import knee_case
@@ -20,6 +20,9 @@ TYPE2_REMOVED = ("AccessionNumber", "PatientBirthDate", "PatientSex", "Referring
 def test_order_is_stable_and_kinds_are_checked(left_case):
     out = build_outputs(left_case.source, left_case.prediction, kinds=("gsps", "sr", "sr"))
     assert [ds.SOPClassUID for ds in out] == [SR, PR]
+    every = build_outputs(left_case.source, left_case.prediction, kinds=("gsps", "sc", "landmarks", "sr"))
+    assert [kind_of(ds) for ds in every] == ["sr", "landmarks", "sc", "gsps"]
+    assert len({ds.SeriesNumber for ds in every}) == 4
     assert [ds.SOPClassUID for ds in build_outputs(left_case.source, left_case.prediction)] == [SR, SC]
     with pytest.raises(ValueError, match="'pdf'"):
         build_outputs(left_case.source, left_case.prediction, kinds=("sr", "pdf"))
@@ -82,9 +85,16 @@ def test_prediction_of_another_scheme_is_refused(left_case):
 def test_identity_is_written(left_case):
     ident = NodeIdentity("KneeAlign", "KneeAlign DICOM node", "9.8.7", "2.25.123", "KNEE_TEST", "SER1")
     for ds in build_outputs(left_case.source, left_case.prediction, kinds=("sr", "sc", "gsps"), identity=ident):
-        assert ds.Manufacturer == "KneeAlign" and ds.SoftwareVersions == "9.8.7"
+        assert ds.Manufacturer == "KneeAlign" and ds.SoftwareVersions[0] == "KneeAlign DICOM node 9.8.7"
         mine = [eq for eq in ds.ContributingEquipmentSequence if eq.Manufacturer == "KneeAlign"]
         assert mine and mine[0].DeviceSerialNumber == "SER1"
+
+
+def test_every_output_kind_is_recognised_and_others_are_not(left_case):
+    for ds in build_outputs(left_case.source, left_case.prediction, kinds=KINDS):
+        assert kind_of(ds) in KINDS
+    with pytest.raises(ValueError, match="not a KneeAlign output"):
+        kind_of(left_case.source)
 
 
 def test_dicom_coords_adds_half_a_pixel():

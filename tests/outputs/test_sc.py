@@ -33,7 +33,9 @@ def test_sc_passes_dciodvfy_and_references_the_source(any_case, tmp_path):
     assert "SCImage" in report.output
     assert report.errors == [], report.output
     assert report.warnings == [], report.output
-    assert (sc.PhotometricInterpretation, sc.SamplesPerPixel, sc.BitsAllocated) == ("RGB", 3, 8)
+    # JPEG 2000 Lossless with the reversible colour transform (decodes to RGB): see test_sc_compression
+    assert (sc.PhotometricInterpretation, sc.SamplesPerPixel, sc.BitsAllocated) == ("YBR_RCT", 3, 8)
+    assert sc.file_meta.TransferSyntaxUID == JPEG2000Lossless
     assert sc.BurnedInAnnotation == "YES"
     ref = sc.SourceImageSequence[0]
     assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == (src.SOPClassUID, src.SOPInstanceUID)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dicomnode.outputs import codes
-from dicomnode.outputs.sr import build_sr
-from model.scheme import load_scheme
+from dicomnode.outputs.common import target
+from dicomnode.outputs.sr import MAX_LABEL_LINES, alignment_measurements, build_sr, measurement_group
 from tests.outputs.conftest import save
 from tests.outputs.dicom_checks import (
     all_text,
@@ -114,8 +114,8 @@ def test_low_confidence_is_stated_plainly(low_case, left_case):
     assert "Confidence at or above threshold" in all_text(confident)
 
 
-def test_phase_laterality_confidence_and_algorithm(low_case):
-    pred = low_case.prediction
+def test_phase_laterality_status_and_algorithm(low_case):
+    pred = dataclasses.replace(low_case.prediction, model_sha256="ab" * 32)
     sr = build_sr(low_case.source, pred)
     knee = measurement_groups(sr)[0]
     codes_in_group = {(it.ConceptNameCodeSequence[0].CodeMeaning, it.ConceptCodeSequence[0].CodeMeaning)
@@ -125,30 +125,32 @@ def test_phase_laterality_confidence_and_algorithm(low_case):
     site = next(it for it in knee.ContentSequence if it.ConceptNameCodeSequence[0].CodeValue == "363698007")
     assert site.ConceptCodeSequence[0].CodeValue == codes.KNEE_JOINT.value
     assert site.ContentSequence[0].ConceptCodeSequence[0].CodeValue == codes.RIGHT.value
-    texts = {it.ConceptNameCodeSequence[0].CodeMeaning: it.TextValue
-             for it in knee.ContentSequence if it.ValueType == "TEXT"}
-    assert texts["Algorithm Name"] == pred.model_name
-    assert texts["Algorithm Version"] == pred.model_version
-    confidence = nums_by_meaning(sr)["Result confidence"]
-    assert len(confidence) == 1
-    assert float(confidence[0].MeasuredValueSequence[0].NumericValue) == pytest.approx(100 * pred.confidence)
-    assert confidence[0].MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue == "%"
+    texts = {}
+    for it in knee.ContentSequence:
+        if it.ValueType == "TEXT":
+            texts.setdefault(it.ConceptNameCodeSequence[0].CodeMeaning, []).append(it.TextValue)
+    assert texts["Algorithm Name"] == [pred.model_name]
+    assert texts["Algorithm Version"] == [pred.model_version]
+    assert f"weights sha256:{'ab' * 32}" in texts["Algorithm Parameters"]  # the exact weights, in full
+    assert "confidence 30% (threshold 50%)" in texts["Result status note"][0]  # the confidence, in words
 
 
-def test_one_landmark_outline_per_scheme_curve(low_case):
-    pred = low_case.prediction
-    scheme = load_scheme(pred.phase)
-    groups = measurement_groups(build_sr(low_case.source, pred))
-    outlines = {}
-    for g in groups:
-        label = [it.TextValue for it in g.ContentSequence if it.ConceptNameCodeSequence[0].CodeValue == "112039"]
-        if label[0].startswith("Landmarks: "):
-            (region,) = [it for it in g.ContentSequence if it.ValueType == "SCOORD"]
-            outlines[label[0][len("Landmarks: "):]] = np.array(region.GraphicData).reshape(-1, 2)
-    assert len(outlines) == len(scheme.curves)
-    for curve in scheme.curves:
-        got = outlines[curve.name.replace("_", " ")]
-        np.testing.assert_allclose(got, pred.landmarks[curve.start:curve.start + curve.count] + 0.5, atol=1e-3)
+def test_only_the_angles_are_measurements_and_each_is_drawn(any_case):
+    """What OHIF labels over the image: one group, whose NUMs are the two angles, each on its own arms."""
+    sr = build_sr(any_case.source, any_case.prediction)
+    (group,) = measurement_groups(sr)
+    nums = [it for it in group.ContentSequence if it.ValueType == "NUM"]
+    low = any_case.prediction.low_confidence
+    assert [n.ConceptNameCodeSequence[0].CodeMeaning for n in nums] == ([FNTS_LOW, FTS_LOW] if low else [FNTS, FTS])
+    assert not [it for it in group.ContentSequence if it.ValueType == "SCOORD"]  # no region drawn for the group
+    assert len(nums) <= MAX_LABEL_LINES
+
+
+def test_a_group_with_more_labels_than_ohif_shows_is_refused(left_case):
+    t = target(left_case.source, left_case.prediction, "sr")
+    many = alignment_measurements(left_case.prediction) * 3
+    with pytest.raises(ValueError, match="split them"):
+        measurement_group(t, left_case.prediction, "too many", many)
 
 
 def test_document_identity_and_references(left_case):
