@@ -33,6 +33,8 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from model.measurements import MEASUREMENT_NAMES, ReferenceRange
+
 ENV_PREFIX = "DICOMNODE__"
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 
@@ -54,6 +56,7 @@ def _check_ae_title(value: str) -> str:
 
 
 AETitle = Annotated[str, AfterValidator(_check_ae_title)]
+MeasurementName = Literal[MEASUREMENT_NAMES]  # type: ignore[valid-type]
 Port = Annotated[int, Field(ge=1, lt=65536)]
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -198,11 +201,35 @@ class ProcessingSection(_Section):
     job_memory_mb: int = Field(default=3072, ge=256, description="MiB a job may use beyond the loaded model")
     max_decoded_mb: int = Field(default=128, ge=1, description="largest decoded image (rows x columns x frames "
                                                               "x bytes per pixel) a worker decodes")
+    # The knee alignment panel (docs/measurements.md): which measurements are computed; the aTFA always is.
+    measurements: list[MeasurementName] = Field(default_factory=lambda: list(MEASUREMENT_NAMES))
+    # Optional, per site: measurement -> [low, high] in its unit; a value outside is shown as "outside the site's
+    # range", never as a diagnosis.
+    reference_ranges: dict[MeasurementName, tuple[float, float]] = Field(default_factory=dict)
 
-    @field_validator("outputs")
+    @field_validator("outputs", "measurements")
     @classmethod
-    def _unique_outputs(cls, value: list[str]) -> list[str]:
+    def _unique(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
+    @field_validator("reference_ranges")
+    @classmethod
+    def _valid_ranges(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for name, (low, high) in value.items():
+            ReferenceRange(low, high)  # finite, low <= high; its message names the values
+        return value
+
+    @model_validator(mode="after")
+    def _ranges_of_measured(self) -> ProcessingSection:
+        measured = set(self.measurements) | {"atfa_fts", "atfa_fnts"}
+        unmeasured = sorted(set(self.reference_ranges) - measured)
+        if unmeasured:
+            raise ValueError(f"reference_ranges for {', '.join(unmeasured)}, which processing.measurements leaves "
+                             "out")
+        return self
+
+    def site_ranges(self) -> dict[str, ReferenceRange]:
+        return {name: ReferenceRange(low, high) for name, (low, high) in self.reference_ranges.items()}
 
 
 class DispatchSection(_Section):

@@ -9,6 +9,13 @@ knee given in its original (unmirrored) image are mirrored first, so a valgus ri
   through the midpoints of the proximal and distal tibial shaft pairs.
 - FNTS: femoral axis from the proximal femoral shaft midpoint to the femoral notch midpoint; tibial axis
   as in FTS.
+
+Shaft levels adapt to the exposed field: the paper takes the shafts at 1.3 and 0.8 reference lengths (L, the
+plateau corner distance) from the plateau line. On a tightly collimated film those levels may not be on the image.
+``choose_levels`` takes, for each bone, the most distant level whose cortices are exposed (``far``, at most 1.3 L,
+at least ``MIN_LEVEL``) and pairs it with the level ``AXIS_SPAN`` nearer the joint (the femur's outline goes down to
+0.3 L, the tibia's to 0.6 L). With both shafts exposed to 1.3 L this is exactly the paper's definition. Below the
+minimum no axis is drawn from the image: the bone is not measurable.
 """
 
 from __future__ import annotations
@@ -29,6 +36,61 @@ class Axis:
     distal: tuple[float, float]
 
 
+# The paper's levels, and the rules of the adaptive ones (reference lengths from the plateau line).
+FIXED_LEVEL = 1.3
+AXIS_SPAN = 0.5
+NEAREST_LEVEL = {"femur": 0.3, "tibia": 0.6}  # the outlines' shaft points go no nearer to the joint
+MIN_LEVEL = {"femur": 0.6, "tibia": 0.8}  # less exposed shaft than this: the bone's axis is not measurable
+
+
+@dataclass(frozen=True)
+class ShaftLevels:
+    """The shaft levels the axes were drawn through, in reference lengths from the plateau line."""
+
+    femur: tuple[float, float] = (FIXED_LEVEL, FIXED_LEVEL - AXIS_SPAN)  # (far, near): above the plateau
+    tibia: tuple[float, float] = (FIXED_LEVEL - AXIS_SPAN, FIXED_LEVEL)  # (near, far): below it
+
+    @property
+    def fixed(self) -> bool:
+        return self == ShaftLevels()
+
+    def describe(self) -> str:
+        """E.g. "femur 1.3/0.8, tibia 0.8/1.3 plateau widths"."""
+        return (f"femur {self.femur[0]:.1f}/{self.femur[1]:.1f}, tibia {self.tibia[0]:.1f}/{self.tibia[1]:.1f} "
+                "plateau widths")
+
+
+def axis_levels(bone: str, far: float) -> tuple[float, float]:
+    """The two levels of a bone's shaft axis with its far level at ``far``: ``(far, near)``."""
+    if not MIN_LEVEL[bone] - 1e-9 <= far <= FIXED_LEVEL + 1e-9:
+        raise ValueError(f"{bone} axis level {far} outside [{MIN_LEVEL[bone]}, {FIXED_LEVEL}]")
+    far = round(far, 1)
+    return far, round(max(NEAREST_LEVEL[bone], far - AXIS_SPAN), 1)
+
+
+def choose_bone_levels(bone: str, exposed: set[float]) -> tuple[float, float] | None:
+    """``(far, near)`` levels of one bone's axis from its exposed levels; None when too little shaft is exposed."""
+    shown = {round(v, 1) for v in exposed}
+    candidates = sorted((lv for lv in shown if MIN_LEVEL[bone] - 1e-9 <= lv <= FIXED_LEVEL + 1e-9), reverse=True)
+    usable = [lv for lv in candidates if axis_levels(bone, lv)[1] in shown]
+    return axis_levels(bone, usable[0]) if usable else None
+
+
+def short_shaft_reason(bone: str) -> str:
+    """Why a bone's axis is not measured, e.g. "less than 0.6 plateau widths of femoral shaft exposed"."""
+    return f"less than {MIN_LEVEL[bone]:.1f} plateau widths of {'femoral' if bone == 'femur' else 'tibial'} shaft exposed"
+
+
+def choose_levels(exposed: dict[str, set[float]]) -> tuple[ShaftLevels | None, list[str]]:
+    """Levels for both axes from each bone's exposed levels; ``(None, reasons)`` when a bone has too little shaft."""
+    chosen = {bone: choose_bone_levels(bone, exposed.get(bone, set())) for bone in ("femur", "tibia")}
+    reasons = [short_shaft_reason(bone) for bone, levels in chosen.items() if levels is None]
+    if reasons:
+        return None, reasons
+    far_t, near_t = chosen["tibia"]
+    return ShaftLevels(femur=chosen["femur"], tibia=(near_t, far_t)), []
+
+
 @dataclass(frozen=True)
 class AlignmentResult:
     atfa_fts_deg: float
@@ -36,6 +98,7 @@ class AlignmentResult:
     femoral_axis_fts: Axis
     femoral_axis_fnts: Axis
     tibial_axis: Axis
+    levels: ShaftLevels = ShaftLevels()
 
     def as_dict(self) -> dict:
         return {
@@ -46,6 +109,7 @@ class AlignmentResult:
                 "femoral_fnts": [list(self.femoral_axis_fnts.proximal), list(self.femoral_axis_fnts.distal)],
                 "tibial": [list(self.tibial_axis.proximal), list(self.tibial_axis.distal)],
             },
+            "shaft_levels": {"femur": list(self.levels.femur), "tibia": list(self.levels.tibia)},
         }
 
 
@@ -70,6 +134,7 @@ def compute_alignment(
     scheme: LandmarkScheme,
     laterality: str = "L",
     pixel_spacing_mm: tuple[float, float] | None = None,
+    levels: ShaftLevels | None = None,
 ) -> AlignmentResult:
     """aTFA by FTS and FNTS from landmarks following ``scheme``.
 
@@ -77,16 +142,21 @@ def compute_alignment(
     unmirrored: the angle is measured on the mirrored points so that the clinical sign is the same as
     for a left knee. Axes are returned in the caller's (unmirrored) coordinates for drawing.
     ``pixel_spacing_mm = (row, column)`` matters only for non-square pixels: angles are measured in millimetres.
+    ``levels``: the shaft levels of the axes (default: the paper's, 1.3 and 0.8 reference lengths).
     """
     pts = scheme.check_points(points)
     if laterality not in ("L", "R"):
         raise ValueError(f"laterality must be 'L' or 'R', got {laterality!r}")
     r = scheme.roles
-    f_prox = _midpoint(pts, r["femoral_shaft_proximal"])
-    f_dist = _midpoint(pts, r["femoral_shaft_distal"])
+    levels = levels or ShaftLevels()
+    if levels.fixed:  # the roles name the paper's levels in every scheme
+        pairs = [r["femoral_shaft_proximal"], r["femoral_shaft_distal"], r["tibial_shaft_proximal"],
+                 r["tibial_shaft_distal"]]
+    else:
+        pairs = [scheme.shaft_pair("femur", levels.femur[0]), scheme.shaft_pair("femur", levels.femur[1]),
+                 scheme.shaft_pair("tibia", levels.tibia[0]), scheme.shaft_pair("tibia", levels.tibia[1])]
+    f_prox, f_dist, t_prox, t_dist = (_midpoint(pts, pair) for pair in pairs)
     notch = _midpoint(pts, r["femoral_notch"])
-    t_prox = _midpoint(pts, r["tibial_shaft_proximal"])
-    t_dist = _midpoint(pts, r["tibial_shaft_distal"])
     mirror = -1.0 if laterality == "R" else 1.0
     flip = np.array([mirror, 1.0])  # mirroring negates the x of every direction vector
     if pixel_spacing_mm is not None:
@@ -104,4 +174,5 @@ def compute_alignment(
         femoral_axis_fts=axis(f_prox, f_dist),
         femoral_axis_fnts=axis(f_prox, notch),
         tibial_axis=axis(t_prox, t_dist),
+        levels=levels,
     )

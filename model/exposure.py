@@ -1,10 +1,11 @@
-"""Are the shaft landmarks that fix the axes on visible bone?
+"""Which shaft levels are on visible bone?
 
-FTS and FNTS take the shaft midpoints at 0.8 and 1.3 plateau widths from the joint. When the collimator or a
-tight crop cuts the shafts shorter than that, the landmark network still places those points, extrapolating
-from the knee, and the angle can be several degrees off while every heatmap looks sharp. What the network
-cannot fake is the image: a shaft level that was exposed shows the two cortices as intensity steps between
-bone and soft tissue; one under the collimator shows a flat field.
+FTS and FNTS take shaft midpoints at given levels from the joint (``model.alignment``). When the collimator or a
+tight crop cuts the shafts short, the landmark network still places points there, extrapolating from the knee,
+and the angle can be several degrees off while every heatmap looks sharp. What the network cannot fake is the
+image: a shaft level that was exposed shows the two cortices as intensity steps between bone and soft tissue;
+one under the collimator shows a flat field. ``exposed_levels`` says, for every shaft level of the scheme, whether
+it is exposed; the axes then use the most distant exposed ones.
 
 ``cortex_steps`` measures, for each shaft level, the smaller of the two steps across the predicted cortex
 points: the image is resampled so that the plateau width spans ``WORK_PX_PER_L`` pixels (area averaging, which
@@ -19,6 +20,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from model.scheme import LandmarkScheme
+
 # Working resolution: pixels per reference length (tibial plateau width).
 WORK_PX_PER_L = 64.0
 # Below this step (fraction of the normalised display range) a cortex is taken as not visible.
@@ -28,7 +31,6 @@ PROFILE_EXTENSION = 0.3
 PROFILE_SAMPLES = 64
 # Samples averaged on each side of a cortex point.
 STEP_SAMPLES = 4
-SHAFT_ROLES = ("femoral_shaft_proximal", "femoral_shaft_distal", "tibial_shaft_proximal", "tibial_shaft_distal")
 
 
 def _profile(image: np.ndarray, start: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:
@@ -57,8 +59,7 @@ def pair_step(image: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     return min(step_a, step_b)
 
 
-def cortex_steps(image: np.ndarray, landmarks: np.ndarray, pairs: dict[str, tuple[int, int]],
-                 reference_length_px: float) -> dict[str, float]:
+def cortex_steps(image: np.ndarray, landmarks: np.ndarray, pairs: dict, reference_length_px: float) -> dict:
     """Per named landmark pair (two cortex points of one shaft level), the smaller step across its cortices.
 
     ``image`` is the normalised radiograph the ``landmarks`` (``[x, y]`` pixels) refer to.
@@ -71,9 +72,17 @@ def cortex_steps(image: np.ndarray, landmarks: np.ndarray, pairs: dict[str, tupl
     return {name: pair_step(small, pts[i], pts[j]) for name, (i, j) in pairs.items()}
 
 
-def unexposed_levels(image: np.ndarray, landmarks: np.ndarray, roles: dict[str, tuple[int, ...]],
-                     reference_length_px: float, min_step: float = MIN_CORTEX_STEP) -> list[str]:
-    """The shaft levels (role names) whose cortices do not show in the image: collimated, cut short or blank."""
-    pairs = {name: roles[name] for name in SHAFT_ROLES}
-    steps = cortex_steps(image, landmarks, pairs, reference_length_px)
-    return [name for name in SHAFT_ROLES if steps[name] < min_step]
+def exposed_levels(image: np.ndarray, landmarks: np.ndarray, scheme: LandmarkScheme, reference_length_px: float,
+                   min_step: float = MIN_CORTEX_STEP) -> dict[str, set[float]]:
+    """Per bone ("femur", "tibia"), the shaft levels of ``scheme`` whose two cortex points lie inside the image and
+    show a cortex step of at least ``min_step``."""
+    h, w = image.shape
+    pts = np.asarray(landmarks, np.float64)
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] <= w - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= h - 1)
+    pairs = {(bone, level): (m, lt) for bone, rows in scheme.shaft_levels.items() for level, m, lt in rows}
+    steps = cortex_steps(image, pts, pairs, reference_length_px)
+    out: dict[str, set[float]] = {bone: set() for bone in scheme.shaft_levels}
+    for (bone, level), (m, lt) in pairs.items():
+        if inside[m] and inside[lt] and steps[(bone, level)] >= min_step:
+            out[bone].add(level)
+    return out

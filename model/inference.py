@@ -8,39 +8,55 @@
    probability of an implant (post-op).
 2. Laterality: the image's answer is the order of the two anatomical reference points (a right knee as acquired
    has its lateral plateau corner on the image's left), which the global network learns quickly and reliably;
-   its auxiliary right-knee logit is a second opinion. The DICOM tag is used when present unless both the point
-   order and the logit (with high certainty) contradict it; the image alone decides when the tag is missing.
-   Right knees are mirrored to look like left knees from here on.
+   its auxiliary right-knee logit gives the probability. The DICOM tag, when present, is always used: an image
+   that contradicts it makes the result low-confidence with the reason, never a number measured on the other
+   side. Without a tag the image decides, with its probability in the result. The pre/post-op decision (the
+   implant logit) likewise: an uncertain one is low confidence. Right knees are mirrored to look like left knees
+   from here on.
 3. Local stage: the similarity frame fixed by the reference points is resampled and the phase's network
    (134 pre-op or 181 post-op landmarks) runs on it; optionally once more on the frame rebuilt from its own
    reference points (refinement). Points are mapped back to the source image (and un-mirrored).
-4. Alignment: aTFA by FTS and FNTS; a whole-result confidence; below the threshold the result is low-confidence.
-   Besides the heatmaps, the confidence asks the image itself whether the shaft levels that fix the axes were
-   exposed (``model.exposure``): a level under the collimator is extrapolated and makes the result low-confidence.
+4. Alignment: aTFA by FTS and FNTS through the most distant shaft levels whose cortices the image shows
+   (``model.exposure``, ``model.alignment.choose_bone_levels``); too little shaft exposed makes the result
+   low-confidence. A whole-result confidence; below the threshold the result is low-confidence.
+5. Consistency: the same measurement on a mirrored copy (laterality swapped) and on a copy rotated by a few
+   degrees must agree within ``CONSISTENCY_TOLERANCE_DEG``; otherwise the result is low-confidence with the reason.
+6. The measurement panel (``model.measurements``): the configured measurements from the same landmarks and
+   axes (a bone without enough exposed shaft makes only the measurements on its axis not measurable), each
+   graded by the confidence of its own landmarks and of the landmark set as a whole (laterality, phase, the
+   consistency copies), with the site's reference ranges attached.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pydicom
 import torch
 
-from model.alignment import compute_alignment
-from model.exposure import unexposed_levels
+from model.alignment import ShaftLevels, choose_bone_levels, compute_alignment, short_shaft_reason
+from model.exposure import exposed_levels
 from model.frames import apply_affine, frame_matrix, invert_affine, mirror_points
+from model.measurements import ReferenceRange, apply_site_ranges, compute_measurements, grade, resolve_names
 from model.network import decode_heatmaps
 from model.preprocess import UnsupportedImage, letterbox, load_radiograph, to_network_input, warp_to_frame
 from model.result import KneePrediction
 from model.scheme import load_scheme
 from model.weights import ModelBundle, load_bundle
 
-# The image must contradict the tag with at least this probability before the tag is overruled.
-TAG_OVERRULE_PROBABILITY = 0.95
 # Reference points closer than this fraction of the image's longer side mean no knee was found.
 MIN_REFERENCE_FRACTION = 0.02
+# Without a tag, the side is read from the order of the plateau corners; the right-knee classifier must not
+# contradict it with this certainty. The pre/post-op decision (implant classifier) must be at least this certain.
+LATERALITY_CERTAINTY = 0.9
+PHASE_CERTAINTY = 0.9
+# The mirrored and the rotated copy must measure within this of the original (FTS and FNTS, degrees).
+CONSISTENCY_TOLERANCE_DEG = 1.5
+CONSISTENCY_ROTATION_DEG = 7.0
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -55,10 +71,15 @@ class KneeAligner:
     """Landmarks, laterality, phase and aTFA for AP knee radiographs."""
 
     def __init__(self, bundle: ModelBundle, device: str = "auto", confidence_threshold: float | None = None,
-                 refine: bool = True):
+                 refine: bool = True, consistency: bool = True, measurements: Iterable[str] | None = None,
+                 reference_ranges: Mapping[str, ReferenceRange] | None = None):
         self.bundle = bundle
+        self.measurement_names = resolve_names(measurements)  # the panel (the aTFA always)
+        self.reference_ranges = dict(reference_ranges or {})
+        apply_site_ranges({}, self.reference_ranges)  # unknown names fail here, not on the first image
         self.device = resolve_device(device)
         self.refine = refine
+        self.consistency = consistency
         self.confidence_threshold = (bundle.confidence_threshold if confidence_threshold is None
                                      else float(confidence_threshold))
         self.nets = {k: v.to(self.device).eval() for k, v in bundle.build_networks().items()}
@@ -66,8 +87,11 @@ class KneeAligner:
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto",
-             confidence_threshold: float | None = None, refine: bool = True) -> "KneeAligner":
-        return cls(load_bundle(weights), device, confidence_threshold, refine)
+             confidence_threshold: float | None = None, refine: bool = True,
+             consistency: bool = True, measurements: Iterable[str] | None = None,
+             reference_ranges: Mapping[str, ReferenceRange] | None = None) -> "KneeAligner":
+        return cls(load_bundle(weights), device, confidence_threshold, refine, consistency, measurements,
+                   reference_ranges)
 
     def _run(self, stage: str, image: np.ndarray):
         x = torch.from_numpy(to_network_input(image))[None, None].to(self.device)
@@ -87,15 +111,34 @@ class KneeAligner:
         t0 = time.perf_counter()
         radiograph = load_radiograph(ds)
         decode_ms = (time.perf_counter() - t0) * 1000
-        pred = self.predict_image(radiograph.image, radiograph.laterality_tag, radiograph.pixel_spacing_mm)
-        pred.pixel_spacing_source = radiograph.pixel_spacing_source if radiograph.pixel_spacing_mm else None
+        pred = self.predict_image(radiograph.image, radiograph.laterality_tag, radiograph.pixel_spacing_mm,
+                                  radiograph.pixel_spacing_source)
         pred.timings_ms = {"decode": decode_ms, **pred.timings_ms}
         pred.timings_ms["total"] += decode_ms
         return pred
 
     def predict_image(self, image: np.ndarray, laterality_tag: str | None = None,
-                      pixel_spacing_mm: tuple[float, float] | None = None) -> KneePrediction:
-        """Predict on a normalised float image in [0, 1] (bone bright), as acquired."""
+                      pixel_spacing_mm: tuple[float, float] | None = None,
+                      spacing_source: str | None = None) -> KneePrediction:
+        """Predict on a normalised float image in [0, 1] (bone bright), as acquired. ``spacing_source``: the tag the
+        spacing came from ("PixelSpacing" or "ImagerPixelSpacing"; widths from the latter say so)."""
+        pred = self._measure(image, laterality_tag, pixel_spacing_mm, spacing_source)
+        if self.consistency:
+            t = time.perf_counter()
+            self._check_consistency(pred, image, laterality_tag, pixel_spacing_mm)
+            pred.timings_ms["consistency"] = (time.perf_counter() - t) * 1000
+            pred.timings_ms["total"] += pred.timings_ms["consistency"]
+        if pred.low_confidence:  # the panel's aTFA is never more confident than the result's own
+            why = "; ".join(pred.warnings) or f"confidence {pred.confidence:.2f} below the threshold"
+            atfa = {n: m for n, m in pred.measurements.items() if n.startswith("atfa")}
+            pred.measurements.update(grade(atfa, pred.landmark_confidence, self.confidence_threshold, 0.0, [why]))
+        pred.measurements = apply_site_ranges(pred.measurements, self.reference_ranges)
+        return pred
+
+    def _measure(self, image: np.ndarray, laterality_tag: str | None,
+                 pixel_spacing_mm: tuple[float, float] | None, spacing_source: str | None = None,
+                 panel: bool = True) -> KneePrediction:
+        """One measurement of ``image``; ``panel``: the measurement panel too (not for the consistency copies)."""
         timings: dict[str, float] = {}
         warnings: list[str] = []
         t = time.perf_counter()
@@ -109,8 +152,12 @@ class KneeAligner:
         timings["global"] = (time.perf_counter() - t) * 1000
         order_right = bool(reference[1, 0] < reference[0, 0])  # lateral corner left of the medial one
 
-        laterality, source = self._decide_laterality(laterality_tag, order_right, p_right, warnings)
+        laterality, source, p_side, c_side = self._decide_laterality(laterality_tag, order_right, p_right, warnings)
         phase = "postop" if p_implant >= 0.5 else "preop"
+        c_phase = 1.0
+        if max(p_implant, 1.0 - p_implant) < PHASE_CERTAINTY:
+            c_phase = 0.0
+            warnings.append(f"pre/post-op uncertain (implant probability {p_implant:.2f})")
         scheme = self.schemes[phase]
         image_left = np.ascontiguousarray(image[:, ::-1]) if laterality == "R" else image
         ref_left = mirror_points(reference, w) if laterality == "R" else reference
@@ -131,62 +178,139 @@ class KneeAligner:
         shift = float(np.max(np.linalg.norm(final_ref - ref_left, axis=1))) / max(length, 1e-6)
 
         landmarks = mirror_points(points, w) if laterality == "R" else points
-        alignment = compute_alignment(landmarks, scheme, laterality, pixel_spacing_mm)
-        confidence = self._confidence(image, landmarks, conf, scheme, shift, alignment, length,
-                                      pixel_spacing_mm, float(ref_conf.min()), warnings)
+        whole_reasons = list(warnings)  # so far every warning concerns the landmark set as a whole
+        exposed = exposed_levels(image, landmarks, scheme, length)
+        bone_levels = {bone: choose_bone_levels(bone, exposed.get(bone, set())) for bone in ("femur", "tibia")}
+        unmeasurable = {bone: short_shaft_reason(bone) for bone, lv in bone_levels.items() if lv is None}
+        warnings.extend(unmeasurable.values())
+        default = ShaftLevels()
+        panel_levels = ShaftLevels(femur=bone_levels["femur"] or default.femur,
+                                   tibia=tuple(reversed(bone_levels["tibia"])) if bone_levels["tibia"] else default.tibia)
+        levels = None if unmeasurable else panel_levels
+        alignment = compute_alignment(landmarks, scheme, laterality, pixel_spacing_mm, levels or default)
+        n_before = len(warnings)
+        c_aligned, c_whole = self._confidence(conf, scheme, shift, alignment, length, pixel_spacing_mm,
+                                              float(ref_conf.min()), warnings)
+        whole_reasons += [w for w in warnings[n_before:] if "plateau width" in w]
+        c_whole *= c_side * c_phase
+        confidence = c_aligned * c_whole * (1.0 if levels is not None else 0.0)
+        measurements = {}
+        if panel:
+            t = time.perf_counter()
+            inside = (landmarks[:, 0] >= 0) & (landmarks[:, 0] <= w - 1) & (landmarks[:, 1] >= 0) & (
+                landmarks[:, 1] <= h - 1)
+            same = alignment if levels is not None else None  # otherwise the panel's own levels for the other bone
+            geometric = compute_measurements(
+                landmarks, scheme, laterality, pixel_spacing_mm, levels=panel_levels, unmeasurable_axes=unmeasurable,
+                visible=inside, spacing_source=spacing_source, names=self.measurement_names, alignment=same)
+            measurements = grade(geometric, conf, self.confidence_threshold, c_whole, whole_reasons)
+            timings["measurements"] = (time.perf_counter() - t) * 1000
         timings["total"] = sum(timings.values())
         return KneePrediction(
             landmarks=landmarks, landmark_confidence=conf, scheme_id=scheme.id, phase=phase,
             phase_probability=p_implant, laterality=laterality, laterality_source=source,
+            laterality_probability=p_side,
             alignment=alignment, confidence=confidence, confidence_threshold=self.confidence_threshold,
             pixel_spacing_mm=pixel_spacing_mm, reference_length_px=length,
             model_name=self.bundle.name, model_version=self.bundle.version,
             timings_ms=timings, warnings=warnings, model_sha256=self.bundle.sha256,
+            measurements=measurements,
         )
+
+    def _check_consistency(self, pred: KneePrediction, image: np.ndarray, tag: str | None,
+                           spacing: tuple[float, float] | None) -> None:
+        """Measure a mirrored and a rotated copy; a disagreement beyond the tolerance lowers the confidence to 0."""
+        swapped = {"L": "R", "R": "L"}.get(tag) if tag else None
+        copies = {"mirrored copy": (np.ascontiguousarray(image[:, ::-1]), swapped)}
+        if spacing is None or abs(spacing[0] - spacing[1]) <= 1e-3 * max(spacing):  # rotation needs square pixels
+            copies[f"copy rotated by {CONSISTENCY_ROTATION_DEG:g} deg"] = (rotated(image, CONSISTENCY_ROTATION_DEG), tag)
+        mine = {"FNTS": pred.alignment.atfa_fnts_deg, "FTS": pred.alignment.atfa_fts_deg}
+        for name, (copy, copy_tag) in copies.items():
+            try:
+                other = self._measure(copy, copy_tag, spacing, panel=False)
+            except UnsupportedImage:
+                pred.consistency[name] = None
+                self._distrust(pred, f"inconsistent: no knee found in a {name}")
+                continue
+            theirs = {"FNTS": other.alignment.atfa_fnts_deg, "FTS": other.alignment.atfa_fts_deg}
+            diff = {k: theirs[k] - mine[k] for k in mine}
+            pred.consistency[name] = {k: round(v, 3) for k, v in diff.items()}
+            worst = max(diff, key=lambda k: abs(diff[k]))
+            if abs(diff[worst]) > CONSISTENCY_TOLERANCE_DEG or other.phase != pred.phase:
+                self._distrust(pred, f"inconsistent: a {name} measures {theirs[worst]:.1f} deg ({worst}) instead of "
+                                     f"{mine[worst]:.1f}" if other.phase == pred.phase
+                               else f"inconsistent: a {name} is read as {other.phase}")
+
+    def _distrust(self, pred: KneePrediction, warning: str) -> None:
+        """A copy disagrees: the result and every measurement of its panel become low-confidence."""
+        pred.warnings.append(warning)
+        pred.confidence = 0.0
+        pred.measurements = grade(pred.measurements, pred.landmark_confidence, self.confidence_threshold, 0.0,
+                                  [warning])
 
     @staticmethod
     def _decide_laterality(tag: str | None, order_right: bool, p_right: float,
-                           warnings: list[str]) -> tuple[str, str]:
-        """``(laterality, source)`` from the tag, the reference points' order and the right-knee probability."""
+                           warnings: list[str]) -> tuple[str, str, float, float]:
+        """``(laterality, source, probability of the image's side, confidence factor)``.
+
+        The tag, when present, is what the result is measured as; an image that reads the other side (its
+        reference points in the other order) makes the result low-confidence. Without a tag the image decides by the
+        order of its reference points, and the right-knee classifier must not contradict it with
+        ``LATERALITY_CERTAINTY``; the probability reported is the classifier's for the side decided.
+        """
         from_image = "R" if order_right else "L"
-        if tag is None:
-            return from_image, "image"
-        logit_agrees = (p_right if from_image == "R" else 1 - p_right) >= TAG_OVERRULE_PROBABILITY
-        if from_image != tag and logit_agrees:
-            warnings.append(f"laterality tag {tag} contradicted by the image; using {from_image}")
-            return from_image, "image-over-tag"
-        if from_image != tag:
-            warnings.append(f"laterality tag {tag} and the image disagree; keeping the tag")
-        return tag, "tag"
+        p_image = p_right if from_image == "R" else 1.0 - p_right
+        if tag is not None:
+            if from_image != tag:
+                warnings.append(f"laterality tag {tag} contradicted by the image (which reads {from_image}, "
+                                f"probability {p_image:.2f}): measured as {tag}, not reliable")
+                return tag, "tag", p_image, 0.0
+            return tag, "tag", p_image, 1.0
+        if p_image <= 1.0 - LATERALITY_CERTAINTY:
+            warnings.append(f"laterality uncertain: the plateau corners read {from_image}, the classifier the other "
+                            f"side (probability {1.0 - p_image:.2f})")
+            return from_image, "image", p_image, 0.0
+        return from_image, "image", p_image, 1.0
 
     @staticmethod
-    def _confidence(image, landmarks, conf, scheme, shift, alignment, length, spacing, global_conf,
-                    warnings) -> float:
-        """Whole-result confidence in [0, 1]: the product of independent checks, each in [0, 1]."""
-        roles = scheme.axis_indices
+    def _confidence(conf, scheme, shift, alignment, length, spacing, global_conf, warnings) -> tuple[float, float]:
+        """``(angle part, whole part)`` of the result's confidence, each a product of checks in [0, 1]: the angle part
+        concerns the aTFA (its landmarks' heatmap confidence, a plausible angle), the whole part the landmark set
+        (the refined reference points where the frame put them, the global stage's confidence, a plausible
+        plateau width). The result's confidence is their product (times laterality and phase)."""
+        roles = axis_points(scheme, alignment.levels)
         c_points = float(np.mean(conf[roles]))
         # The refined reference points should agree with the ones the frame was built from.
         c_consistency = float(np.clip(1.0 - shift / 0.15, 0.0, 1.0))
-        h, w = image.shape
-        role_pts = landmarks[roles]
-        inside = (role_pts[:, 0] >= 0) & (role_pts[:, 0] <= w - 1) & (role_pts[:, 1] >= 0) & (role_pts[:, 1] <= h - 1)
-        c_inside = 1.0 if inside.all() else 0.0
-        if not inside.all():
-            warnings.append("landmarks that define the axes fall outside the image (shaft cut short?)")
-        # Shaft levels under the collimator are extrapolated by the network: their cortices must show.
-        unexposed = unexposed_levels(image, landmarks, scheme.roles, length) if inside.all() else []
-        c_exposed = 0.0 if unexposed else 1.0
-        if unexposed:
-            levels = ", ".join(name.replace("_", " ") for name in unexposed)
-            warnings.append(f"no bone edges at {levels} level (collimated or cut short?)")
-        c_plausible = 1.0
+        c_angle = c_width = 1.0
         if max(abs(alignment.atfa_fts_deg), abs(alignment.atfa_fnts_deg)) > 35:
-            c_plausible = 0.0
+            c_angle = 0.0
             warnings.append("implausible angle (> 35 degrees)")
         if spacing is not None:
             plateau_mm = length * float(np.sqrt(spacing[0] * spacing[1]))
             if not 40.0 <= plateau_mm <= 120.0:
-                c_plausible = 0.0
+                c_width = 0.0
                 warnings.append(f"implausible tibial plateau width {plateau_mm:.0f} mm")
-        checks = c_points * c_consistency * c_inside * c_exposed * c_plausible
-        return float(np.clip(checks, 0.0, 1.0)) * min(1.0, 2 * global_conf)
+        return float(np.clip(c_points * c_angle, 0.0, 1.0)), c_consistency * c_width * min(1.0, 2 * global_conf)
+
+
+def axis_points(scheme, levels: ShaftLevels) -> list[int]:
+    """The landmarks the angles were built from: the chosen shaft levels' cortex points and the notch pair."""
+    pairs = [scheme.roles["femoral_notch"]]
+    if levels.fixed:
+        pairs += [scheme.roles[r] for r in ("femoral_shaft_proximal", "femoral_shaft_distal", "tibial_shaft_proximal",
+                                            "tibial_shaft_distal")]
+    else:
+        pairs += [scheme.shaft_pair("femur", lv) for lv in levels.femur]
+        pairs += [scheme.shaft_pair("tibia", lv) for lv in levels.tibia]
+    return sorted({i for pair in pairs for i in pair})
+
+
+def rotated(image: np.ndarray, degrees: float) -> np.ndarray:
+    """``image`` rotated about its centre by ``degrees`` on a canvas large enough to lose nothing (dark fill)."""
+    h, w = image.shape
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
+    m[:, 2] += [(nw - w) / 2, (nh - h) / 2]
+    return cv2.warpAffine(image, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)

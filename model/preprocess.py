@@ -5,8 +5,9 @@
   (WindowCenter/Width) is not, because percentile clipping replaces it and keeps training and inference identical.
 - MONOCHROME1 is inverted so that bone is always bright; intensities are clipped at the 0.5 and 99.5 percentiles
   and scaled to [0, 1].
-- Pixel spacing comes from PixelSpacing, else ImagerPixelSpacing (the keyword used is kept, so that the results
-  can say which); laterality from ImageLaterality, else Laterality.
+- Pixel spacing comes from PixelSpacing, else ImagerPixelSpacing; laterality from ImageLaterality, else Laterality.
+  The spacing's source is kept: a PixelSpacing that only repeats ImagerPixelSpacing without a calibration type is
+  still the detector's spacing (no magnification correction), and widths in millimetres say so.
 
 Training uses exactly these functions (``normalize_image``, ``letterbox``, ``warp_to_frame``).
 """
@@ -32,7 +33,6 @@ class UndecodableImage(UnsupportedImage):
     transfer syntax and the decoder's exception type, never the decoder's own text."""
 
 
-SPACING_KEYWORDS = ("PixelSpacing", "ImagerPixelSpacing")  # in order of preference
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Radiograph:
     laterality_tag: str | None  # "L", "R" or None
     photometric: str
     sop_instance_uid: str | None = None
-    pixel_spacing_source: str | None = None  # the keyword the spacing came from (see SPACING_KEYWORDS)
+    pixel_spacing_source: str | None = None  # "PixelSpacing" (calibrated) or "ImagerPixelSpacing" (the detector's)
 
 
 def normalize_image(pixels: np.ndarray, photometric: str = "MONOCHROME2",
@@ -69,20 +69,29 @@ def _laterality(ds: pydicom.Dataset) -> str | None:
     return None
 
 
-def pixel_spacing(ds: pydicom.Dataset) -> tuple[tuple[float, float], str] | None:
-    """``((row, column) in mm, keyword)`` from the first of ``SPACING_KEYWORDS`` holding two positive finite
-    numbers; None when neither does (pixels are then taken as square, and no check in millimetres is made)."""
-    for keyword in SPACING_KEYWORDS:
-        value = ds.get(keyword)
-        if value is None or isinstance(value, (str, bytes)) or len(value) != 2:
-            continue
-        try:
-            row, col = float(value[0]), float(value[1])
-        except (TypeError, ValueError):
-            continue
-        if 0 < row < float("inf") and 0 < col < float("inf"):
-            return (row, col), keyword
-    return None
+def _pair(ds: pydicom.Dataset, keyword: str) -> tuple[float, float] | None:
+    value = ds.get(keyword)
+    if value is None or isinstance(value, (str, bytes)) or len(value) != 2:
+        return None
+    try:
+        row, col = float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        return None
+    return (row, col) if row > 0 and col > 0 and np.isfinite(row) and np.isfinite(col) else None
+
+
+def _spacing(ds: pydicom.Dataset) -> tuple[tuple[float, float] | None, str | None]:
+    """``((row, column) mm, source)``: PixelSpacing when present and valid, else ImagerPixelSpacing. A PixelSpacing
+    equal to ImagerPixelSpacing without PixelSpacingCalibrationType is reported as the detector's."""
+    pixel, imager = _pair(ds, "PixelSpacing"), _pair(ds, "ImagerPixelSpacing")
+    if pixel is not None:
+        calibrated = bool(str(ds.get("PixelSpacingCalibrationType", "") or "").strip())
+        if imager is not None and not calibrated and np.allclose(pixel, imager, rtol=1e-6):
+            return pixel, "ImagerPixelSpacing"
+        return pixel, "PixelSpacing"
+    if imager is not None:
+        return imager, "ImagerPixelSpacing"
+    return None, None
 
 
 def _syntax_name(ds: pydicom.Dataset) -> str:
@@ -112,14 +121,14 @@ def load_radiograph(ds: pydicom.Dataset) -> Radiograph:
     values = apply_modality_lut(stored, ds)
     if "VOILUTSequence" in ds:
         values = apply_voi_lut(values, ds, prefer_lut=True)
-    spacing = pixel_spacing(ds)
+    spacing, spacing_source = _spacing(ds)
     return Radiograph(
         image=normalize_image(values, photometric),
-        pixel_spacing_mm=spacing[0] if spacing else None,
+        pixel_spacing_mm=spacing,
         laterality_tag=_laterality(ds),
         photometric=photometric,
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")) or None,
-        pixel_spacing_source=spacing[1] if spacing else None,
+        pixel_spacing_source=spacing_source,
     )
 
 

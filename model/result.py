@@ -1,4 +1,5 @@
-"""What one prediction returns: landmarks, phase, laterality, both angles with their axes, confidence, timings."""
+"""What one prediction returns: landmarks, phase, laterality, both angles with their axes, confidence, timings, and
+the measurement panel (``model.measurements``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.alignment import AlignmentResult
+from model.measurements import Measurement
 
 STATUS_OK = "ok"
 STATUS_LOW_CONFIDENCE = "low_confidence"
@@ -22,7 +24,7 @@ class KneePrediction:
     phase: str  # "preop" | "postop"
     phase_probability: float  # model's probability of an implant (post-op)
     laterality: str  # "L" | "R"
-    laterality_source: str  # "tag", "image" (no tag), or "image-over-tag" (tag contradicted)
+    laterality_source: str  # "tag" (the DICOM tag, always used when present) or "image" (no tag)
     alignment: AlignmentResult
     confidence: float  # whole-result confidence in [0, 1]
     confidence_threshold: float
@@ -32,6 +34,11 @@ class KneePrediction:
     model_version: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    laterality_probability: float = 1.0  # the image's own probability for the side its reference points read
+    # Copies measured for consistency: name -> {"FNTS": deg, "FTS": deg} differences from this result (None: failed)
+    consistency: dict[str, dict | None] = field(default_factory=dict)
+    # The measurement panel: name -> Measurement, in panel order (the aTFA always, the rest as configured)
+    measurements: dict[str, Measurement] = field(default_factory=dict)
     model_sha256: str | None = None  # SHA-256 of the weights file (None: weights not loaded from a file)
     pixel_spacing_source: str | None = None  # "PixelSpacing", "ImagerPixelSpacing", or None (no spacing)
 
@@ -48,6 +55,7 @@ class KneePrediction:
         out = {
             "laterality": self.laterality,
             "laterality_source": self.laterality_source,
+            "laterality_probability": round(self.laterality_probability, 4),
             "phase": self.phase,
             "phase_probability": round(self.phase_probability, 4),
             "scheme": self.scheme_id,
@@ -60,10 +68,13 @@ class KneePrediction:
             "model": {"name": self.model_name, "version": self.model_version, "sha256": self.model_sha256},
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "warnings": list(self.warnings),
+            "consistency": self.consistency,
         }
         align = self.alignment.as_dict()
         out["atfa_fts_deg"] = round(align.pop("atfa_fts_deg"), 2)
         out["atfa_fnts_deg"] = round(align.pop("atfa_fnts_deg"), 2)
         out["axes"] = align["axes"]
+        out["shaft_levels"] = align["shaft_levels"]
+        out["measurements"] = {name: m.to_json() for name, m in self.measurements.items()}
         out["landmarks"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks]
         return out

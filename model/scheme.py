@@ -8,7 +8,7 @@ first): x grows toward the lateral side (fibula), y grows distally. Pairs in ``r
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,6 +54,8 @@ class LandmarkScheme:
     roles: dict[str, tuple[int, int]]
     levels: dict[str, float]
     point_names: tuple[str, ...]
+    # Every shaft level of the outlines: bone -> ((level in reference lengths, medial index, lateral index), ...)
+    shaft_levels: dict[str, tuple[tuple[float, int, int], ...]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -62,6 +64,13 @@ class LandmarkScheme:
 
     def role(self, name: str) -> tuple[int, int]:
         return self.roles[name]
+
+    def shaft_pair(self, bone: str, level: float) -> tuple[int, int]:
+        """``(medial, lateral)`` landmark indices of the ``bone``'s shaft at ``level`` reference lengths."""
+        for lv, med, lat in self.shaft_levels.get(bone, ()):
+            if abs(lv - level) < 1e-6:
+                return med, lat
+        raise SchemeError(f"scheme {self.id} has no {bone} shaft level {level}")
 
     @property
     def axis_indices(self) -> list[int]:
@@ -106,6 +115,8 @@ class LandmarkScheme:
                 n_points=int(data["n_points"]), curves=curves, roles=roles,
                 levels={k: float(v) for k, v in data.get("levels", {}).items()},
                 point_names=tuple(data["point_names"]),
+                shaft_levels={bone: tuple((float(lv), int(m), int(lt)) for lv, m, lt in rows)
+                              for bone, rows in data.get("shaft_levels", {}).items() if bone in ("femur", "tibia")},
             )
         except KeyError as exc:
             raise SchemeError(f"{source}: missing key {exc}") from None
@@ -126,6 +137,10 @@ class LandmarkScheme:
         for role, pair in self.roles.items():
             if not all(0 <= i < self.n_points for i in pair) or pair[0] == pair[1]:
                 raise SchemeError(f"{source}: role {role!r} has bad indices {pair}")
+        for bone, rows in self.shaft_levels.items():
+            for level, med, lat in rows:
+                if not (0 <= med < self.n_points and 0 <= lat < self.n_points) or med == lat or level <= 0:
+                    raise SchemeError(f"{source}: shaft level {level} of the {bone} has bad indices {(med, lat)}")
 
 
 @lru_cache(maxsize=None)

@@ -4,7 +4,11 @@
   points moved along; a mirror also flips the "right knee" label.
 - Local stage: frame jitter, i.e. the reference points that fix the frame are perturbed (scale, rotation, shift)
   before ``model.frames.frame_matrix``, so the local network learns to tolerate global-stage errors.
-- Both: intensity changes (gamma, contrast, brightness, blur, noise, cut-out) on the [0, 1] network image.
+- Both: intensity changes (gamma, contrast, brightness, blur, noise, cut-out) on the [0, 1] network image, and the
+  domain randomisation real departments call for: a random monotone tone curve, edge enhancement (unsharp
+  masking), grid lines, burned-in text and markers anywhere; and, before either stage's input is made, the field
+  of view of a tightly collimated knee film (``FieldAug``: a crop or shutters leaving as little as ~0.5 plateau
+  widths of each shaft, the plateau up to ~70 % of the image width).
 
 Every function takes a ``numpy.random.Generator`` so that a run is reproducible from its seed.
 """
@@ -35,6 +39,24 @@ class IntensityAug(_Params):
     cutout_p: float = 0.2
     cutout_max: int = 2  # rectangles
     cutout_size: tuple[float, float] = (0.04, 0.15)  # fraction of the image side
+    curve_p: float = 0.0  # random monotone tone curve (5 knots)
+    unsharp_p: float = 0.0  # edge enhancement
+    unsharp_amount: tuple[float, float] = (0.3, 1.5)
+    unsharp_sigma: tuple[float, float] = (1.0, 6.0)  # pixels of the network input
+    grid_p: float = 0.0  # stationary grid lines
+    glyph_p: float = 0.0  # white letters or text burned in anywhere
+
+
+class FieldAug(_Params):
+    """A tight field of view around the knee (crop, or shutters painting the outside), drawn in the frame of the
+    plateau corners: shafts shown for ``above``/``below`` plateau widths, the plateau ``plateau_fraction`` of the
+    field's width."""
+
+    p: float = 0.0
+    above: tuple[float, float] = (0.5, 1.5)
+    below: tuple[float, float] = (0.5, 1.5)
+    plateau_fraction: tuple[float, float] = (0.38, 0.7)
+    shutter_p: float = 0.4  # of the tight fields: shutters instead of a crop
 
 
 class GlobalAug(_Params):
@@ -44,6 +66,7 @@ class GlobalAug(_Params):
     mirror_p: float = 0.5
     margin: float = 0.03  # reference points must stay this far (fraction of side) inside the square
     intensity: IntensityAug = IntensityAug()
+    field: FieldAug = FieldAug()
 
 
 class FrameJitter(_Params):
@@ -51,6 +74,7 @@ class FrameJitter(_Params):
     rotation_deg: float = 10.0
     shift: float = 0.05  # +- fraction of the reference length, along each frame axis
     intensity: IntensityAug = IntensityAug()
+    field: FieldAug = FieldAug()
 
 
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -111,13 +135,72 @@ def jitter_reference(reference: np.ndarray, rng: np.random.Generator, params: Fr
     return np.vstack([new_centre - new_half, new_centre + new_half])
 
 
+def tight_field(image: np.ndarray, points: np.ndarray, reference: np.ndarray, rng: np.random.Generator,
+                params: FieldAug) -> tuple[np.ndarray, np.ndarray]:
+    """A tight field of view around the knee: ``(image, points)`` cropped (points shifted) or with the outside
+    painted over by shutters. ``reference`` = the plateau corners ``[[medial], [lateral]]`` in ``image``."""
+    med, lat = np.asarray(reference, np.float64)
+    length = float(np.hypot(*(lat - med)))
+    if length < 1e-6:
+        return image, points
+    x = (lat - med) / length
+    y = np.array([-x[1], x[0]])
+    half = 0.5 * length / _uniform(rng, params.plateau_fraction)
+    shift = float(rng.uniform(-0.15, 0.15)) * half
+    top, bottom = _uniform(rng, params.above) * length, _uniform(rng, params.below) * length
+    centre = (med + lat) / 2 + shift * x
+    corners = np.array([centre + a * half * x + b * y for a in (-1, 1) for b in (-top, bottom)])
+    h, w = image.shape
+    if rng.random() < params.shutter_p:
+        quad = corners[[0, 1, 3, 2]]
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [np.round(quad * 16).astype(np.int32)], 1, lineType=cv2.LINE_AA, shift=4)
+        fill = float(rng.choice([0.0, 1.0, rng.uniform(0.1, 0.6)]))
+        out = np.where(mask > 0, image, np.float32(fill)).astype(np.float32)
+        return out, points
+    x0, y0 = np.floor(corners.min(0)).astype(int)
+    x1, y1 = np.ceil(corners.max(0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 16 or y1 - y0 < 16:
+        return image, points
+    return np.ascontiguousarray(image[y0:y1, x0:x1]), np.asarray(points, np.float64) - [x0, y0]
+
+
+def _tone_curve(out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    knots = np.concatenate([[0.0], np.sort(rng.uniform(0.05, 0.95, 3)), [1.0]])
+    return np.interp(out, np.linspace(0.0, 1.0, 5), knots).astype(np.float32)
+
+
+def _glyphs(out: np.ndarray, rng: np.random.Generator) -> None:
+    h, w = out.shape
+    canvas = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(1, 4))):
+        text = str(rng.choice(["L", "R", "AP", "PA", "WB", "LT", "RT", "STANDING", "12", "KNEE"]))
+        scale = float(rng.uniform(0.25, 1.2)) * h / 256
+        org = (int(rng.integers(0, max(1, w - 20))), int(rng.integers(10, max(11, h))))
+        cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, max(1, int(round(2 * scale))),
+                    cv2.LINE_AA)
+    np.maximum(out, canvas.astype(np.float32) / 255.0, out=out)
+
+
 def augment_intensity(image: np.ndarray, rng: np.random.Generator, params: IntensityAug) -> np.ndarray:
-    """Random gamma, contrast, brightness, blur, noise and cut-out on a float image in [0, 1]."""
+    """Random gamma, contrast, brightness, blur, noise and cut-out on a float image in [0, 1]; optionally a tone
+    curve, edge enhancement, grid lines and burned-in glyphs."""
     out = np.clip(image, 0.0, 1.0).astype(np.float32, copy=True)
+    if params.curve_p and rng.random() < params.curve_p:
+        out = _tone_curve(out, rng)
     out = np.power(out, _uniform(rng, params.gamma), dtype=np.float32)
     out = out * _uniform(rng, params.contrast) + float(rng.uniform(-params.brightness, params.brightness))
     if rng.random() < params.blur_p:
         out = cv2.GaussianBlur(out, (0, 0), _uniform(rng, params.blur_sigma))
+    if params.unsharp_p and rng.random() < params.unsharp_p:
+        amount = _uniform(rng, params.unsharp_amount)
+        out = out + amount * (out - cv2.GaussianBlur(out, (0, 0), _uniform(rng, params.unsharp_sigma)))
+    if params.grid_p and rng.random() < params.grid_p:
+        n = out.shape[1] if rng.random() < 0.5 else out.shape[0]
+        stripes = (float(rng.uniform(0.01, 0.05)) * np.sin(2 * np.pi * np.arange(n) / rng.uniform(2.1, 6.0))
+                   ).astype(np.float32)
+        out = out + (stripes[None, :] if n == out.shape[1] else stripes[:, None])
     if rng.random() < params.noise_p:
         out = out + rng.normal(0.0, _uniform(rng, params.noise_std), size=out.shape).astype(np.float32)
     if params.cutout_max > 0 and rng.random() < params.cutout_p:
@@ -127,4 +210,7 @@ def augment_intensity(image: np.ndarray, rng: np.random.Generator, params: Inten
             cw = int(_uniform(rng, params.cutout_size) * w)
             y, x = int(rng.integers(0, max(1, h - ch))), int(rng.integers(0, max(1, w - cw)))
             out[y:y + ch, x:x + cw] = float(rng.random())
-    return np.clip(out, 0.0, 1.0)
+    out = np.clip(out, 0.0, 1.0)
+    if params.glyph_p and rng.random() < params.glyph_p:
+        _glyphs(out, rng)
+    return out

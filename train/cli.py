@@ -1,9 +1,11 @@
 """``knee-train``: synthetic data, training and evaluation from the command line.
 
     knee-train synth --n 20 --out /tmp/synth [--seed 0] [--phase preop|postop] [--hard] [--compress j2k|rle]
+                     [--renderer 2d|3d]
     knee-train fit train/configs/cpu-v1.yaml
     knee-train steptime train/configs/cpu-v1.yaml [--steps 10]
     knee-train evaluate --weights model/weights/kneealign-v1.safetensors --data synthetic:test [--out DIR]
+    knee-train invariance --weights W --data xray3d:test [--n-per-phase 100] [--angles 15 -15]
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     compress = {"j2k": "jpeg2000"}.get(args.compress, args.compress)
     generate(args.n, Path(args.out), seed=args.seed, phase=args.phase, hard=args.hard, compress=compress,
-             drop_laterality=args.drop_laterality)
+             drop_laterality=args.drop_laterality, renderer=args.renderer)
     print(f"wrote {args.n} synthetic radiographs to {args.out}")
     return 0
 
@@ -72,6 +74,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _invariance(args: argparse.Namespace) -> int:
+    from train.evaluate import invariance, resolve_data
+
+    data = resolve_data(args.data, args.n_per_phase, args.workers)
+    result = invariance(args.weights, data, tuple(args.angles), args.device, not args.no_progress)
+    result["command"] = args.command_line
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "invariance.json").write_text(json.dumps(result, indent=2) + "\n")
+    for name, block in result["copies"].items():
+        f, t = block["fnts"], block["fts"]
+        print(f"{name}: |FNTS difference| median {f['median']:.2f}, p95 {f['p95']:.2f}, max {f['max']:.2f} deg; "
+              f"|FTS difference| median {t['median']:.2f}, p95 {t['p95']:.2f} deg (n={f['n']})")
+    if result["no_result"]:
+        print(f"no result: {result['no_result']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="knee-train", description="KneeAlign synthetic data, training, evaluation")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -87,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lossless JPEG 2000 (j2k) or RLE transfer syntax; default uncompressed")
     p.add_argument("--drop-laterality", type=float, default=0.0,
                    help="fraction of files written without laterality tags")
+    p.add_argument("--renderer", choices=["2d", "3d"], default="2d",
+                   help="2d: the parametric outline generator; 3d: 3D solids projected like X-rays")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("fit", help="train the stages of a run configuration and write a weights bundle")
@@ -102,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="Table 1 and Table 2 of the paper, plots and overlays")
     p.add_argument("--weights", default=None, help="bundle (.safetensors); default: the shipped weights")
     p.add_argument("--data", required=True,
-                   help="synthetic:test | synthetic:hard | synthetic:hard-open | a folder of DICOM + ground-truth JSON | a manifest")
+                   help="synthetic:test|hard|hard-open (2D generator), xray3d:test|hard|hard-open (projection "
+                        "renderer), mixed:hard, a folder of DICOM + ground-truth JSON, or a manifest")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--n-per-phase", type=int, default=None, help="synthetic sets: only the first N per phase")
     p.add_argument("--use-tags", action="store_true",
@@ -113,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("invariance", help="do mirrored and rotated copies measure the same angle?")
+    p.add_argument("--weights", default=None)
+    p.add_argument("--data", required=True, help="as for evaluate")
+    p.add_argument("--n-per-phase", type=int, default=100)
+    p.add_argument("--angles", type=float, nargs="+", default=[15.0, -15.0])
+    p.add_argument("--out", default="runs/invariance")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_invariance)
     return parser
 
 

@@ -2,14 +2,20 @@
 measure it as Hu et al. 2025 did (Table 1: rP2P/rP2C; Table 2: aTFA agreement by FTS and FNTS), plus phase and
 laterality accuracy and the low-confidence flag.
 
-Data: ``synthetic:test`` / ``synthetic:hard`` / ``synthetic:hard-open`` (the fixed held-out seeds of
-``train.data.splits``, rendered in memory at each case's own pixel spacing), a folder of DICOM files with
-ground-truth JSON beside them, or a manifest. The reference angles are those of the ground-truth landmarks (the
-paper's "manual" measurements).
+Data: ``synthetic:test`` / ``synthetic:hard`` / ``synthetic:hard-open`` (the 2D generator's fixed held-out seeds of
+``train.data.splits``, rendered in memory at each case's own pixel spacing), the same sets of the projection
+renderer (``xray3d:test`` / ``xray3d:hard`` / ``xray3d:hard-open``), ``mixed:hard`` (both renderers' hard sets),
+a folder of DICOM files with ground-truth JSON beside them, or a manifest. The reference angles are those of the
+ground-truth landmarks at the paper's fixed shaft levels (its "manual" measurements); when the prediction used
+other (adaptive) levels, the ground truth at those same levels is recorded too, so that the change of definition
+and the landmark error can be told apart.
 
 When the predicted phase differs from the true one, landmark errors are taken over the points the two schemes
 share (the 134 bone points; post-op adds the implant outlines after them). A case for which inference gives no
 result at all (``UnsupportedImage``, e.g. no knee found) is kept as a failure: counted, and left out of the tables.
+
+The measurement panel beyond the aTFA (JLCA, aLDFA, MPTA, joint space widths, component angles) has its own
+ground truth and tables (``train.panel_eval``), under ``panel`` in the summary.
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ from train.data.sample import KneeSample
 from train.data.splits import held_out_seeds
 from train.data.synthetic import render_samples, synthetic_sample
 from train.metrics import ICC_FORM, accuracy, agreement, relative_p2c, relative_p2p, summarize
+from train.panel_eval import case_panel, summarize_panel
 
 # Synthetic evaluation sets: name -> (held-out seeds of train.data.splits, hard distribution, collimator removed).
 # "hard-open" is the hard set with its collimator opened: rotation, noise, MONOCHROME1 and long stems without the
-# shafts cut short, so that their effect can be told apart from the crop's.
+# shafts cut short, so that their effect can be told apart from the crop's. Each renderer has them all.
 SYNTHETIC_SETS = {"test": ("test", False, False), "hard": ("hard", True, False), "hard-open": ("hard", True, True)}
+RENDERER_PREFIXES = {"synthetic": ("2d",), "xray3d": ("3d",), "mixed": ("2d", "3d")}
 
 
 @dataclass
@@ -60,6 +68,14 @@ class CaseResult:
     atfa_fts_exact: float | None = None  # the generator's own angle, when known
     atfa_fnts_exact: float | None = None
     axes_visible: bool | None = None  # every axis landmark in the exposed field (known for synthetic data)
+    exposed_femur: float | None = None  # plateau widths of femoral shaft in the exposed field (ground truth)
+    exposed_tibia: float | None = None
+    atfa_axes: float | None = None  # the projection renderer's angle between the projected 3D shaft axes
+    levels_pred: dict | None = None  # shaft levels the prediction's axes used
+    atfa_fts_same_levels: float = math.nan  # ground-truth landmarks measured at the prediction's levels
+    atfa_fnts_same_levels: float = math.nan
+    warnings: list = field(default_factory=list)
+    panel: dict = field(default_factory=dict)  # measurement -> truth, prediction, status (train.panel_eval)
     error: str | None = None  # why inference gave no result
     landmarks_pred: list = field(default_factory=list, repr=False)
 
@@ -83,14 +99,16 @@ def _entries_data(name: str, entries: list[ManifestEntry]) -> EvalData:
 
 
 def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1) -> EvalData:
-    """``synthetic:test``, ``synthetic:hard``, a directory of DICOM + ground-truth JSON, or a manifest file."""
-    if spec.startswith("synthetic:"):
-        name = spec.split(":", 1)[1]
+    """``synthetic:<set>``, ``xray3d:<set>``, ``mixed:<set>``, a directory of DICOM + ground-truth JSON, or a
+    manifest file."""
+    prefix, _, name = spec.partition(":")
+    if prefix in RENDERER_PREFIXES and name:
         if name not in SYNTHETIC_SETS:
             raise ValueError(f"unknown synthetic set {spec!r}; use one of "
-                             + ", ".join(f"synthetic:{k}" for k in SYNTHETIC_SETS))
+                             + ", ".join(f"{p}:{k}" for p in RENDERER_PREFIXES for k in SYNTHETIC_SETS))
         seeds_of, hard, open_field = SYNTHETIC_SETS[name]
-        jobs = [(seed, phase, hard, None, open_field) for phase in ("preop", "postop")
+        jobs = [(seed, phase, hard, None, open_field, renderer)
+                for renderer in RENDERER_PREFIXES[prefix] for phase in ("preop", "postop")
                 for seed in (held_out_seeds(seeds_of, phase, n_per_phase) if n_per_phase
                              else held_out_seeds(seeds_of, phase))]
         return EvalData(spec, len(jobs), lambda: render_samples(jobs, workers, desc=spec),
@@ -120,12 +138,29 @@ def axes_visible(sample: KneeSample) -> bool | None:
     return bool(np.all(np.asarray(visible)[sample.scheme.axis_indices]))
 
 
+def exposed_extent(sample: KneeSample, bone: str) -> float | None:
+    """How far (plateau widths from the joint) the ``bone``'s shaft is shown: the most distant shaft level whose two
+    cortex points are in the exposed field, counting on from the joint without a gap; 0 when none. None when the
+    data do not say."""
+    visible = sample.meta.get("visible")
+    if visible is None or bone not in sample.scheme.shaft_levels:
+        return None
+    rows = sorted(sample.scheme.shaft_levels[bone])
+    extent = 0.0
+    for level, med, lat in rows:
+        if not (visible[med] and visible[lat]):
+            break
+        extent = level
+    return extent
+
+
 def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags: bool) -> CaseResult:
     truth = compute_alignment(sample.landmarks, sample.scheme, sample.laterality)
     case = CaseResult(index=index, source=sample.source, phase=sample.phase, laterality=sample.laterality,
                       atfa_fts=truth.atfa_fts_deg, atfa_fnts=truth.atfa_fnts_deg,
                       atfa_fts_exact=sample.atfa_fts_deg, atfa_fnts_exact=sample.atfa_fnts_deg,
-                      axes_visible=axes_visible(sample))
+                      axes_visible=axes_visible(sample), exposed_femur=exposed_extent(sample, "femur"),
+                      exposed_tibia=exposed_extent(sample, "tibia"), atfa_axes=sample.meta.get("atfa_axes_deg"))
     t0 = time.perf_counter()
     try:
         pred = aligner.predict_image(sample.image, sample.laterality if use_tags else None, sample.pixel_spacing_mm)
@@ -138,6 +173,13 @@ def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags
     case.rp2p, case.rp2c = relative_p2p(p, g, scheme), relative_p2c(p, g, scheme)
     case.atfa_fts_pred, case.atfa_fnts_pred = pred.alignment.atfa_fts_deg, pred.alignment.atfa_fnts_deg
     case.confidence, case.low_confidence = pred.confidence, pred.low_confidence
+    case.warnings = list(pred.warnings)
+    levels = pred.alignment.levels
+    case.levels_pred = {"femur": list(levels.femur), "tibia": list(levels.tibia)}
+    if pred.phase == sample.phase:  # the truth at the levels the prediction used
+        same = compute_alignment(sample.landmarks, sample.scheme, sample.laterality, levels=levels)
+        case.atfa_fts_same_levels, case.atfa_fnts_same_levels = same.atfa_fts_deg, same.atfa_fnts_deg
+    case.panel = case_panel(sample, pred)
     case.landmarks_pred = np.round(pred.landmarks, 3).tolist()
     return case
 
@@ -177,6 +219,28 @@ def summarize_cases(cases: list[CaseResult]) -> dict:
             block["flag_vs_axes_visible"] = {
                 "hidden": len(hidden), "hidden_flagged": sum(c.low_confidence for c in hidden),
                 "visible": len(shown), "visible_flagged": sum(c.low_confidence for c in shown)}
+        adapted = [c for c in confident if c.levels_pred and not math.isnan(c.atfa_fnts_same_levels)]
+        if adapted:  # landmark error alone, and how much the adaptive levels moved the reference angle
+            block["confident_vs_truth_at_same_levels"] = {
+                "n": len(adapted),
+                "n_not_fixed_levels": sum(c.levels_pred != {"femur": [1.3, 0.8], "tibia": [0.8, 1.3]} for c in adapted),
+                "fnts": agreement(np.array([c.atfa_fnts_pred for c in adapted]),
+                                  np.array([c.atfa_fnts_same_levels for c in adapted])).as_dict(),
+                "fts": agreement(np.array([c.atfa_fts_pred for c in adapted]),
+                                 np.array([c.atfa_fts_same_levels for c in adapted])).as_dict(),
+                "level_shift_fnts_mad_deg": float(np.mean([abs(c.atfa_fnts_same_levels - c.atfa_fnts) for c in adapted])),
+                "level_shift_fts_mad_deg": float(np.mean([abs(c.atfa_fts_same_levels - c.atfa_fts) for c in adapted])),
+            }
+        shown = [c for c in sel if c.exposed_femur is not None and c.exposed_tibia is not None]
+        if shown:  # cases with at least 0.6 plateau widths of both shafts in the field, and how many are measured
+            enough = [c for c in shown if c.exposed_femur >= 0.6 - 1e-6 and c.exposed_tibia >= 0.6 - 1e-6]
+            block["measured_with_0_6_shaft"] = {
+                "n": len(enough), "confident": sum(not c.failed and not c.low_confidence for c in enough)}
+        axes = [c for c in done if c.atfa_axes is not None]
+        if axes:  # the projection renderer: the landmark definitions against its projected 3D shaft axes
+            block["truth_vs_projected_axes_mad_deg"] = {
+                "fts": float(np.mean([abs(c.atfa_fts - c.atfa_axes) for c in axes])),
+                "fnts": float(np.mean([abs(c.atfa_fnts - c.atfa_axes) for c in axes]))}
         exact = [c for c in sel if c.atfa_fnts_exact is not None]
         if exact:
             block["landmark_vs_exact_angle_max_abs_deg"] = {
@@ -188,12 +252,24 @@ def summarize_cases(cases: list[CaseResult]) -> dict:
     out["phase_accuracy"] = accuracy([c.phase_pred for c in cases], [c.phase for c in cases])
     out["laterality_accuracy"] = accuracy([c.laterality_pred for c in cases], [c.laterality for c in cases])
     out["n_phase_errors"] = sum(c.phase_pred != c.phase for c in cases)
+    out["n_tag_contradicted"] = sum(any("contradicted" in w for w in c.warnings) for c in cases)
+    out["n_low_confidence_by_reason"] = _reasons(cases)
     out["n_laterality_errors"] = sum(c.laterality_pred != c.laterality for c in cases)
     times = np.array([c.time_ms for c in cases if not c.failed])
     out["time_ms"] = {"median": float(np.median(times)), "p95": float(np.percentile(times, 95))} if len(times) else {}
     failures = [{"source": c.source, "error": c.error} for c in cases if c.failed]
     out["failures"] = failures[:20]
+    out["panel"] = summarize_panel(cases)
     return out
+
+
+def _reasons(cases: list[CaseResult]) -> dict[str, int]:
+    """How many cases carry each kind of warning (the text up to its first colon or parenthesis)."""
+    counts: dict[str, int] = {}
+    for c in cases:
+        for kind in {w.split(":")[0].split("(")[0].strip() for w in c.warnings}:
+            counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def run_evaluation(weights: str | Path | None, data: EvalData, device: str = "auto", use_tags: bool = False,
@@ -210,6 +286,40 @@ def run_evaluation(weights: str | Path | None, data: EvalData, device: str = "au
                     "model": {"name": aligner.bundle.name, "version": aligner.bundle.version},
                     "confidence_threshold": aligner.confidence_threshold})
     return cases, summary
+
+
+def invariance(weights: str | Path | None, data: EvalData, angles: tuple[float, ...] = (15.0, -15.0),
+               device: str = "auto", progress: bool = True) -> dict:
+    """Measure every case as given, mirrored (laterality from the image) and rotated by each of ``angles``; the
+    absolute differences of the copies' FNTS and FTS angles from the original's (a rotation and a mirror leave the
+    clinical angle unchanged). The built-in consistency check is off, so that each copy is measured alone."""
+    from model.inference import rotated
+
+    aligner = KneeAligner.load(weights, device=device, consistency=False)
+    diffs: dict[str, dict[str, list[float]]] = {}
+    failed: dict[str, int] = {}
+    for sample in tqdm(data.samples(), total=data.n, desc="invariance", disable=not progress, dynamic_ncols=True):
+        try:
+            base = aligner.predict_image(sample.image, None, sample.pixel_spacing_mm)
+        except UnsupportedImage:
+            failed["original"] = failed.get("original", 0) + 1
+            continue
+        copies = {"mirrored": np.ascontiguousarray(sample.image[:, ::-1])}
+        copies.update({f"rotated {a:+g} deg": rotated(sample.image, a) for a in angles})
+        for name, image in copies.items():
+            try:
+                other = aligner.predict_image(image, None, sample.pixel_spacing_mm)
+            except UnsupportedImage:
+                failed[name] = failed.get(name, 0) + 1
+                continue
+            d = diffs.setdefault(name, {"fnts": [], "fts": []})
+            d["fnts"].append(abs(other.alignment.atfa_fnts_deg - base.alignment.atfa_fnts_deg))
+            d["fts"].append(abs(other.alignment.atfa_fts_deg - base.alignment.atfa_fts_deg))
+    out = {"data": data.name, "n_cases": data.n, "no_result": failed, "copies": {}}
+    for name, d in diffs.items():
+        out["copies"][name] = {m: {"n": len(v), "median": float(np.median(v)), "p95": float(np.percentile(v, 95)),
+                                   "max": float(np.max(v))} for m, v in d.items()}
+    return out
 
 
 def write_cases(cases: list[CaseResult], path: Path) -> None:

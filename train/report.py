@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from model.alignment import compute_alignment
+from model.measurements import SPECS
 from model.scheme import load_scheme
 from train.data.sample import KneeSample
 from train.evaluate import CaseResult
@@ -35,6 +36,14 @@ def table1(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _agreement_cells(a: dict) -> str:
+    """n, ICC(A,1) [95% CI], MAD ± SD, bias ± SD and 95% limits of agreement as table cells."""
+    icc = a["icc"]
+    icc_text = f"{icc['icc']:.3f} [{icc['ci_low']:.3f}, {icc['ci_high']:.3f}]" if icc else "–"
+    return (f"{a['n']} | {icc_text} | {_f(a['mad'])} ± {_f(a['mad_sd'])} | {_f(a['bias'])} ± {_f(a['bias_sd'])} | "
+            f"{_f(a['loa_low'])} to {_f(a['loa_high'])}")
+
+
 def table2(summary: dict) -> str:
     lines = [("| Data | Method | Subset | n | ICC(A,1) [95% CI] | MAD ± SD (°) | BAA bias ± SD (°) | 95% LoA (°) | "
               "max abs diff (°) | sign errors > 1° |"),
@@ -43,13 +52,51 @@ def table2(summary: dict) -> str:
         for method in ("fts", "fnts"):
             for key, label in SUBSETS:
                 a = block[key][method]
-                icc = a["icc"]
-                icc_text = f"{icc['icc']:.3f} [{icc['ci_low']:.3f}, {icc['ci_high']:.3f}]" if icc else "–"
-                lines.append(
-                    f"| {PHASE_TITLES[phase]} | {method.upper()} | {label} | {a['n']} | {icc_text} | "
-                    f"{_f(a['mad'])} ± {_f(a['mad_sd'])} | {_f(a['bias'])} ± {_f(a['bias_sd'])} | "
-                    f"{_f(a['loa_low'])} to {_f(a['loa_high'])} | {_f(a['max_abs_diff'])} | {a['sign_errors']} |")
+                lines.append(f"| {PHASE_TITLES[phase]} | {method.upper()} | {label} | {_agreement_cells(a)} | "
+                             f"{_f(a['max_abs_diff'])} | {a['sign_errors']} |")
     return "\n".join(lines)
+
+
+def _target_text(block: dict) -> str:
+    target = block.get("target")
+    if not target:
+        return "–"
+    unit = " mm" if block["unit"] == "mm" else "°"
+    icc = f", ICC ≥ {target['icc_min']:.2f}" if target["icc_min"] else ""
+    return f"MAD ≤ {target['mad_max']:g}{unit}{icc}: {'met' if target['met'] else 'not met'}"
+
+
+def table3(summary: dict) -> str:
+    """The measurement panel: agreement with the panel of the ground-truth landmarks, per phase and measurement."""
+    lines = [("| Data | Measurement | Subset | n | ICC(A,1) [95% CI] | MAD ± SD | bias ± SD | 95% LoA | "
+              "reference measurable, not measured | target (confident) |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for phase, blocks in summary.get("panel", {}).items():
+        for name, block in blocks.items():
+            label = f"{SPECS[name].label} ({'mm' if block['unit'] == 'mm' else '°'})"
+            for key, subset in SUBSETS:
+                missing = f"{block['n_not_measured']} of {block['n_truth_measurable']}" if key == "all" else ""
+                target = _target_text(block) if key == "confident" else ""
+                lines.append(f"| {PHASE_TITLES[phase]} | {label} | {subset} | {_agreement_cells(block[key])} | "
+                             f"{missing} | {target} |")
+    return "\n".join(lines)
+
+
+def panel_checks(summary: dict) -> list[str]:
+    """Lines on the panel's reference: measurable cases, and its distance from the renderer's exact and design
+    values where known."""
+    lines = []
+    for phase, blocks in summary.get("panel", {}).items():
+        parts = []
+        for name, block in blocks.items():
+            unit = " mm" if block["unit"] == "mm" else "°"
+            text = f"{SPECS[name].label}: reference measurable in {block['n_truth_measurable']} of {block['n']}"
+            for key, what in (("truth_vs_exact", "exact"), ("truth_vs_design", "design")):
+                if block.get(key):
+                    text += f", vs {what} mean |diff| {block[key]['mad']:.2f}{unit} (max {block[key]['max']:.2f})"
+            parts.append(text)
+        lines.append(f"- {PHASE_TITLES[phase]}: " + "; ".join(parts))
+    return lines
 
 
 def markdown_report(summary: dict, command: str | None = None) -> str:
@@ -73,11 +120,32 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
         parts.append(f"- {PHASE_TITLES[phase]}: {block['n']} cases; no result for {block['n_no_result']}; "
                      f"{block['n_low_confidence']} flagged low-confidence; "
                      f"{100 * block['fraction_not_reported']:.1f}% without a confident number")
+        shown = block.get("measured_with_0_6_shaft")
+        if shown and shown["n"]:
+            parts.append(f"  - measured confidently: {shown['confident']} of the {shown['n']} cases "
+                         f"({100 * shown['confident'] / shown['n']:.1f}%) with at least 0.6 plateau widths of both "
+                         "shafts in the exposed field")
+        same = block.get("confident_vs_truth_at_same_levels")
+        if same and same["n_not_fixed_levels"]:
+            parts.append(f"  - {same['n_not_fixed_levels']} of {same['n']} confident cases used adaptive shaft levels;"
+                         f" against the ground truth at the same levels FNTS MAD {same['fnts']['mad']:.2f}° "
+                         f"(FTS {same['fts']['mad']:.2f}°); the change of levels itself moves the reference by "
+                         f"{same['level_shift_fnts_mad_deg']:.2f}° FNTS, {same['level_shift_fts_mad_deg']:.2f}° FTS "
+                         "on average")
+        axes = block.get("truth_vs_projected_axes_mad_deg")
+        if axes:
+            parts.append(f"  - ground-truth landmark angles vs the projected 3D shaft axes: mean |difference| FTS "
+                         f"{axes['fts']:.2f}°, FNTS {axes['fnts']:.2f}° (a property of the definitions)")
         match = block.get("flag_vs_axes_visible")
         if match:
             parts.append(f"  - flagged: {match['hidden_flagged']} of the {match['hidden']} cases with an axis landmark "
                          f"outside the exposed field (ground truth), {match['visible_flagged']} of the "
                          f"{match['visible']} with all of them exposed")
+    if summary.get("n_tag_contradicted"):
+        parts.append(f"- Laterality tag contradicted by the image (result flagged): {summary['n_tag_contradicted']}")
+    if summary.get("n_low_confidence_by_reason"):
+        parts.append("- Warnings by kind: " + "; ".join(f"{k}: {v}" for k, v in
+                                                       summary["n_low_confidence_by_reason"].items()))
     if summary.get("time_ms"):
         parts.append(f"- Inference time per image: median {summary['time_ms']['median']:.0f} ms, "
                      f"95th percentile {summary['time_ms']['p95']:.0f} ms")
@@ -98,6 +166,14 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
         parts += ["Check of the reference: largest difference between the angle from the ground-truth landmarks and "
                   "the generator's exact angle: " + "; ".join(
                       f"{PHASE_TITLES[p]} FTS {v['fts']:.3f}°, FNTS {v['fnts']:.3f}°" for p, v in exact.items()), ""]
+    if summary.get("panel"):
+        parts += [
+            "## Table 3: the knee alignment panel against the panel of the ground-truth landmarks",
+            "", ("Definitions in docs/measurements.md. Reference: the panel measured on the ground-truth landmarks "
+                 "(the paper's shaft levels); a reference that is not measurable (e.g. a joint space hidden by "
+                 "overlapping outlines) leaves the case out. Subsets: every case the node gave a value for, and the "
+                 "cases whose measurement is not flagged. Targets of issue #12 on held-out sets."),
+            "", table3(summary), "", *panel_checks(summary), ""]
     return "\n".join(parts)
 
 

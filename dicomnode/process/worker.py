@@ -58,7 +58,9 @@ def load_predictor(config: NodeConfig) -> Predictor:
     from model.inference import KneeAligner
 
     return KneeAligner.load(config.model.weights, device=config.processing.device,
-                            confidence_threshold=config.model.confidence_threshold)
+                            confidence_threshold=config.model.confidence_threshold,
+                            measurements=config.processing.measurements,
+                            reference_ranges=config.processing.site_ranges())
 
 
 def limit_threads(workers: int) -> None:

@@ -1,9 +1,10 @@
-"""The exposed-field check: shaft levels whose cortices do not show make the result low-confidence."""
+"""The exposed-field check: which shaft levels show their cortices, and what the axes do with it."""
 
 import numpy as np
 import pytest
 
-from model.exposure import MIN_CORTEX_STEP, SHAFT_ROLES, cortex_steps, pair_step, unexposed_levels
+from model.exposure import MIN_CORTEX_STEP, cortex_steps, exposed_levels, pair_step
+from model.scheme import load_scheme
 
 
 def two_shafts(rows=400, cols=200, tissue=0.3, bone=0.7):
@@ -13,11 +14,12 @@ def two_shafts(rows=400, cols=200, tissue=0.3, bone=0.7):
     return image
 
 
-ROLES = {name: (2 * i, 2 * i + 1) for i, name in enumerate(SHAFT_ROLES)}
+LEVELS = ("femur_far", "femur_near", "tibia_near", "tibia_far")
+ROLES = {name: (2 * i, 2 * i + 1) for i, name in enumerate(LEVELS)}
 
 
 def cortex_points(levels=(40, 90, 310, 360)):
-    """Cortex pairs on the band's edges at the four shaft levels (rows), in the order of ``SHAFT_ROLES``."""
+    """Cortex pairs on the band's edges at four shaft levels (rows), in the order of ``LEVELS``."""
     return np.array([p for y in levels for p in ([79.5, y], [119.5, y])], np.float64)
 
 
@@ -38,12 +40,23 @@ def test_points_off_the_edges_see_a_smaller_step():
     assert inside < MIN_CORTEX_STEP < on
 
 
-def test_collimated_levels_are_named():
-    image = two_shafts()
-    image[300:] = 1.0  # a collimator blade over the lower shaft, white as unexposed film is
-    assert unexposed_levels(image, cortex_points(), ROLES, reference_length_px=100.0) == [
-        "tibial_shaft_proximal", "tibial_shaft_distal"]
-    assert unexposed_levels(two_shafts(), cortex_points(), ROLES, reference_length_px=100.0) == []
+def test_collimated_levels_are_not_exposed():
+    """Every shaft level of the pre-op scheme on one drawn shaft: a collimator blade hides those below it."""
+    scheme = load_scheme("preop")
+    image = two_shafts(rows=600)
+    points = np.full((scheme.n_points, 2), 100.0)
+    for bone, rows in scheme.shaft_levels.items():
+        for level, med, lat in rows:
+            y = 300 + (100 * level if bone == "tibia" else -100 * level)  # L = 100 px, plateau line at row 300
+            points[med], points[lat] = (79.5, y), (119.5, y)
+    everything = exposed_levels(image, points, scheme, reference_length_px=100.0)
+    assert everything == {bone: {lv for lv, _, _ in rows} for bone, rows in scheme.shaft_levels.items()}
+    image[395:] = 1.0  # a collimator blade over the tibia below 0.95 L, white as unexposed film is
+    shown = exposed_levels(image, points, scheme, reference_length_px=100.0)
+    assert shown["tibia"] == {0.6, 0.7, 0.8, 0.9}
+    assert shown["femur"] == everything["femur"]
+    points[scheme.shaft_pair("femur", 1.3)[0]] = (-5.0, 170.0)  # a cortex point off the image is not exposed
+    assert 1.3 not in exposed_levels(image, points, scheme, reference_length_px=100.0)["femur"]
 
 
 def test_noise_under_the_collimator_is_averaged_away():
@@ -55,11 +68,13 @@ def test_noise_under_the_collimator_is_averaged_away():
     pts[:, 1] *= 5
     pts[:, 0] = np.where(pts[:, 0] < 100, 79.5, 119.5)  # the band keeps its columns in the larger image
     steps = cortex_steps(image, pts, ROLES, reference_length_px=500.0)  # works at 64 px per L: 8x smaller
-    assert steps["femoral_shaft_proximal"] < MIN_CORTEX_STEP < steps["tibial_shaft_distal"]
+    assert steps["femur_far"] < MIN_CORTEX_STEP < steps["tibia_far"]
 
 
-def test_a_blanked_shaft_level_makes_the_prediction_low_confidence(shipped_weights):
-    """A synthetic knee, then the same image with everything below the proximal tibial level blanked out."""
+def test_shaft_levels_adapt_to_a_shutter_and_too_little_shaft_is_low_confidence(shipped_weights):
+    """A synthetic knee; the same image with a shutter over the distal tibia (axes move to the exposed levels);
+    and with the shutter just below the plateau (too little tibia: not measurable)."""
+    from model.alignment import MIN_LEVEL
     from model.inference import KneeAligner
     from model.preprocess import normalize_image
     from train.data.splits import validation_seeds
@@ -68,16 +83,23 @@ def test_a_blanked_shaft_level_makes_the_prediction_low_confidence(shipped_weigh
     case = sample_case(validation_seeds("preop", 41)[-1], "preop", atfa_deg=6.0, laterality="L")
     img = render_case(case, pixel_spacing_mm=0.3, clean=True)
     image = normalize_image(img.image, img.photometric)
-    aligner = KneeAligner.load(shipped_weights)
+    aligner = KneeAligner.load(shipped_weights, consistency=False)
     whole = aligner.predict_image(image, "L", (0.3, 0.3))
     assert not whole.low_confidence, whole.warnings
+    assert whole.alignment.levels.fixed  # everything exposed: the paper's levels
 
-    roles = whole.landmarks
     scheme = aligner.schemes["preop"]
-    proximal = roles[list(scheme.roles["tibial_shaft_proximal"])][:, 1].max()
-    distal = roles[list(scheme.roles["tibial_shaft_distal"])][:, 1].min()
+    pts = whole.landmarks
+    row = lambda level: pts[list(scheme.shaft_pair("tibia", level))][:, 1].max()  # noqa: E731
     cut = image.copy()
-    cut[int((proximal + distal) / 2):] = 0.0  # a black shutter between the two tibial levels
-    pred = aligner.predict_image(cut, "L", (0.3, 0.3))
-    assert pred.low_confidence
-    assert any("tibial shaft distal" in w for w in pred.warnings), pred.warnings
+    cut[int((row(1.0) + row(1.1)) / 2):] = 0.0  # a black shutter between the tibial levels 1.0 and 1.1
+    short = aligner.predict_image(cut, "L", (0.3, 0.3))
+    assert short.alignment.levels.tibia == (0.6, 1.0), short.alignment.levels
+    assert short.alignment.levels.femur == (1.3, 0.8)
+    assert not short.low_confidence, short.warnings
+    assert short.alignment.atfa_fnts_deg == pytest.approx(whole.alignment.atfa_fnts_deg, abs=1.5)
+
+    cut[int(row(MIN_LEVEL["tibia"]) - 0.3 * whole.reference_length_px):] = 0.0  # less than the minimum left
+    none = aligner.predict_image(cut, "L", (0.3, 0.3))
+    assert none.low_confidence
+    assert any("of tibial shaft exposed" in w for w in none.warnings), none.warnings

@@ -26,13 +26,16 @@ def shipped(shipped_weights):
     return shipped_weights
 
 
-def synthetic_knee_dx(laterality="R", tags=True):
-    """A synthetic right knee (validation seed, coarse spacing for speed) as a DICOM dataset."""
+def synthetic_knee_dx(laterality="R", tags=True, **override):
+    """A synthetic knee (validation seed, coarse spacing for speed) as a DICOM dataset; ``override`` sets tags."""
     from train.data.splits import validation_seeds
     from train.synth import build_dataset, render_case, sample_case
 
     case = sample_case(validation_seeds("preop", 40)[-1], "preop", atfa_deg=7.0, laterality=laterality)
-    return build_dataset(render_case(case, pixel_spacing_mm=0.3), laterality_tags=tags)
+    ds = build_dataset(render_case(case, pixel_spacing_mm=0.3), laterality_tags=tags)
+    for keyword, value in override.items():
+        setattr(ds, keyword, value)
+    return ds
 
 
 def knee_like_dx(**tags):
@@ -80,16 +83,106 @@ def test_missing_tag_means_laterality_from_the_image(shipped):
     assert pred.laterality == "R" and pred.laterality_source == "image"
 
 
-def test_laterality_rule():
+def test_laterality_rule_never_measures_the_other_side_of_a_tag():
     warnings = []
     decide = KneeAligner._decide_laterality
-    assert decide("L", False, 0.99, warnings) == ("L", "tag")  # order says left: the logit alone cannot overrule
-    assert decide("L", True, 0.6, warnings) == ("L", "tag")  # order says right, logit unsure: keep the tag
-    assert warnings and "disagree" in warnings[-1]
-    assert decide("L", True, 0.99, warnings) == ("R", "image-over-tag")
-    assert "contradicted" in warnings[-1]
-    assert decide(None, False, 0.9, []) == ("L", "image")
-    assert decide(None, True, 0.1, []) == ("R", "image")
+    assert decide("L", False, 0.01, warnings) == ("L", "tag", 0.99, 1.0)  # image agrees with the tag
+    assert not warnings
+    # The image reads the other side: the tag's side is measured, flagged, never switched.
+    lat, source, p, factor = decide("L", True, 0.99, warnings)
+    assert (lat, source, factor) == ("L", "tag", 0.0) and p == pytest.approx(0.99)
+    assert "contradicted" in warnings[-1] and "measured as L" in warnings[-1]
+    assert decide("R", False, 0.6, [])[3] == 0.0  # even an unsure contrary reading is a contradiction
+    # Without a tag the plateau corners' order decides, with the classifier's probability for that side; a
+    # classifier that contradicts the order with certainty makes it low confidence, an unsure one does not.
+    assert decide(None, False, 0.05, []) == ("L", "image", pytest.approx(0.95), 1.0)
+    assert decide(None, True, 0.97, []) == ("R", "image", pytest.approx(0.97), 1.0)
+    assert decide(None, True, 0.5, [])[3] == 1.0
+    unsure = []
+    assert decide(None, True, 0.04, unsure)[3] == 0.0 and "uncertain" in unsure[-1]
+
+
+def test_a_tag_contradicted_by_the_image_gives_low_confidence_on_the_tags_side(shipped):
+    """A left knee tagged R: the result is measured as R (never the image's L) and flagged with the reason."""
+    truth = KneeAligner.load(shipped).predict(synthetic_knee_dx("L"))
+    wrong = KneeAligner.load(shipped).predict(synthetic_knee_dx("L", tags=False, ImageLaterality="R"))
+    assert wrong.laterality == "R" and wrong.laterality_source == "tag"
+    assert wrong.low_confidence
+    assert any("contradicted" in w for w in wrong.warnings), wrong.warnings
+    assert not truth.low_confidence, truth.warnings
+
+
+def test_a_mirrored_copy_gives_the_same_angle(shipped):
+    """The mirror image of a left knee is a right knee with the same clinical angle."""
+    from model.preprocess import load_radiograph
+
+    aligner = KneeAligner.load(shipped, consistency=False)
+    rad = load_radiograph(synthetic_knee_dx("L", tags=False))
+    left = aligner.predict_image(rad.image, None, rad.pixel_spacing_mm)
+    right = aligner.predict_image(np.ascontiguousarray(rad.image[:, ::-1]), None, rad.pixel_spacing_mm)
+    assert (left.laterality, right.laterality) == ("L", "R")
+    assert right.alignment.atfa_fnts_deg == pytest.approx(left.alignment.atfa_fnts_deg, abs=0.5)
+    assert right.alignment.atfa_fts_deg == pytest.approx(left.alignment.atfa_fts_deg, abs=0.5)
+
+
+def test_consistency_copies_are_measured_and_reported(shipped):
+    pred = KneeAligner.load(shipped).predict(synthetic_knee_dx("L"))
+    assert set(pred.consistency) == {"mirrored copy", "copy rotated by 7 deg"}
+    for diff in pred.consistency.values():
+        assert abs(diff["FNTS"]) <= 1.5 and abs(diff["FTS"]) <= 1.5
+    assert "consistency" in pred.timings_ms
+    assert json.loads(json.dumps(pred.to_json()))["consistency"] == pred.consistency
+
+
+def test_the_prediction_carries_the_measurement_panel(shipped):
+    """Every measurement of the panel in the JSON line; a pre-op knee has no components; the detector-only spacing
+    is said on the widths; a configured subset keeps the aTFA; the site's range is attached."""
+    from model.measurements import MEASUREMENT_NAMES, ReferenceRange
+
+    ds = synthetic_knee_dx("R")  # DX written with ImagerPixelSpacing only
+    pred = KneeAligner.load(shipped).predict(ds)
+    line = json.loads(json.dumps(pred.to_json()))
+    panel = line["measurements"]
+    assert list(panel) == list(MEASUREMENT_NAMES)
+    for entry in panel.values():
+        assert set(entry) >= {"value", "unit", "status", "reason"}
+        assert (entry["value"] is None) == (entry["status"] == "not_measurable")
+    assert panel["femoral_component"]["status"] == "not_measurable"
+    assert panel["atfa_fnts"]["value"] == pytest.approx(line["atfa_fnts_deg"], abs=0.01)
+    assert panel["mpta"]["status"] == "ok", panel["mpta"]
+    assert 75.0 < panel["mpta"]["value"] < 100.0 and panel["mpta"]["unit"] == "deg"
+    widths = [panel[n] for n in ("jsw_medial", "jsw_lateral") if panel[n]["value"] is not None]
+    assert widths and all(w["unit"] == "mm" and "ImagerPixelSpacing" in w["reason"] for w in widths)
+    assert "measurements" in pred.timings_ms
+    subset = KneeAligner.load(shipped, consistency=False, measurements=["mpta"],
+                              reference_ranges={"mpta": ReferenceRange(85.0, 90.0)}).predict(ds)
+    assert list(subset.measurements) == ["atfa_fts", "atfa_fnts", "mpta"]
+    entry = subset.to_json()["measurements"]["mpta"]
+    assert entry["site_range"] == [85.0, 90.0]
+    assert entry["outside_site_range"] == (not 85.0 <= entry["value"] <= 90.0)
+    with pytest.raises(ValueError, match="unknown measurement"):
+        KneeAligner.load(shipped, measurements=["hka"])
+    strict = KneeAligner.load(shipped, consistency=False, confidence_threshold=0.999).predict(ds)
+    assert strict.low_confidence
+    assert {strict.measurements[n].status for n in ("atfa_fts", "atfa_fnts")} <= {"low_confidence", "not_measurable"}
+
+
+def test_an_inconsistent_copy_makes_every_measurement_low_confidence(shipped, monkeypatch):
+    aligner = KneeAligner.load(shipped)
+    original = aligner._measure
+
+    def tilted(image, tag, spacing, spacing_source=None, panel=True):
+        pred = original(image, tag, spacing, spacing_source, panel)
+        if not panel:  # the copies read 5 degrees more
+            from dataclasses import replace
+            pred.alignment = replace(pred.alignment, atfa_fnts_deg=pred.alignment.atfa_fnts_deg + 5.0)
+        return pred
+
+    monkeypatch.setattr(aligner, "_measure", tilted)
+    pred = aligner.predict(synthetic_knee_dx("L"))
+    assert pred.low_confidence and any(w.startswith("inconsistent") for w in pred.warnings)
+    measured = [m for m in pred.measurements.values() if m.value is not None]
+    assert measured and all(m.status == "low_confidence" and m.reason.startswith("inconsistent") for m in measured)
 
 
 def test_cuda_request_without_cuda_is_a_clear_error():

@@ -79,6 +79,24 @@ def test_spacing_and_laterality_tags():
     assert load_radiograph(ds).laterality_tag is None
 
 
+def test_spacing_source_says_whether_the_spacing_is_only_the_detectors():
+    ds = make_dx(gradient_image(12), 12, ImagerPixelSpacing=[0.15, 0.14])
+    assert load_radiograph(ds).pixel_spacing_source == "ImagerPixelSpacing"
+    ds.PixelSpacing = [0.15, 0.14]  # a copy of the detector's spacing, no calibration: still the detector's
+    assert load_radiograph(ds).pixel_spacing_source == "ImagerPixelSpacing"
+    ds.PixelSpacingCalibrationType = "GEOMETRY"
+    assert load_radiograph(ds).pixel_spacing_source == "PixelSpacing"
+    del ds.PixelSpacingCalibrationType
+    ds.PixelSpacing = [0.135, 0.126]  # corrected for magnification
+    assert load_radiograph(ds).pixel_spacing_source == "PixelSpacing"
+    ds.PixelSpacing = [0.0, 0.1]  # invalid: the detector's is used
+    r = load_radiograph(ds)
+    assert r.pixel_spacing_mm == (0.15, 0.14) and r.pixel_spacing_source == "ImagerPixelSpacing"
+    del ds.PixelSpacing, ds.ImagerPixelSpacing
+    r = load_radiograph(ds)
+    assert r.pixel_spacing_mm is None and r.pixel_spacing_source is None
+
+
 @pytest.mark.parametrize("syntax", [JPEG2000Lossless, RLELossless])
 def test_compressed_transfer_syntaxes_decode_identically(syntax):
     rng = np.random.default_rng(0)

@@ -134,3 +134,27 @@ def test_peer_lookup_by_ae_and_address(tmp_path):
     assert config.peers[0].allowed_hosts == ["127.0.0.1"]
     with pytest.raises(KeyError, match="known: pacs, modalities"):
         config.peer_by_name("nobody")
+
+
+def test_measurement_panel_and_site_ranges(tmp_path):
+    """Every measurement by default; a site may compute fewer and set reference ranges; bad ones name the key."""
+    from model.measurements import MEASUREMENT_NAMES, ReferenceRange
+
+    shipped = load_config(SHIPPED, env={}).processing
+    assert set(shipped.measurements) | {"atfa_fts", "atfa_fnts"} == set(MEASUREMENT_NAMES)
+    assert shipped.site_ranges() == {}
+    data = _shipped_data()
+    data["processing"].update(measurements=["mpta", "jsw_medial", "mpta"], reference_ranges={"mpta": [85, 90]})
+    config = load_config(_write(tmp_path, data), env={})
+    assert config.processing.measurements == ["mpta", "jsw_medial"]
+    assert config.processing.site_ranges() == {"mpta": ReferenceRange(85.0, 90.0)}
+    env = load_config(_write(tmp_path, data), env={"DICOMNODE__PROCESSING__REFERENCE_RANGES__MPTA__0": "84"})
+    assert env.processing.site_ranges()["mpta"] == ReferenceRange(84.0, 90.0)
+    for bad, expected in (({"measurements": ["hka"]}, "processing.measurements"),
+                          ({"reference_ranges": {"mpta": [90, 85]}}, "low <= high"),
+                          ({"reference_ranges": {"aldfa": [79, 83]}}, "leaves out"),
+                          ({"reference_ranges": {"mpta": [85]}}, "processing.reference_ranges.mpta")):
+        data = _shipped_data()
+        data["processing"].update({"measurements": ["mpta"], **bad})
+        with pytest.raises(ConfigError, match=expected.replace(".", r"\.").replace("(", r"\(")):
+            load_config(_write(tmp_path, data), env={})

@@ -123,3 +123,38 @@ def test_intensity_stays_in_range_and_is_reproducible():
     assert a.dtype == np.float32 and 0.0 <= a.min() and a.max() <= 1.0
     assert not np.allclose(a, img)
     assert np.array_equal(augment_intensity(img, np.random.default_rng(7), NEUTRAL), img)
+
+
+def test_a_tight_field_keeps_landmarks_on_their_pixels():
+    """A crop moves the landmarks with the image; shutters leave them and paint outside a box around the knee."""
+    from train.augment import FieldAug, tight_field
+
+    rng = np.random.default_rng(3)
+    image = rng.random((400, 300)).astype(np.float32)
+    points = np.array([[100.0, 200.0], [180.0, 205.0], [140.0, 60.0], [140.0, 350.0]])
+    reference = points[:2]
+    params = FieldAug(p=1.0, above=(0.5, 0.6), below=(0.5, 0.6), plateau_fraction=(0.6, 0.6), shutter_p=0.0)
+    crop, moved = tight_field(image, points, reference, rng, params)
+    assert crop.shape[0] < 400 and crop.shape[1] < 300
+    for (x, y), (cx, cy) in zip(points[:2], moved[:2]):
+        assert crop[int(cy), int(cx)] == image[int(y), int(x)]
+    assert moved[2, 1] < 0 and moved[3, 1] > crop.shape[0]  # the far shaft points are outside the crop
+    shut, same = tight_field(image, points, reference, np.random.default_rng(4),
+                             params.model_copy(update={"shutter_p": 1.0}))
+    assert shut.shape == image.shape and np.array_equal(same, points)
+    assert shut[200, 140] == image[200, 140]  # the knee is left alone
+    assert len(np.unique(shut[0:5, 0:5])) == 1  # a corner is painted over
+
+
+def test_domain_randomisation_stays_in_range_and_changes_the_image():
+    rng = np.random.default_rng(0)
+    image = np.tile(np.linspace(0, 1, 128, dtype=np.float32), (128, 1))
+    params = IntensityAug(curve_p=1.0, unsharp_p=1.0, grid_p=1.0, glyph_p=1.0, noise_p=0.0, blur_p=0.0, cutout_p=0.0)
+    out = augment_intensity(image, rng, params)
+    assert out.shape == image.shape and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert np.abs(out - image).mean() > 0.01
+    curve_only = IntensityAug(curve_p=1.0, gamma=(1, 1), contrast=(1, 1), brightness=0, blur_p=0, noise_p=0,
+                              cutout_p=0)
+    mono = augment_intensity(image, np.random.default_rng(1), curve_only)
+    assert np.all(np.diff(mono[0]) >= -1e-6)  # a tone curve keeps the order of intensities

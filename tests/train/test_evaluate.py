@@ -111,3 +111,50 @@ def test_cli_evaluate_writes_report_figures_and_card(tmp_path, toy_manifest, tin
     assert card["metrics"][str(toy_manifest)]["n_cases"] == 8
     assert card["metrics"][str(toy_manifest)]["command"].startswith("knee-train evaluate")
     assert markdown_report(summary).startswith("# KneeAlign evaluation")
+
+
+def test_exposed_shaft_extent_counts_from_the_joint_without_gaps():
+    from train.data.sample import KneeSample
+    from train.evaluate import exposed_extent
+
+    scheme = load_scheme("preop")
+    visible = np.ones(scheme.n_points, bool)
+    for level, med, lat in scheme.shaft_levels["tibia"]:
+        if level > 0.95:
+            visible[lat] = False  # the collimator cuts the lateral cortex below 0.95 L
+    for level, med, _ in scheme.shaft_levels["femur"]:
+        if abs(level - 0.5) < 1e-6:
+            visible[med] = False  # a marker over the femur at 0.5 L: nothing beyond it counts
+    sample = KneeSample(np.zeros((10, 10), np.float32), np.zeros((scheme.n_points, 2)), "L", "preop",
+                        meta={"visible": visible})
+    assert exposed_extent(sample, "tibia") == pytest.approx(0.9)
+    assert exposed_extent(sample, "femur") == pytest.approx(0.4)
+    assert exposed_extent(KneeSample(np.zeros((10, 10), np.float32), np.zeros((134, 2)), "L", "preop"), "tibia") is None
+
+
+def test_confidence_among_cases_with_enough_shaft_and_the_change_of_levels():
+    adaptive = {"femur": [1.0, 0.5], "tibia": [0.6, 1.0]}
+    fixed = {"femur": [1.3, 0.8], "tibia": [0.8, 1.3]}
+    cases = [_case(0, "preop", 5.0, 5.2, 0.5, exposed_femur=1.3, exposed_tibia=1.3, levels_pred=fixed,
+                   atfa_fnts_same_levels=5.0, atfa_fts_same_levels=5.0),
+             _case(1, "preop", 5.0, 5.5, 0.5, exposed_femur=1.0, exposed_tibia=1.0, levels_pred=adaptive,
+                   atfa_fnts_same_levels=5.4, atfa_fts_same_levels=5.4),
+             _case(2, "preop", 5.0, 9.0, 0.5, low=True, exposed_femur=0.7, exposed_tibia=0.7),
+             _case(3, "preop", 5.0, 9.0, 0.5, low=True, exposed_femur=0.3, exposed_tibia=1.3)]
+    block = summarize_cases(cases)["phases"]["preop"]
+    assert block["measured_with_0_6_shaft"] == {"n": 3, "confident": 2}
+    same = block["confident_vs_truth_at_same_levels"]
+    assert same["n"] == 2 and same["n_not_fixed_levels"] == 1
+    assert same["fnts"]["mad"] == pytest.approx(0.15)  # (0.2 + 0.1) / 2: the landmark error alone
+    assert same["level_shift_fnts_mad_deg"] == pytest.approx(0.2)  # (0 + 0.4) / 2: the definition's shift
+
+
+def test_renderer_sets_resolve_to_their_renderer():
+    three = resolve_data("xray3d:test", n_per_phase=1)
+    assert three.n == 2
+    first = next(iter(three.samples()))
+    assert first.source.startswith("xray3d:") and "atfa_axes_deg" in first.meta
+    mixed = resolve_data("mixed:hard", n_per_phase=1)
+    assert mixed.n == 4
+    with pytest.raises(ValueError, match="xray3d:test"):
+        resolve_data("xray3d:nonsense")

@@ -18,7 +18,15 @@ import torch
 
 from model.frames import FrameSpec, apply_affine, frame_matrix
 from model.preprocess import letterbox, to_network_input, warp_to_frame
-from train.augment import FrameJitter, GlobalAug, augment_global, augment_intensity, jitter_reference
+from train.augment import (
+    FieldAug,
+    FrameJitter,
+    GlobalAug,
+    augment_global,
+    augment_intensity,
+    jitter_reference,
+    tight_field,
+)
 from train.data.sample import KneeSample
 
 
@@ -42,8 +50,11 @@ def global_example(sample: KneeSample, size: int, rng: np.random.Generator | Non
                    params: GlobalAug | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(square image in [0, 1], reference points (2, 2) in square px, aux labels (2,))``; no augmentation
     when ``rng`` or ``params`` is None."""
-    square, to_square = letterbox(sample.image, size)
-    points = apply_affine(to_square, sample.reference)
+    image, reference = sample.image, sample.reference
+    if rng is not None and params is not None:
+        image, reference = _field(image, reference, reference, rng, params.field)
+    square, to_square = letterbox(image, size)
+    points = apply_affine(to_square, reference)
     mirrored = False
     if rng is not None and params is not None:
         square, points, mirrored = augment_global(square, points, rng, params)
@@ -57,12 +68,21 @@ def local_example(sample: KneeSample, spec: FrameSpec, rng: np.random.Generator 
     image, points = sample.left_view()
     reference = points[list(sample.scheme.roles["reference"])]
     if rng is not None and params is not None:
+        image, points = _field(image, points, reference, rng, params.field)
+        reference = points[list(sample.scheme.roles["reference"])]
         reference = jitter_reference(reference, rng, params)
     matrix = frame_matrix(reference, spec)
     frame = warp_to_frame(image, matrix, spec)
     if rng is not None and params is not None:
         frame = augment_intensity(frame, rng, params.intensity)
     return frame, apply_affine(matrix, points), matrix
+
+
+def _field(image: np.ndarray, points: np.ndarray, reference: np.ndarray, rng: np.random.Generator,
+           params: FieldAug) -> tuple[np.ndarray, np.ndarray]:
+    if params.p and rng.random() < params.p:
+        return tight_field(image, points, reference, rng, params)
+    return image, points
 
 
 def _stack(images: list[np.ndarray], coords: list[np.ndarray], weights: list[np.ndarray],

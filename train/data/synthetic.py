@@ -1,5 +1,6 @@
-"""Synthetic samples from ``train.synth``: one case per seed, rendered in memory (training renders at a coarse
-pixel spacing, e.g. 0.5 mm, which is finer than either stage's input and far cheaper to render).
+"""Synthetic samples from either renderer: ``"2d"`` (``train.synth``, the parametric outline generator) or ``"3d"``
+(``train.xray3d``, 3D solids projected like X-rays). One case per seed, rendered in memory (training renders at a
+coarse pixel spacing, e.g. 0.5 mm, which is finer than either stage's input and far cheaper to render).
 
 Rendering uses worker processes (``spawn``, so they never inherit torch's thread pools) when asked.
 """
@@ -15,30 +16,39 @@ from tqdm import tqdm
 
 from model.preprocess import normalize_image
 from train.data.sample import KneeSample, as_spacing
-from train.data.splits import held_out_seeds
 from train.data.store import SampleStore
+
+RENDERERS = ("2d", "3d")
 
 
 def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False,
-                     spacing_mm: float | None = None, open_field: bool = False) -> KneeSample:
+                     spacing_mm: float | None = None, open_field: bool = False, renderer: str = "2d") -> KneeSample:
     """Render the case of ``seed`` and normalise it exactly as ``model.preprocess`` does for DICOM input.
     ``open_field`` removes the collimator (the image's own borders still crop)."""
-    from train.synth import render_case, sample_case  # the generator is imported only when used
-
+    if renderer == "2d":  # each renderer is imported only when used
+        from train.synth import render_case, sample_case
+    elif renderer == "3d":
+        from train.xray3d import render_case, sample_case
+    else:
+        raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
     case = sample_case(seed, phase=phase, hard=hard)
     if open_field:
         case = dataclasses.replace(case, acquisition=dataclasses.replace(case.acquisition, collimation=None))
     img = render_case(case, pixel_spacing_mm=spacing_mm)
+    meta = {"visible": img.visible}  # per landmark: inside the image and the exposed field
+    if renderer == "3d":
+        meta["atfa_axes_deg"] = float(img.atfa_axes_deg)
+        meta["panel"] = img.panel  # the measurement panel: "projected" (exact) and "design" values
     return KneeSample(
         image=normalize_image(img.image, img.photometric),
         landmarks=img.landmarks,
         laterality=img.laterality,
         phase=img.phase,
         pixel_spacing_mm=as_spacing(img.pixel_spacing_mm),
-        source=f"synthetic:{seed}{':hard' if hard else ''}",
+        source=f"{'synthetic' if renderer == '2d' else 'xray3d'}:{seed}{':hard' if hard else ''}",
         atfa_fts_deg=float(img.atfa_fts_deg),
         atfa_fnts_deg=float(img.atfa_fnts_deg),
-        meta={"visible": img.visible},  # per landmark: inside the image and the exposed field
+        meta=meta,
     )
 
 
@@ -51,7 +61,7 @@ def _render_job(job: tuple) -> KneeSample:
 
 def render_samples(jobs: Sequence[tuple], workers: int = 1,
                    desc: str = "render") -> Iterator[KneeSample]:
-    """Render ``(seed, phase, hard, spacing_mm[, open_field])`` jobs (``synthetic_sample``'s arguments) in
+    """Render ``(seed, phase, hard, spacing_mm[, open_field[, renderer]])`` jobs (``synthetic_sample``'s arguments) in
     order, in ``workers`` processes when > 1."""
     bar = tqdm(total=len(jobs), desc=desc, unit="img", dynamic_ncols=True, leave=False)
     try:
@@ -69,21 +79,11 @@ def render_samples(jobs: Sequence[tuple], workers: int = 1,
 
 
 def render_store(seeds_by_phase: dict[str, Sequence[int]], spacing_mm: float | None, workers: int = 1,
-                 hard_fraction: float = 0.0) -> SampleStore:
+                 hard_fraction: float = 0.0, renderer: str = "2d") -> SampleStore:
     """Render every seed of every phase into a ``SampleStore``; the last ``hard_fraction`` of each phase's seeds
-    are drawn from the generator's hard distribution."""
+    are drawn from the renderer's hard distribution."""
     jobs = []
     for phase, seeds in seeds_by_phase.items():
         first_hard = len(seeds) - round(hard_fraction * len(seeds))
-        jobs += [(seed, phase, i >= first_hard, spacing_mm) for i, seed in enumerate(seeds)]
-    return SampleStore(render_samples(jobs, workers, desc=f"render {len(jobs)} synthetic cases"))
-
-
-def held_out_samples(name: str, phases: Sequence[str] = ("preop", "postop"), n: int | None = None,
-                     spacing_mm: float | None = None, workers: int = 1) -> Iterator[KneeSample]:
-    """The fixed held-out cases (``name`` = "test" or "hard"), rendered in memory, never written."""
-    jobs = []
-    for phase in phases:
-        seeds = held_out_seeds(name, phase) if n is None else held_out_seeds(name, phase, n)
-        jobs += [(seed, phase, name == "hard", spacing_mm) for seed in seeds]
-    return render_samples(jobs, workers, desc=f"render synthetic:{name}")
+        jobs += [(seed, phase, i >= first_hard, spacing_mm, False, renderer) for i, seed in enumerate(seeds)]
+    return SampleStore(render_samples(jobs, workers, desc=f"render {len(jobs)} {renderer} synthetic cases"))

@@ -62,6 +62,22 @@ class LocalStageConfig(StageConfig):
     augment: FrameJitter = FrameJitter()
 
 
+class Xray3DData(_Strict):
+    """Cases from the projection renderer (``train.xray3d``), in addition to (or instead of) the 2D generator's."""
+
+    n_train_preop: int = Field(default=0, ge=0)
+    n_train_postop: int = Field(default=0, ge=0)
+    n_val_per_phase: int = Field(default=0, ge=0)
+    spacing_mm: float = Field(default=0.6, gt=0)
+    hard_fraction: float = Field(default=0.0, ge=0, le=1)
+    cache_file: str | None = None
+
+    def describe(self) -> str:
+        return (f"{self.n_train_preop} pre-op + {self.n_train_postop} post-op radiographs from train.xray3d (3D "
+                f"solids projected from a point source; {100 * self.hard_fraction:.0f}% from its hard distribution), "
+                f"rendered at {self.spacing_mm} mm/pixel")
+
+
 class SyntheticData(_Strict):
     source: Literal["synthetic"] = "synthetic"
     n_train_preop: int = Field(default=500, ge=0)
@@ -72,11 +88,25 @@ class SyntheticData(_Strict):
     hard_fraction: float = Field(default=0.0, ge=0, le=1)  # training cases drawn from the hard distribution
     render_workers: int = Field(default=2, ge=1)
     cache_file: str | None = None  # .npz of the rendered store, reused when it matches
+    xray3d: Xray3DData | None = None  # cases of the second renderer
 
     def describe(self) -> str:
-        return (f"SYNTHETIC: {self.n_train_preop} pre-op + {self.n_train_postop} post-op radiographs from "
-                f"train.synth (training seeds from offset {self.seed_offset}; {100 * self.hard_fraction:.0f}% from "
-                f"its hard distribution), rendered at {self.spacing_mm} mm/pixel; no real patient images")
+        parts = []
+        if self.n_train_preop or self.n_train_postop:
+            parts.append(f"{self.n_train_preop} pre-op + {self.n_train_postop} post-op radiographs from train.synth "
+                         f"(2D outlines; training seeds from offset {self.seed_offset}; {100 * self.hard_fraction:.0f}%"
+                         f" from its hard distribution), rendered at {self.spacing_mm} mm/pixel")
+        if self.xray3d is not None and (self.xray3d.n_train_preop or self.xray3d.n_train_postop):
+            parts.append(self.xray3d.describe())
+        return "SYNTHETIC: " + "; ".join(parts) + "; no real patient images"
+
+    @property
+    def renderers(self) -> list[str]:
+        """The renderers this data draws training cases from."""
+        out = ["2d"] if self.n_train_preop or self.n_train_postop else []
+        if self.xray3d is not None and (self.xray3d.n_train_preop or self.xray3d.n_train_postop):
+            out.append("3d")
+        return out
 
 
 class ManifestData(_Strict):

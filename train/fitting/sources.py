@@ -23,25 +23,48 @@ def phases_needed(cfg: RunConfig) -> list[str]:
     return [s.removeprefix("local_") for s in ("local_preop", "local_postop") if s in cfg.stages]
 
 
-def _synthetic(data: SyntheticData, phases: list[str]) -> tuple[SampleStore, SampleStore]:
-    counts = {"preop": data.n_train_preop, "postop": data.n_train_postop}
-    train_seeds = {p: training_seeds(p, counts[p], data.seed_offset) for p in phases}
-    val_seeds = {p: validation_seeds(p, data.n_val_per_phase) for p in phases}
-    from train.synth import GENERATOR_VERSION
-
-    description = {"train": train_seeds, "val": val_seeds, "spacing_mm": data.spacing_mm,
-                   "hard_fraction": data.hard_fraction, "generator": GENERATOR_VERSION}
-    if data.cache_file and Path(data.cache_file).exists():
-        store, saved = SampleStore.load(data.cache_file)
+def _rendered(renderer: str, counts: dict[str, int], n_val: int, spacing: float, hard_fraction: float,
+              workers: int, cache_file: str | None, phases: list[str], seed_offset: int = 0
+              ) -> tuple[SampleStore, SampleStore]:
+    """Training and validation cases of one renderer, from its cache file when that was made the same way."""
+    train_seeds = {p: training_seeds(p, counts[p], seed_offset) for p in phases if counts[p]}
+    val_seeds = {p: validation_seeds(p, n_val) for p in phases if n_val}
+    if renderer == "2d":
+        from train.synth import GENERATOR_VERSION as version
+    else:
+        from train.xray3d import RENDERER_VERSION as version
+    description = {"train": train_seeds, "val": val_seeds, "spacing_mm": spacing, "hard_fraction": hard_fraction,
+                   "generator": version, **({"renderer": renderer} if renderer != "2d" else {})}
+    if cache_file and Path(cache_file).exists():
+        store, saved = SampleStore.load(cache_file)
         if saved.get("description") == description:
-            log.info("loaded %d rendered cases from %s", len(store), data.cache_file)
+            log.info("loaded %d rendered %s cases from %s", len(store), renderer, cache_file)
             return store.split(saved["n_train"])
-        log.info("cache %s was made for other seeds or spacing: rendering again", data.cache_file)
-    train = render_store(train_seeds, data.spacing_mm, data.render_workers, data.hard_fraction)
-    val = render_store(val_seeds, data.spacing_mm, data.render_workers)
-    if data.cache_file:
-        SampleStore.concat(train, val).save(data.cache_file, {"description": description, "n_train": len(train)})
+        log.info("cache %s was made for other seeds or spacing: rendering again", cache_file)
+    train = render_store(train_seeds, spacing, workers, hard_fraction, renderer)
+    val = render_store(val_seeds, spacing, workers, renderer=renderer)
+    if cache_file:
+        SampleStore.concat(train, val).save(cache_file, {"description": description, "n_train": len(train)})
     return train, val
+
+
+def _synthetic(data: SyntheticData, phases: list[str]) -> tuple[SampleStore, SampleStore]:
+    trains, vals = [], []
+    counts = {"preop": data.n_train_preop, "postop": data.n_train_postop}
+    if any(counts[p] for p in phases):
+        t, v = _rendered("2d", counts, data.n_val_per_phase, data.spacing_mm, data.hard_fraction,
+                         data.render_workers, data.cache_file, phases, data.seed_offset)
+        trains.append(t)
+        vals.append(v)
+    x3 = data.xray3d
+    if x3 is not None and any({"preop": x3.n_train_preop, "postop": x3.n_train_postop}[p] for p in phases):
+        t, v = _rendered("3d", {"preop": x3.n_train_preop, "postop": x3.n_train_postop}, x3.n_val_per_phase,
+                         x3.spacing_mm, x3.hard_fraction, data.render_workers, x3.cache_file, phases)
+        trains.append(t)
+        vals.append(v)
+    if not trains:
+        raise ValueError("data: no training cases (set n_train_preop/n_train_postop or xray3d counts)")
+    return SampleStore.concat(*trains), SampleStore.concat(*vals)
 
 
 def _manifest(data: ManifestData, phases: list[str]) -> tuple[SampleStore, SampleStore]:

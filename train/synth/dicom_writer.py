@@ -33,8 +33,8 @@ COMPRESSIONS = {None: ExplicitVRLittleEndian, "jpeg2000": JPEG2000Lossless, "rle
 STUDY_DATE, STUDY_TIME = "20250101", "120000"
 
 
-def _uid(seed: int, what: str) -> UID:
-    return generate_uid(entropy_srcs=["kneealign-synth", str(seed), what])
+def _uid(seed: int, what: str, namespace: str = "kneealign-synth") -> UID:
+    return generate_uid(entropy_srcs=[namespace, str(seed), what])
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:
@@ -60,12 +60,14 @@ def build_dataset(img: SynthImage, modality: str | None = None, laterality_tags:
         raise ValueError(f"modality must be 'DX' or 'CR', got {modality!r}")
     sop_class = DX_FOR_PRESENTATION if modality == "DX" else CR_IMAGE
     seed = case.seed
+    # Each renderer has its own UID namespace: the same seed of the two renderers is two different images.
+    namespace = getattr(case, "uid_namespace", "kneealign-synth")
 
     ds = Dataset()
     ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = _uid(seed, "instance")
-    ds.StudyInstanceUID = _uid(seed, "study")
-    ds.SeriesInstanceUID = _uid(seed, "series")
+    ds.SOPInstanceUID = _uid(seed, "instance", namespace)
+    ds.StudyInstanceUID = _uid(seed, "study", namespace)
+    ds.SeriesInstanceUID = _uid(seed, "series", namespace)
     # Patient (synthetic, non-identifying)
     ds.PatientName = f"SYNTH^KNEE^{number:04d}"
     ds.PatientID = f"SYNTH-{seed % 10**12:012d}"
@@ -81,7 +83,7 @@ def build_dataset(img: SynthImage, modality: str | None = None, laterality_tags:
     ds.Modality = modality
     ds.SeriesNumber = 1
     ds.SeriesDate, ds.SeriesTime = STUDY_DATE, STUDY_TIME
-    ds.SeriesDescription = f"KneeAlign synthetic {img.phase}"
+    ds.SeriesDescription = f"KneeAlign synthetic {img.phase}" + (" (3D projection)" if namespace != "kneealign-synth" else "")
     ds.BodyPartExamined = "KNEE"
     ds.ViewPosition = "AP"
     if modality == "DX":
@@ -166,7 +168,7 @@ def ground_truth(img: SynthImage, sop_instance_uid: str) -> dict:
         "visible": [bool(v) for v in img.visible],
         "atfa_fts_deg": float(img.atfa_fts_deg),
         "atfa_fnts_deg": float(img.atfa_fnts_deg),
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": getattr(img.case, "generator_version", GENERATOR_VERSION),
         "seed": int(img.case.seed),
         "hard": bool(img.case.hard),
         "parameters": img.case.to_dict(),  # every sampled anatomy and acquisition parameter

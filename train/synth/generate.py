@@ -21,21 +21,31 @@ def case_seed(seed: int, index: int) -> int:
 
 
 def generate(n: int, out_dir: str | Path, seed: int = 0, phase: str | None = None, hard: bool = False,
-             compress: str | None = None, drop_laterality: float = 0.0, progress: bool = True) -> list[Path]:
+             compress: str | None = None, drop_laterality: float = 0.0, progress: bool = True,
+             renderer: str = "2d") -> list[Path]:
     """Write ``n`` cases to ``out_dir`` as ``synth_s<seed>_<i>.dcm`` + ``.json``; returns the DICOM paths.
+    ``renderer``: "2d" (this package) or "3d" (``train.xray3d``, files named ``xray3d_s<seed>_<i>``).
 
     ``phase``: None (mixed), ``"preop"`` or ``"postop"``. ``compress``: None, ``"jpeg2000"`` or ``"rle"``.
     ``drop_laterality``: fraction of files written without laterality tags (chosen per case, reproducibly).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if renderer == "2d":
+        sample, render, stem = sample_case, render_case, "synth"
+    elif renderer == "3d":
+        from train.xray3d import render_case as render
+        from train.xray3d import sample_case as sample
+        stem = "xray3d"
+    else:
+        raise ValueError(f"renderer must be '2d' or '3d', got {renderer!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in tqdm(range(n), desc="synthetic knees", unit="image", disable=not progress):
         s = case_seed(seed, i)
-        case = sample_case(s, phase=phase, hard=hard)
+        case = sample(s, phase=phase, hard=hard)
         keep_tags = np.random.default_rng([s, 7]).random() >= drop_laterality
-        paths.append(write_dicom(render_case(case), out / f"synth_s{seed}_{i:05d}.dcm", laterality_tags=keep_tags,
+        paths.append(write_dicom(render(case), out / f"{stem}_s{seed}_{i:05d}.dcm", laterality_tags=keep_tags,
                                  compress=compress, number=i + 1))
     return paths
