@@ -65,7 +65,7 @@ def test_tiny_synthetic_run_and_held_out_evaluation(tmp_path, caplog, tiny_confi
     path.write_text(yaml.safe_dump(cfg))
     with caplog.at_level("INFO", logger="train.fitting.sources"):
         _, again = fit(path, progress=False)
-    assert "loaded 8 rendered cases" in caplog.text
+    assert "loaded 8 rendered 2d cases" in caplog.text
     assert again["global"].losses == results["global"].losses
 
     out = tmp_path / "eval"

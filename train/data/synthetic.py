@@ -19,6 +19,7 @@ from train.data.sample import KneeSample, as_spacing
 from train.data.store import SampleStore
 
 RENDERERS = ("2d", "3d")
+MAX_DRAWS = 5  # the projection renderer draws a seed's case again when its outline misses a landmark level
 
 
 def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False,
@@ -27,14 +28,21 @@ def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False,
     ``open_field`` removes the collimator (the image's own borders still crop)."""
     if renderer == "2d":  # each renderer is imported only when used
         from train.synth import render_case, sample_case
-    elif renderer == "3d":
-        from train.xray3d import render_case, sample_case
-    else:
+    elif renderer != "3d":
         raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
-    case = sample_case(seed, phase=phase, hard=hard)
-    if open_field:
-        case = dataclasses.replace(case, acquisition=dataclasses.replace(case.acquisition, collimation=None))
-    img = render_case(case, pixel_spacing_mm=spacing_mm)
+    for draw in range(MAX_DRAWS):
+        if renderer == "3d":
+            from train.xray3d import render_case, sample_case
+            from train.xray3d.outlines import OutlineError
+        case = sample_case(seed, phase=phase, hard=hard, **({"draw": draw} if draw else {}))
+        if open_field:
+            case = dataclasses.replace(case, acquisition=dataclasses.replace(case.acquisition, collimation=None))
+        try:
+            img = render_case(case, pixel_spacing_mm=spacing_mm)
+            break
+        except Exception as exc:  # only the projection renderer's outline misses are redrawn
+            if renderer != "3d" or not isinstance(exc, OutlineError) or draw == MAX_DRAWS - 1:
+                raise
     meta = {"visible": img.visible}  # per landmark: inside the image and the exposed field
     if renderer == "3d":
         meta["atfa_axes_deg"] = float(img.atfa_axes_deg)

@@ -70,8 +70,11 @@ class Rendered:
 
 
 def sample_case(seed: int, phase: str | None = None, hard: bool = False, *, atfa_deg: float | None = None,
-                laterality: str | None = None) -> Case3D:
-    rng = np.random.default_rng([int(seed), 3])
+                laterality: str | None = None, draw: int = 0) -> Case3D:
+    """The case of ``seed``. ``draw`` > 0 draws it again from its own random stream: about one case in 2000 has
+    a pose whose projected outline misses a landmark level (``OutlineError`` from ``render_case``), and the
+    dataset code then takes the next draw of the same seed (rejection sampling; draw 0 is every other case)."""
+    rng = np.random.default_rng([int(seed), 3, int(draw)] if draw else [int(seed), 3])
     if phase is None:
         phase = PHASES[int(rng.integers(2))]
     drawn = "L" if rng.random() < 0.5 else "R"
