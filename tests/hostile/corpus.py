@@ -42,6 +42,13 @@ from tests.node.nodehelpers import CT_IMAGE_STORAGE, radiograph_dataset, set_raw
 REFUSED, PROCESSED, SKIPPED, FAILED, NEVER = "refused", "processed", "skipped", "failed", "never"
 # C-STORE statuses of dicomnode/receive/store.py
 C_MISSING_UID, C_NOT_IMAGE, C_CANNOT_UNDERSTAND, A_MISMATCH = 0xC001, 0xC002, 0xC000, 0xA900
+C_DIMENSIONS = 0xC003  # image size unreadable or over the limits (dicomnode/receive/checks.py), at receipt
+# Hostile attributes whose image size cannot be read from the header (a dimension missing, not a positive
+# integer, or bytes per pixel absurd): refused at receipt with 0xC003 rather than failed in the worker.
+SIZE_UNREADABLE = frozenset({
+    "NumberOfFrames-0", "NumberOfFrames-1", "NumberOfFrames-2", "NumberOfFrames-4", "NumberOfFrames-5",
+    "Rows-0", "Columns-0", "BitsAllocated-0", "SamplesPerPixel-0", "SamplesPerPixel-2", "empty-Rows",
+    "empty-Columns"})
 MiB = 1024 * 1024
 
 
@@ -240,7 +247,9 @@ def cases() -> list[Case]:
     }
     for keyword, (vr, values) in hostile_numbers.items():
         for n, value in enumerate(values):
-            add(f"{keyword}-{n}", "attribute", raw(keyword, vr, value), _failed(keyword))
+            name = f"{keyword}-{n}"
+            add(name, "attribute", raw(keyword, vr, value),
+                Expect(REFUSED, statuses=(C_DIMENSIONS,)) if name in SIZE_UNREADABLE else _failed(keyword))
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         for n, value in enumerate(["1e300\\1e300", "-1\\-1", "nan\\nan", "inf\\inf", "abc\\def", "0.1",
                                    "0.1\\0.1\\0.1", "100\\100", "0.1\\1e300", "-0\\5e9"]):
@@ -356,6 +365,8 @@ def cases() -> list[Case]:
             ("RescaleSlope", "DS", _failed("RescaleSlope is present but empty")),
             ("PixelSpacing", "DS", Expect(PROCESSED)), ("WindowCenter", "DS", Expect(PROCESSED)),
             ("VOILUTFunction", "CS", Expect(PROCESSED)), ("SpecificCharacterSet", "CS", Expect(PROCESSED))):
+        if f"empty-{keyword}" in SIZE_UNREADABLE:
+            expect = Expect(REFUSED, statuses=(C_DIMENSIONS,))
         add(f"empty-{keyword}", "empty", raw(keyword, vr, b""), expect,
             ci=expect.outcome != PROCESSED)
 
