@@ -99,9 +99,16 @@ def phase_word(prediction: KneePrediction) -> str:
 
 
 def laterality_source_text(prediction: KneePrediction) -> str:
-    return {"tag": "DICOM laterality tag", "image": "image content (no laterality tag)",
-            "image-over-tag": "image content, which contradicts the laterality tag"}.get(
+    return {"tag": "DICOM laterality tag", "image": "image content (no laterality tag)"}.get(
         prediction.laterality_source, prediction.laterality_source)
+
+
+def shaft_levels_text(prediction: KneePrediction) -> str:
+    """The shaft levels the axes went through, e.g. "Shaft levels: femur 1.3/0.8, tibia 0.8/1.3 plateau widths
+    from the joint line (the paper's)"; adapted levels say so."""
+    levels = prediction.alignment.levels
+    kind = "the paper's" if levels.fixed else "adapted to the exposed shafts"
+    return f"Shaft levels: {levels.describe()} from the joint line ({kind})"
 
 
 def confidence_text(prediction: KneePrediction) -> str:
@@ -122,8 +129,6 @@ def summary_lines(prediction: KneePrediction, degree_sign: str = DEGREE_SIGN) ->
     low = prediction.low_confidence
     flag = " (unreliable)" if low else ""
     lat = laterality_word(prediction)
-    if prediction.laterality_source == "image-over-tag":
-        lat += " (from image; tag disagrees)"
     lines = []
     if low:
         lines.append(TextLine(LOW_CONFIDENCE_TEXT, "warning", emphasis=True))
@@ -135,6 +140,7 @@ def summary_lines(prediction: KneePrediction, degree_sign: str = DEGREE_SIGN) ->
         TextLine(f"aTFA FTS: {format_angle(angle_value(prediction, 'fts'), degree_sign)}{flag}",
                  "warning" if low else "text", legend="fts"),
         TextLine("Tibial axis", "text", legend="tibia"),
+        TextLine(shaft_levels_text(prediction), "text"),
         TextLine(confidence_text(prediction).capitalize(), "warning" if low else "text"),
         TextLine(f"{prediction.model_name} {prediction.model_version}", "text"),
     ]

@@ -65,6 +65,7 @@ from dicomnode.outputs.overlay import (
     angle_arms,
     angle_value,
     laterality_source_text,
+    shaft_levels_text,
     laterality_word,
     status_note,
 )
@@ -146,6 +147,7 @@ def measurement_group(t: Target, prediction: KneePrediction, label: str,
     for name, text in ((codes.STATUS_NOTE, status_note(prediction)),
                        (codes.LATERALITY_SOURCE, laterality_source_text(prediction)),
                        (codes.PIXEL_SPACING_USED, spacing_statement(prediction)),
+                       (codes.SHAFT_LEVELS, shaft_levels_text(prediction)),
                        (codes.DISCLAIMER, DISCLAIMER_TEXT)):
         group[0].ContentSequence.append(
             TextContentItem(name=name, value=text, relationship_type=RelationshipTypeValues.CONTAINS))

@@ -228,3 +228,23 @@ def test_pixelmed_accepts_the_sr_of_a_cr_without_imager_pixel_spacing(left_case,
     prediction = dataclasses.replace(left_case.prediction, pixel_spacing_source=keyword)
     report = pixelmed_sr(save(build_sr(change(left_case.source), prediction), tmp_path / "sr.dcm"))
     assert "Root Template Validation Complete" in report.output and report.errors == [], report.output
+
+
+@pytest.mark.parametrize("levels", [None, ((1.0, 0.5), (0.5, 1.0))])
+def test_the_shaft_levels_used_are_stated_in_the_sr_and_on_the_overlay(left_case, levels):
+    from dicomnode.outputs.overlay import summary_lines
+    from model.alignment import ShaftLevels
+
+    pred = left_case.prediction
+    if levels is not None:  # axes through adapted levels (a tightly collimated film)
+        shaft = ShaftLevels(femur=levels[0], tibia=levels[1])
+        pred = dataclasses.replace(pred, alignment=dataclasses.replace(pred.alignment, levels=shaft))
+    expected = ("Shaft levels: femur 1.3/0.8, tibia 0.8/1.3 plateau widths from the joint line (the paper's)"
+                if levels is None else
+                "Shaft levels: femur 1.0/0.5, tibia 0.5/1.0 plateau widths from the joint line (adapted to the "
+                "exposed shafts)")
+    knee = measurement_groups(build_sr(left_case.source, pred))[0]
+    texts = [it.TextValue for it in knee.ContentSequence
+             if it.ValueType == "TEXT" and it.ConceptNameCodeSequence[0].CodeMeaning == "Shaft levels of the axes"]
+    assert texts == [expected]
+    assert expected in [line.text for line in summary_lines(pred)]
