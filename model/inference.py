@@ -123,6 +123,7 @@ class KneeAligner:
         """Predict on a normalised float image in [0, 1] (bone bright), as acquired. ``spacing_source``: the tag the
         spacing came from ("PixelSpacing" or "ImagerPixelSpacing"; widths from the latter say so)."""
         pred = self._measure(image, laterality_tag, pixel_spacing_mm, spacing_source)
+        pred.pixel_spacing_source = spacing_source if pixel_spacing_mm else None
         if self.consistency:
             t = time.perf_counter()
             self._check_consistency(pred, image, laterality_tag, pixel_spacing_mm)

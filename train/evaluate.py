@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -264,10 +265,11 @@ def summarize_cases(cases: list[CaseResult]) -> dict:
 
 
 def _reasons(cases: list[CaseResult]) -> dict[str, int]:
-    """How many cases carry each kind of warning (the text up to its first colon or parenthesis)."""
+    """How many cases carry each kind of warning (the text up to its first colon or parenthesis, numbers as N:
+    "implausible tibial plateau width N mm")."""
     counts: dict[str, int] = {}
     for c in cases:
-        for kind in {w.split(":")[0].split("(")[0].strip() for w in c.warnings}:
+        for kind in {re.sub(r"\d+(\.\d+)?", "N", w.split(":")[0].split("(")[0].strip()) for w in c.warnings}:
             counts[kind] = counts.get(kind, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 

@@ -19,7 +19,7 @@ def test_the_shipped_file_documents_the_defaults():
 
 @pytest.mark.parametrize(("env", "expected"), [
     ({"DICOMNODE__LIMITS__PDU_TIMEOUT": "0"}, "limits.pdu_timeout: Input should be greater than 0"),
-    ({"DICOMNODE__LIMITS__PDU_TIMEOUT": ".inf"}, "limits.pdu_timeout: Input should be less than or equal to 3600"),
+    ({"DICOMNODE__LIMITS__PDU_TIMEOUT": ".inf"}, "limits.pdu_timeout: Input should be a finite number"),
     ({"DICOMNODE__LIMITS__MAX_CONNECTIONS_PER_SOURCE": "0"}, "limits.max_connections_per_source"),
     ({"DICOMNODE__LIMITS__UNKNOWN_SOURCE_CONNECTIONS": "-1"}, "limits.unknown_source_connections"),
     ({"DICOMNODE__LIMITS__MAX_ASSOCIATE_REQUEST_BYTES": "100"}, "limits.max_associate_request_bytes"),

@@ -29,7 +29,23 @@ from tests.viewer.webstack import Nginx, ohif_dist, ohif_version
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
 SR_CLASS, SC_CLASS = "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.7"
-CONFIDENT_SEED, FLAGGED_SEED = 7, 21  # the shipped weights: confident; flagged (tibial shaft cut short)
+CONFIDENT_SEED, FLAGGED_SEED = 7, 21  # the shipped weights: confident; flagged (a shutter cuts the tibia short)
+
+
+def shuttered_knee(seed: int):
+    """The synthetic knee of ``seed`` with a black shutter half a plateau width below the plateau: too little tibial
+    shaft for an axis, so the result is flagged (the adaptive shaft levels measure a shaft that is merely short)."""
+    from model.scheme import load_scheme
+    from train.synth.cases import render_case, sample_case
+
+    knee = synthetic_knee(seed)
+    truth = render_case(sample_case(seed), pixel_spacing_mm=0.5)  # the same rendering: its landmarks are the knee's
+    medial, lateral = truth.landmarks[list(load_scheme(truth.phase).roles["reference"])]
+    below = max(medial[1], lateral[1]) + 0.5 * float(abs(lateral[0] - medial[0]))
+    pixels = knee.pixel_array.copy()
+    pixels[int(below):] = 0
+    knee.PixelData = pixels.tobytes()
+    return knee
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +63,7 @@ def studies(tmp_path_factory, shipped_weights):
         node = NodeProcess(node_config(work, node_port, orthanc.dicom_port, shipped_weights, peers=peers)).start()
         studies = {}
         for seed in (CONFIDENT_SEED, FLAGGED_SEED):
-            knee = synthetic_knee(seed)
+            knee = shuttered_knee(seed) if seed == FLAGGED_SEED else synthetic_knee(seed)
             # OHIF 3.13.2 shows no image that carries VOI LUT Function (0028,1056) when it reads it through
             # DICOMweb ("Invalid VOI LUT function" in cornerstone's toLowHighRange, even for LINEAR, which
             # Orthanc serves correctly): the source leaves it out so the test sees the overlay on the knee.

@@ -30,7 +30,7 @@ from tests.node.nodeproc import NodeProcess, StoreSCP, make_tiny_weights, node_c
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "status-page-test-token-0123456789"
-HOSTILE_BODY_PART = "<B ID=PWNED>"  # CS, 12 characters: the skip reason quotes it
+HOSTILE_BODY_PART = "<B ID=PWNED>"  # CS, 12 characters: markup if any page quoted it (skip reasons never do)
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, str]:
@@ -116,7 +116,7 @@ def test_page_shows_the_job_just_sent_and_requeues_a_dead_delivery(tmp_path, shi
         assert "Not for clinical use" in page.inner_text("#not-for-clinical-use")
         assert "SYNTH^KNEE" not in page.content() and "SYNTH-" not in page.content()  # no patient data
         skipped = page.locator("#jobs tr", has=page.locator("td.reason", has_text="is not KNEE"))
-        assert skipped.locator("td.reason").inner_text() == f"body part {HOSTILE_BODY_PART} is not KNEE"
+        assert skipped.locator("td.reason").inner_text() == "BodyPartExamined is not KNEE"  # the value is not quoted
         assert page.locator("#PWNED").count() == 0, "a value from the network became markup"
 
         dead = page.locator('#deliveries tr[data-state="dead"]')
