@@ -265,11 +265,11 @@ def summarize_cases(cases: list[CaseResult]) -> dict:
 
 
 def _reasons(cases: list[CaseResult]) -> dict[str, int]:
-    """How many cases carry each kind of warning (the text up to its first colon or parenthesis, numbers as N:
-    "implausible tibial plateau width N mm")."""
+    """How many cases carry each kind of warning (the text up to its first colon or parenthesis, measured values
+    as N: "implausible tibial plateau width N mm")."""
     counts: dict[str, int] = {}
     for c in cases:
-        for kind in {re.sub(r"\d+(\.\d+)?", "N", w.split(":")[0].split("(")[0].strip()) for w in c.warnings}:
+        for kind in {re.sub(r"-?\d+(\.\d+)? ?(mm|deg|°)", r"N \2", w.split(":")[0].split("(")[0].strip()) for w in c.warnings}:
             counts[kind] = counts.get(kind, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
