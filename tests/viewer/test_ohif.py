@@ -2,8 +2,9 @@
 
 A synthetic knee goes from Orthanc (with DICOMweb) to the node and its SR and SC come back into the study;
 OHIF, served with Orthanc on one origin, opens the study; the test opens the SR and checks what is drawn over
-the radiograph: one label with both aTFA values in degrees (the low-confidence wording in it when flagged), the
-axes, and nothing else; then it opens the SC (JPEG 2000 Lossless) and finds the coloured axes in its pixels.
+the radiograph: one label with both aTFA values in degrees (the low-confidence wording in it when flagged) and one
+with the knee alignment panel (degrees and millimetres), the lines of every value, and nothing else; then it opens
+the SC (JPEG 2000 Lossless) and finds the coloured axes in its pixels.
 ``KNEEALIGN_SCREENSHOTS=docs/images`` keeps the screenshots for the README.
 """
 
@@ -28,7 +29,23 @@ from tests.viewer.webstack import CHROMIUM, CHROMIUM_FLAGS, Nginx, ohif_dist, oh
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
 SR_CLASS, SC_CLASS = "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.7"
-CONFIDENT_SEED, FLAGGED_SEED = 7, 21  # the shipped weights: confident; flagged (tibial shaft cut short)
+CONFIDENT_SEED, FLAGGED_SEED = 7, 21  # the shipped weights: confident; flagged (a shutter cuts the tibia short)
+
+
+def shuttered_knee(seed: int):
+    """The synthetic knee of ``seed`` with a black shutter half a plateau width below the plateau: too little tibial
+    shaft for an axis, so the shipped weights flag it (the adaptive shaft levels measure a shaft merely cut short)."""
+    from model.scheme import load_scheme
+    from train.synth.cases import render_case, sample_case
+
+    knee = synthetic_knee(seed)
+    truth = render_case(sample_case(seed), pixel_spacing_mm=0.5)  # the same rendering: its landmarks are the knee's
+    medial, lateral = truth.landmarks[list(load_scheme(truth.phase).roles["reference"])]
+    below = max(medial[1], lateral[1]) + 0.5 * float(abs(lateral[0] - medial[0]))
+    pixels = knee.pixel_array.copy()
+    pixels[int(below):] = 0
+    knee.PixelData = pixels.tobytes()
+    return knee
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +63,7 @@ def studies(tmp_path_factory, shipped_weights):
         node = NodeProcess(node_config(work, node_port, orthanc.dicom_port, shipped_weights, peers=peers)).start()
         studies = {}
         for seed in (CONFIDENT_SEED, FLAGGED_SEED):
-            knee = synthetic_knee(seed)
+            knee = shuttered_knee(seed) if seed == FLAGGED_SEED else synthetic_knee(seed)
             # OHIF 3.13.2 shows no image that carries VOI LUT Function (0028,1056) when it reads it through
             # DICOMweb ("Invalid VOI LUT function" in cornerstone's toLowHighRange, even for LINEAR, which
             # Orthanc serves correctly): the source leaves it out so the test sees the overlay on the knee.
@@ -92,12 +109,12 @@ def viewer(browser, studies, tmp_path):
         context.close()
 
 
-def _angle_labels(sr) -> list[str]:
-    """The lines OHIF should draw for the SR's knee group: "<concept name>: <value, 2 decimals> deg"."""
-    group = sr.ContentSequence[-1].ContentSequence[0]
-    return [f"{n.ConceptNameCodeSequence[0].CodeMeaning}: {float(n.MeasuredValueSequence[0].NumericValue):.2f} "
-            f"{n.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue}"
-            for n in group.ContentSequence if n.ValueType == "NUM"]
+def _group_labels(sr) -> list[list[str]]:
+    """The lines OHIF should draw for each of the SR's measurement groups (the aTFA, then the alignment panel):
+    "<concept name>: <value, 2 decimals> <unit>"."""
+    return [[f"{n.ConceptNameCodeSequence[0].CodeMeaning}: {float(n.MeasuredValueSequence[0].NumericValue):.2f} "
+             f"{n.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue}"
+             for n in group.ContentSequence if n.ValueType == "NUM"] for group in sr.ContentSequence[-1].ContentSequence]
 
 
 def _keep_screenshot(viewer: OhifViewer, tmp_path: Path, name: str) -> None:
@@ -110,16 +127,25 @@ def _keep_screenshot(viewer: OhifViewer, tmp_path: Path, name: str) -> None:
         shutil.copyfile(path, target / name)
 
 
-def test_surgeon_sees_both_angles_and_nothing_else_over_the_knee(viewer, studies, tmp_path):
+def test_surgeon_sees_the_angles_and_the_panel_and_nothing_else_over_the_knee(viewer, studies, tmp_path):
     study_uid, stored = studies[2][CONFIDENT_SEED]
-    expected = _angle_labels(stored[SR_CLASS])
-    assert [line.split(":")[0] for line in expected] == ["aTFA (FNTS)", "aTFA (FTS)"]  # confident: plain names
+    expected = _group_labels(stored[SR_CLASS])
+    angles, panel = expected
+    assert [line.split(":")[0] for line in angles] == ["aTFA (FNTS)", "aTFA (FTS)"]  # confident: plain names
+    names = [line.split(":")[0] for line in panel]
+    assert names in (["JLCA", "aLDFA", "MPTA", "JSW medial", "JSW lateral"],  # pre-op, or post-op:
+                     ["Femoral component angle", "Femoral comp. valgus(+)/varus(-)", "Tibial component angle",
+                      "Tibial comp. valgus(+)/varus(-)"])
+    assert all(line.endswith(" mm" if name.startswith("JSW") else " deg") for name, line in zip(names, panel))
     started = time.monotonic()
     viewer.open_study(study_uid)
     labels = viewer.open_report("KneeAlign aTFA report")
     print(f"OHIF {ohif_version()}: study to labels drawn in {time.monotonic() - started:.1f} s")
-    assert labels == [expected], "one label over the image: the two angles, in degrees, nothing else"
-    assert viewer.count("polyline") == 2, "each angle's arms (femoral and tibial axis) are drawn"
+    assert sorted(labels) == sorted(expected), "two labels over the image: the angles, the panel, nothing else"
+    assert viewer.count("polyline") == len(angles) + len(panel), "each value's lines are drawn"
+    (a, b) = viewer.label_boxes()
+    assert (a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"] or a["x"] + a["width"] <= b["x"]
+            or b["x"] + b["width"] <= a["x"]), f"the two labels overlap: {a}, {b}"
     assert viewer.labels_on_screen(), "the whole label, values included, is inside the viewport"
     _keep_screenshot(viewer, tmp_path, "ohif-knee-sr.png")
 
@@ -131,9 +157,9 @@ def test_surgeon_sees_both_angles_and_nothing_else_over_the_knee(viewer, studies
 
 def test_low_confidence_wording_is_in_the_label(viewer, studies, tmp_path):
     study_uid, stored = studies[2][FLAGGED_SEED]
-    expected = _angle_labels(stored[SR_CLASS])
-    assert [line.split(":")[0] for line in expected] == ["aTFA (FNTS) LOW CONFIDENCE", "aTFA (FTS) LOW CONFIDENCE"]
+    expected = _group_labels(stored[SR_CLASS])
+    assert [line.split(":")[0] for line in expected[0]] == ["aTFA (FNTS) LOW CONFIDENCE", "aTFA (FTS) LOW CONFIDENCE"]
     viewer.open_study(study_uid)
-    assert viewer.open_report("KneeAlign aTFA report") == [expected]
+    assert sorted(viewer.open_report("KneeAlign aTFA report")) == sorted(expected)
     assert viewer.labels_on_screen(), "the whole label, value included, is inside the viewport"
     _keep_screenshot(viewer, tmp_path, "ohif-knee-sr-low-confidence.png")
