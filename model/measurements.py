@@ -126,8 +126,9 @@ class ReferenceRange:
         return self.low <= value <= self.high
 
     def describe(self, unit: str) -> str:
+        """E.g. "85 to 90°", "-2 to 2°", "3 to 7 mm"."""
         symbol = "°" if unit == "deg" else f" {unit}"
-        return f"{self.low:g}-{self.high:g}{symbol}"
+        return f"{self.low:g} to {self.high:g}{symbol}"
 
 
 @dataclass(frozen=True)

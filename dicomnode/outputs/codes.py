@@ -9,6 +9,10 @@ plain one: every SR renderer (dsrdump, PACS text views, OHIF's label over the im
 "concept name: value unit") then shows the warning next to the number, and a consumer that looks for the plain
 aTFA codes cannot pick up an unreliable value by mistake. The name is kept short so that OHIF's label, drawn
 beside the knee, still fits on screen with its value; the group's status note says "not a valid measurement".
+
+The knee alignment panel (``model.measurements``: JLCA, aLDFA, MPTA, joint space widths, component angles and
+their varus/valgus) has no PS3.16 codes either: each is a private code of the same scheme, with a LOW CONFIDENCE
+twin (``panel_code``); units (UCUM deg, mm) and finding sites are standard.
 """
 
 from __future__ import annotations
@@ -48,6 +52,22 @@ ANALYSED_REGION = _private("ANALYSED-REGION", "Region analysed by the algorithm"
 LANDMARK_OUTLINE = _private("LMK-OUTLINE", "Landmark outline")
 DISCLAIMER = _private("DISCLAIMER", "Intended use")
 
+MEASUREMENT_NOTE = _private("MEAS-NOTE", "Measurement note")
+# name -> (code value, meaning): short meanings, so that OHIF's label of a group (one line per NUM) fits
+PANEL = {
+    "jlca": ("JLCA", "JLCA"),
+    "aldfa": ("ALDFA", "aLDFA"),
+    "mpta": ("MPTA", "MPTA"),
+    "jsw_medial": ("JSW-MED", "JSW medial"),
+    "jsw_lateral": ("JSW-LAT", "JSW lateral"),
+    "femoral_component": ("FEM-COMP", "Femoral component angle"),
+    "tibial_component": ("TIB-COMP", "Tibial component angle"),
+    "femoral_component_varus_valgus": ("FEM-COMP-VV", "Femoral comp. valgus(+)/varus(-)"),
+    "tibial_component_varus_valgus": ("TIB-COMP-VV", "Tibial comp. valgus(+)/varus(-)"),
+}
+PANEL_CODES = {name: (_private(value, meaning), _private(f"{value}-LC", f"{meaning} LOW CONFIDENCE"))
+               for name, (value, meaning) in PANEL.items()}
+
 # Standard codes (PS3.16 / SNOMED CT / UCUM)
 KNEE_JOINT = codes.SCT.KneeJoint
 LATERALITY = codes.SCT.Laterality
@@ -63,6 +83,7 @@ ARM_OF_ANGLE = codes.DCM.ArmOfAngle
 DEVICE = codes.DCM.Device
 PROCESSING_EQUIPMENT = codes.DCM.ProcessingEquipment
 DEGREE = codes.UCUM.Degree
+MILLIMETRE = codes.UCUM.Millimeter
 PERCENT = codes.UCUM.Percent
 
 BONE_SITES = {"femur": FEMUR, "tibia": TIBIA, "fibula": FIBULA}
@@ -76,6 +97,14 @@ def angle_code(method: str, low_confidence: bool) -> CodedConcept:
         return table[(method, bool(low_confidence))]
     except KeyError:
         raise ValueError(f"unknown aTFA method {method!r}; expected 'fts' or 'fnts'") from None
+
+
+def panel_code(name: str, low_confidence: bool) -> CodedConcept:
+    """Concept name of a panel measurement (a key of :data:`PANEL`), its LOW CONFIDENCE twin when flagged."""
+    try:
+        return PANEL_CODES[name][1 if low_confidence else 0]
+    except KeyError:
+        raise ValueError(f"unknown panel measurement {name!r}; expected one of {', '.join(PANEL)}") from None
 
 
 def laterality_code(laterality: str):

@@ -3,6 +3,11 @@
 The Secondary Capture burns these into pixels and the presentation state encodes them as graphics, so both
 say the same thing in the same words. Points stay in prediction coordinates (``[column, row]`` pixel centres
 of the source image); each renderer converts them.
+
+The measurement panel (``model.measurements``) is a compact table in the text block, never over the bone: short
+rows of "label value" cells, each value marked when it is not to be read as a measurement ("?" low confidence,
+"n/a" not measurable) or lies outside the site's reference range ("*"), with a key line for the marks used;
+widths from the detector's pixel spacing only (no magnification correction) say "at detector".
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.alignment import Axis
+from model.measurements import DETECTOR_SPACING_NOTE, SPECS, STATUS_LOW_CONFIDENCE, Measurement
 from model.result import KneePrediction
 from model.scheme import LandmarkScheme, load_scheme
 
@@ -124,6 +130,67 @@ def status_note(prediction: KneePrediction) -> str:
     return f"Result above the confidence threshold: {confidence_text(prediction)}."
 
 
+# The panel's rows in the text block: (measurements, label of the row or None); cells in the order given.
+PANEL_ROWS = ((("mpta", "aldfa", "jlca"), None), (("jsw_medial", "jsw_lateral"), "JSW"),
+              (("femoral_component",), None), (("tibial_component",), None))
+CELL_LABELS = {"jsw_medial": "medial", "jsw_lateral": "lateral", "femoral_component": "Femoral component",
+               "tibial_component": "Tibial component"}
+MARKS = {"low": ("?", "low confidence"), "absent": ("n/a", "not measurable"),
+         "range": ("*", "outside the site's range")}
+
+
+def panel_value(m: Measurement, degree_sign: str = DEGREE_SIGN) -> str:
+    """E.g. "87.2°", "+1.2°" (JLCA, signed), "3.6 mm", "96.1° (6.1° valgus)" (a component)."""
+    unit = " mm" if m.unit == "mm" else degree_sign
+    text = f"{m.value:+.1f}{unit}" if m.name == "jlca" else f"{m.value:.1f}{unit}"
+    if m.deviation_deg is not None:
+        dev = round(m.deviation_deg, 1)
+        text += f" ({abs(dev):.1f}{degree_sign} {'valgus' if dev > 0 else 'varus' if dev < 0 else 'neutral'})"
+    return text
+
+
+def _cell(m: Measurement, degree_sign: str) -> tuple[str, set[str]]:
+    label = CELL_LABELS.get(m.name, SPECS[m.name].label)
+    if m.value is None:
+        return f"{label} {MARKS['absent'][0]}", {"absent"}
+    marks = set()
+    value = panel_value(m, degree_sign)
+    if m.status == STATUS_LOW_CONFIDENCE:
+        marks.add("low")
+        value += MARKS["low"][0]
+    if m.outside_site_range:
+        marks.add("range")
+        value += MARKS["range"][0]
+    return f"{label} {value}", marks
+
+
+def panel_lines(prediction: KneePrediction, degree_sign: str = DEGREE_SIGN) -> list[TextLine]:
+    """The measurement panel as short text rows (the aTFA has its own lines), then a key to the marks used."""
+    lines, used = [], set()
+    for names, row_label in PANEL_ROWS:
+        cells = []
+        for name in names:
+            m = prediction.measurements.get(name)
+            if m is None or prediction.phase not in m.spec.phases:
+                continue
+            text, marks = _cell(m, degree_sign)
+            cells.append(text)
+            used |= marks
+        if cells:
+            if row_label == "JSW" and any(getattr(prediction.measurements.get(n), "reason", None) ==
+                                          DETECTOR_SPACING_NOTE for n in names):
+                row_label = "JSW at detector"  # ImagerPixelSpacing only: not corrected for magnification
+            lines.append(TextLine(((row_label + ": ") if row_label else "") + "   ".join(cells), "text"))
+    ranges = [f"{SPECS[n].label} {m.site_range.describe(m.unit).replace(DEGREE_SIGN, degree_sign)}"
+              for n, m in prediction.measurements.items() if m.outside_site_range]
+    key = [f"{MARKS[k][0]} {MARKS[k][1]}" for k in ("low", "absent") if k in used]
+    if key:
+        lines.append(TextLine("; ".join(key), "text"))
+    if "range" in used:
+        lines.append(TextLine(f"* outside the site's range: {', '.join(ranges)}", "text"))
+    return lines
+
+
 def summary_lines(prediction: KneePrediction, degree_sign: str = DEGREE_SIGN) -> list[TextLine]:
     """The text block of an overlay, top to bottom (the disclaimer is separate: :data:`DISCLAIMER_TEXT`)."""
     low = prediction.low_confidence
@@ -140,6 +207,7 @@ def summary_lines(prediction: KneePrediction, degree_sign: str = DEGREE_SIGN) ->
         TextLine(f"aTFA FTS: {format_angle(angle_value(prediction, 'fts'), degree_sign)}{flag}",
                  "warning" if low else "text", legend="fts"),
         TextLine("Tibial axis", "text", legend="tibia"),
+        *panel_lines(prediction, degree_sign),
         TextLine(shaft_levels_text(prediction), "text"),
         TextLine(confidence_text(prediction).capitalize(), "warning" if low else "text"),
         TextLine(f"{prediction.model_name} {prediction.model_version}", "text"),

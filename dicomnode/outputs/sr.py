@@ -13,6 +13,17 @@ Content tree (one document per source image):
   TEXT: the status in words (with the confidence), where the laterality came from, which pixel spacing the
   measurement used (Pixel Spacing, Imager Pixel Spacing or none), the intended use.
 
+A second group holds the knee alignment panel (``model.measurements``, as configured): pre-op JLCA, aLDFA, MPTA
+and the medial and lateral joint space widths; post-op the femoral and tibial component angles and their
+varus/valgus from perpendicular. Each measured value is a NUM with exactly one SCOORD: the 4 points of its two
+lines (purpose "Arm of angle"), or the 2 ends of a joint space width; a low-confidence value is named with the
+LOW CONFIDENCE twin of its code. The femoral axis of aLDFA and of the femoral component is given as the stretch of
+that axis from the joint line to :data:`FEMORAL_ARM` plateau widths above it (same direction, so the same angle):
+OHIF puts a group's label beside the middle of the group's points, and with the whole femoral axis the panel's label
+would sit on the aTFA's. A measurement that is not measurable has no NUM (there is no number to give):
+a TEXT "Measurement note" says so with the reason, as it says why a value is low-confidence, that a width is at the
+detector (ImagerPixelSpacing), or that a value lies outside the site's reference range.
+
 What a viewer draws: OHIF (3.x) draws each group as one annotation whose label lists "concept name: value unit"
 for every NUM, at most 5 lines. So this report holds only what the surgeon came for, the angles and their axes;
 a low-confidence angle is named "aTFA (FNTS) LOW CONFIDENCE", so the warning is in the label itself. Landmark outlines and per-curve confidences are in the optional landmark-detail SR
@@ -69,9 +80,11 @@ from dicomnode.outputs.overlay import (
     laterality_word,
     status_note,
 )
+from model.measurements import STATUS_LOW_CONFIDENCE, STATUS_OK
 from model.result import KneePrediction
 
 METHODS = ("fnts", "fts")
+FEMORAL_ARM = 0.3  # plateau widths of femoral axis drawn above the joint line in the panel's SCOORDs
 MAX_LABEL_LINES = 5  # OHIF shows at most this many "name: value" lines per measurement group
 
 
@@ -93,6 +106,58 @@ def alignment_measurements(prediction: KneePrediction) -> list[PlanarMeasurement
     return [PlanarMeasurement(codes.angle_code(method, low), round(angle_value(prediction, method), 3),
                               codes.DEGREE, angle_arms(prediction, method), codes.ARM_OF_ANGLE)
             for method in METHODS]
+
+
+def femoral_arm(axis: np.ndarray, joint_line: np.ndarray, length: float) -> np.ndarray:
+    """The femoral axis as the arm of its angle with ``joint_line``: from where the two lines meet to ``length``
+    pixels proximally, along the axis (``axis`` is proximal, distal); the axis as given if they do not meet."""
+    d, e = axis[1] - axis[0], joint_line[1] - joint_line[0]
+    det = d[0] * e[1] - d[1] * e[0]
+    if abs(det) < 1e-9 * float(np.linalg.norm(d) * np.linalg.norm(e)):
+        return axis
+    t = ((joint_line[0, 0] - axis[0, 0]) * e[1] - (joint_line[0, 1] - axis[0, 1]) * e[0]) / det
+    vertex = axis[0] + t * d
+    return np.array([vertex - length * d / np.linalg.norm(d), vertex])
+
+
+def panel_measurements(prediction: KneePrediction) -> list[PlanarMeasurement]:
+    """The panel's measured values (not the aTFA, which has its own group), each on the lines it was taken between;
+    a component angle is followed by its varus/valgus from perpendicular."""
+    out = []
+    for name, m in prediction.measurements.items():
+        if name not in codes.PANEL or m.value is None:
+            continue
+        low = m.status == STATUS_LOW_CONFIDENCE
+        lines = [np.asarray(line, dtype=np.float64) for line in m.lines]
+        if m.spec.bones == ("femur",):  # line 0 is the femoral axis
+            lines[0] = femoral_arm(lines[0], lines[1], FEMORAL_ARM * prediction.reference_length_px)
+        points = np.vstack(lines)
+        unit, purpose = (codes.MILLIMETRE, None) if m.unit == "mm" else (codes.DEGREE, codes.ARM_OF_ANGLE)
+        out.append(PlanarMeasurement(codes.panel_code(name, low), round(m.value, 3), unit, points, purpose))
+        if m.deviation_deg is not None:
+            out.append(PlanarMeasurement(codes.panel_code(f"{name}_varus_valgus", low), round(m.deviation_deg, 3),
+                                         codes.DEGREE, points, codes.ARM_OF_ANGLE))
+    return out
+
+
+def panel_notes(prediction: KneePrediction) -> list[str]:
+    """One sentence per panel measurement that needs one: not measurable, low confidence, a note on its value,
+    outside the site's range."""
+    notes = []
+    for name, m in prediction.measurements.items():
+        if name not in codes.PANEL:
+            continue
+        title = codes.PANEL[name][1]
+        if m.value is None:
+            notes.append(f"{title}: not measurable: {m.reason}")
+        elif m.status == STATUS_LOW_CONFIDENCE:
+            notes.append(f"{title}: LOW CONFIDENCE, not a valid measurement: {m.reason}")
+        elif m.status == STATUS_OK and m.reason:
+            notes.append(f"{title}: {m.reason}")
+        if m.range_note():
+            unit = " mm" if m.unit == "mm" else " deg"
+            notes.append(f"{title} {m.value:.1f}{unit}: {m.range_note()}")
+    return notes
 
 
 def tracking(ref: pydicom.Dataset, prediction: KneePrediction, label: str) -> TrackingIdentifier:
@@ -122,13 +187,16 @@ def _num(ref: pydicom.Dataset, m: PlanarMeasurement) -> Measurement:
         name=m.name, value=m.value, unit=m.unit,
         referenced_coordinates=[CoordinatesForMeasurement(
             graphic_type=m.graphic_type, graphic_data=dicom_coords(m.points),
-            source_image=SourceImageForRegion.from_source_image(ref), purpose=m.purpose)],
+            source_image=SourceImageForRegion.from_source_image(ref),
+            **({"purpose": m.purpose} if m.purpose is not None else {}))],  # highdicom's default: SCT "Source"
     )
 
 
 def measurement_group(t: Target, prediction: KneePrediction, label: str,
-                      measurements: Sequence[PlanarMeasurement]) -> MeasurementsAndQualitativeEvaluations:
-    """A TID 1501 group of planar measurements on the source, with the knee's phase, laterality and status."""
+                      measurements: Sequence[PlanarMeasurement],
+                      notes: Sequence[str] = ()) -> MeasurementsAndQualitativeEvaluations:
+    """A TID 1501 group of planar measurements on the source, with the knee's phase, laterality and status, and
+    ``notes`` as "Measurement note" TEXT items."""
     if not 0 < len(measurements) <= MAX_LABEL_LINES:
         raise ValueError(f"a measurement group takes 1 to {MAX_LABEL_LINES} measurements (OHIF shows no more "
                          f"label lines), got {len(measurements)}: split them into several groups")
@@ -148,6 +216,7 @@ def measurement_group(t: Target, prediction: KneePrediction, label: str,
                        (codes.LATERALITY_SOURCE, laterality_source_text(prediction)),
                        (codes.PIXEL_SPACING_USED, spacing_statement(prediction)),
                        (codes.SHAFT_LEVELS, shaft_levels_text(prediction)),
+                       *((codes.MEASUREMENT_NOTE, note) for note in notes),
                        (codes.DISCLAIMER, DISCLAIMER_TEXT)):
         group[0].ContentSequence.append(
             TextContentItem(name=name, value=text, relationship_type=RelationshipTypeValues.CONTAINS))
@@ -197,6 +266,14 @@ def build_sr(source: pydicom.Dataset, prediction: KneePrediction, *, series_uid:
     """
     t = target(source, prediction, "sr", series_uid=series_uid, sop_instance_uid=sop_instance_uid,
                identity=identity)
-    label = f"{laterality_word(prediction)} knee aTFA" + (" - LOW CONFIDENCE" if prediction.low_confidence else "")
-    return report_document(t, [measurement_group(t, prediction, label, alignment_measurements(prediction))],
-                           instance_number)
+    suffix = " - LOW CONFIDENCE" if prediction.low_confidence else ""
+    side = laterality_word(prediction)
+    panel, notes = panel_measurements(prediction), panel_notes(prediction)
+    groups = [measurement_group(t, prediction, f"{side} knee aTFA{suffix}", alignment_measurements(prediction),
+                                [] if panel else notes)]
+    if panel:  # its label warns when one of its own values is flagged (a JLCA needs no axis the aTFA may lack)
+        flagged = any(m.status == STATUS_LOW_CONFIDENCE for m in prediction.measurements.values()
+                      if m.name in codes.PANEL)
+        label = f"{side} knee alignment panel" + (" - LOW CONFIDENCE" if flagged else "")
+        groups.append(measurement_group(t, prediction, label, panel, notes))
+    return report_document(t, groups, instance_number)

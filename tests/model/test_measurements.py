@@ -200,7 +200,7 @@ def test_site_reference_ranges_are_shown_as_outside_the_range_never_as_a_diagnos
     ranged = apply_site_ranges(m, {"mpta": ReferenceRange(85.0, 90.0), "aldfa": ReferenceRange(79.0, 83.0),
                                    "femoral_component": ReferenceRange(95.0, 98.0)})
     assert ranged["mpta"].outside_site_range is True
-    assert ranged["mpta"].range_note() == "outside the site's range (85-90°)"
+    assert ranged["mpta"].range_note() == "outside the site's range (85 to 90°)"
     assert ranged["aldfa"].outside_site_range is False and ranged["aldfa"].range_note() is None
     assert ranged["femoral_component"].outside_site_range is None  # not measurable pre-op: no verdict
     assert ranged["jlca"].site_range is None and "site_range" not in ranged["jlca"].to_json()
@@ -208,7 +208,8 @@ def test_site_reference_ranges_are_shown_as_outside_the_range_never_as_a_diagnos
     assert entry["site_range"] == [85.0, 90.0] and entry["outside_site_range"] is True
     for word in ("varus", "valgus", "abnormal", "patholog", "deformity"):
         assert word not in ranged["mpta"].range_note().lower()
-    assert ReferenceRange(2.0, 7.0).describe(SPECS["jsw_medial"].unit) == "2-7 mm"
+    assert ReferenceRange(2.0, 7.0).describe(SPECS["jsw_medial"].unit) == "2 to 7 mm"
+    assert ReferenceRange(-2.0, 2.0).describe("deg") == "-2 to 2°"
     with pytest.raises(ValueError):
         ReferenceRange(90.0, 85.0)
     with pytest.raises(ValueError, match="unknown"):

@@ -23,6 +23,7 @@ from pydicom.uid import (
 )
 
 from model.alignment import compute_alignment
+from model.measurements import ReferenceRange, apply_site_ranges, compute_measurements, grade
 from model.frames import mirror_points
 from model.result import KneePrediction
 from model.scheme import LandmarkScheme, load_scheme
@@ -228,12 +229,17 @@ def dx_source(pixels: np.ndarray, *, laterality: str = "L", bits: int = 12, mono
 
 
 def make_prediction(scheme: LandmarkScheme, landmarks: np.ndarray, laterality: str, *, confidence: float = 0.9,
-                    threshold: float = 0.5, seed: int = 0) -> KneePrediction:
-    """A KneePrediction whose angles and axes come from ``compute_alignment`` on ``landmarks``."""
+                    threshold: float = 0.5, seed: int = 0,
+                    reference_ranges: dict[str, ReferenceRange] | None = None) -> KneePrediction:
+    """A KneePrediction whose angles, axes and measurement panel come from ``compute_alignment`` and
+    ``compute_measurements`` on ``landmarks`` (the panel graded by the landmark confidences and ``confidence``)."""
     rng = np.random.default_rng(seed)
+    landmark_confidence = rng.uniform(0.6, 0.99, scheme.n_points)
+    panel = compute_measurements(landmarks, scheme, laterality, (0.15, 0.15), spacing_source="ImagerPixelSpacing")
+    panel = apply_site_ranges(grade(panel, landmark_confidence, threshold, whole=confidence), reference_ranges)
     return KneePrediction(
         landmarks=landmarks,
-        landmark_confidence=rng.uniform(0.6, 0.99, scheme.n_points),
+        landmark_confidence=landmark_confidence,
         scheme_id=scheme.id,
         phase=scheme.phase,
         phase_probability=0.9 if scheme.phase == "postop" else 0.05,
@@ -246,6 +252,7 @@ def make_prediction(scheme: LandmarkScheme, landmarks: np.ndarray, laterality: s
         reference_length_px=scheme.reference_length(landmarks),
         model_name="kneealign-hourglass",
         model_version="0.1.0-test",
+        measurements=panel,
     )
 
 
@@ -258,7 +265,7 @@ class KneeCase:
 
 def knee_case(*, phase: str = "preop", laterality: str = "L", atfa_deg: float = 6.0, shape=(1000, 800),
               rotation_deg: float = 4.0, confidence: float = 0.9, monochrome1: bool = False,
-              study_uid: str | None = None) -> KneeCase:
+              study_uid: str | None = None, reference_ranges: dict[str, ReferenceRange] | None = None) -> KneeCase:
     """A source image and its prediction; a right knee is the mirror image of the left one (same aTFA)."""
     scheme = load_scheme(phase)
     rows, cols = shape
@@ -269,4 +276,5 @@ def knee_case(*, phase: str = "preop", laterality: str = "L", atfa_deg: float = 
         pts = mirror_points(pts, cols)
     image = knee_image(pts, scheme, shape)
     source = dx_source(image, laterality=laterality, monochrome1=monochrome1, study_uid=study_uid)
-    return KneeCase(source, make_prediction(scheme, pts, laterality, confidence=confidence), g)
+    return KneeCase(source, make_prediction(scheme, pts, laterality, confidence=confidence,
+                                            reference_ranges=reference_ranges), g)

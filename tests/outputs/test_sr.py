@@ -135,15 +135,17 @@ def test_phase_laterality_status_and_algorithm(low_case):
     assert "confidence 30% (threshold 50%)" in texts["Result status note"][0]  # the confidence, in words
 
 
-def test_only_the_angles_are_measurements_and_each_is_drawn(any_case):
-    """What OHIF labels over the image: one group, whose NUMs are the two angles, each on its own arms."""
+def test_the_angles_group_and_the_panel_group_are_all_that_is_drawn(any_case):
+    """What OHIF labels over the image: the aTFA group, whose NUMs are the two angles, each on its own arms, and
+    the alignment panel's group; no group has more labels than OHIF shows."""
     sr = build_sr(any_case.source, any_case.prediction)
-    (group,) = measurement_groups(sr)
-    nums = [it for it in group.ContentSequence if it.ValueType == "NUM"]
+    angles, panel = measurement_groups(sr)
+    nums = [it for it in angles.ContentSequence if it.ValueType == "NUM"]
     low = any_case.prediction.low_confidence
     assert [n.ConceptNameCodeSequence[0].CodeMeaning for n in nums] == ([FNTS_LOW, FTS_LOW] if low else [FNTS, FTS])
-    assert not [it for it in group.ContentSequence if it.ValueType == "SCOORD"]  # no region drawn for the group
-    assert len(nums) <= MAX_LABEL_LINES
+    for group in (angles, panel):
+        assert not [it for it in group.ContentSequence if it.ValueType == "SCOORD"]  # no region for the group
+        assert len([it for it in group.ContentSequence if it.ValueType == "NUM"]) <= MAX_LABEL_LINES
 
 
 def test_a_group_with_more_labels_than_ohif_shows_is_refused(left_case):

@@ -78,6 +78,10 @@ class OhifViewer:
             b["x"] >= pane["x"] and b["y"] >= pane["y"] and b["x"] + b["width"] <= pane["x"] + pane["width"]
             and b["y"] + b["height"] <= pane["y"] + pane["height"] for b in boxes)
 
+    def label_boxes(self) -> list[dict]:
+        """The bounding box of each label drawn over the image (x, y, width, height in page pixels)."""
+        return [t.bounding_box() for t in self.page.locator(f"{VIEWPORT} svg text").all()]
+
     def count(self, selector: str) -> int:
         return self.page.locator(f"{VIEWPORT} {selector}").count()
 

@@ -2,8 +2,9 @@
 
 A synthetic knee goes from Orthanc (with DICOMweb) to the node and its SR and SC come back into the study;
 OHIF, served with Orthanc on one origin, opens the study; the test opens the SR and checks what is drawn over
-the radiograph: one label with both aTFA values in degrees (the low-confidence wording in it when flagged), the
-axes, and nothing else; then it opens the SC (JPEG 2000 Lossless) and finds the coloured axes in its pixels.
+the radiograph: one label with both aTFA values in degrees (the low-confidence wording in it when flagged) and one
+with the knee alignment panel (degrees and millimetres), the lines of every value, and nothing else; then it opens
+the SC (JPEG 2000 Lossless) and finds the coloured axes in its pixels.
 ``KNEEALIGN_SCREENSHOTS=docs/images`` keeps the screenshots for the README.
 """
 
@@ -98,12 +99,12 @@ def viewer(browser, studies, tmp_path):
         context.close()
 
 
-def _angle_labels(sr) -> list[str]:
-    """The lines OHIF should draw for the SR's knee group: "<concept name>: <value, 2 decimals> deg"."""
-    group = sr.ContentSequence[-1].ContentSequence[0]
-    return [f"{n.ConceptNameCodeSequence[0].CodeMeaning}: {float(n.MeasuredValueSequence[0].NumericValue):.2f} "
-            f"{n.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue}"
-            for n in group.ContentSequence if n.ValueType == "NUM"]
+def _group_labels(sr) -> list[list[str]]:
+    """The lines OHIF should draw for each of the SR's measurement groups (the aTFA, then the alignment panel):
+    "<concept name>: <value, 2 decimals> <unit>"."""
+    return [[f"{n.ConceptNameCodeSequence[0].CodeMeaning}: {float(n.MeasuredValueSequence[0].NumericValue):.2f} "
+             f"{n.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue}"
+             for n in group.ContentSequence if n.ValueType == "NUM"] for group in sr.ContentSequence[-1].ContentSequence]
 
 
 def _keep_screenshot(viewer: OhifViewer, tmp_path: Path, name: str) -> None:
@@ -116,16 +117,25 @@ def _keep_screenshot(viewer: OhifViewer, tmp_path: Path, name: str) -> None:
         shutil.copyfile(path, target / name)
 
 
-def test_surgeon_sees_both_angles_and_nothing_else_over_the_knee(viewer, studies, tmp_path):
+def test_surgeon_sees_the_angles_and_the_panel_and_nothing_else_over_the_knee(viewer, studies, tmp_path):
     study_uid, stored = studies[2][CONFIDENT_SEED]
-    expected = _angle_labels(stored[SR_CLASS])
-    assert [line.split(":")[0] for line in expected] == ["aTFA (FNTS)", "aTFA (FTS)"]  # confident: plain names
+    expected = _group_labels(stored[SR_CLASS])
+    angles, panel = expected
+    assert [line.split(":")[0] for line in angles] == ["aTFA (FNTS)", "aTFA (FTS)"]  # confident: plain names
+    names = [line.split(":")[0] for line in panel]
+    assert names in (["JLCA", "aLDFA", "MPTA", "JSW medial", "JSW lateral"],  # pre-op, or post-op:
+                     ["Femoral component angle", "Femoral comp. valgus(+)/varus(-)", "Tibial component angle",
+                      "Tibial comp. valgus(+)/varus(-)"])
+    assert all(line.endswith(" mm" if name.startswith("JSW") else " deg") for name, line in zip(names, panel))
     started = time.monotonic()
     viewer.open_study(study_uid)
     labels = viewer.open_report("KneeAlign aTFA report")
     print(f"OHIF {ohif_version()}: study to labels drawn in {time.monotonic() - started:.1f} s")
-    assert labels == [expected], "one label over the image: the two angles, in degrees, nothing else"
-    assert viewer.count("polyline") == 2, "each angle's arms (femoral and tibial axis) are drawn"
+    assert sorted(labels) == sorted(expected), "two labels over the image: the angles, the panel, nothing else"
+    assert viewer.count("polyline") == len(angles) + len(panel), "each value's lines are drawn"
+    (a, b) = viewer.label_boxes()
+    assert (a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"] or a["x"] + a["width"] <= b["x"]
+            or b["x"] + b["width"] <= a["x"]), f"the two labels overlap: {a}, {b}"
     assert viewer.labels_on_screen(), "the whole label, values included, is inside the viewport"
     _keep_screenshot(viewer, tmp_path, "ohif-knee-sr.png")
 
@@ -137,9 +147,9 @@ def test_surgeon_sees_both_angles_and_nothing_else_over_the_knee(viewer, studies
 
 def test_low_confidence_wording_is_in_the_label(viewer, studies, tmp_path):
     study_uid, stored = studies[2][FLAGGED_SEED]
-    expected = _angle_labels(stored[SR_CLASS])
-    assert [line.split(":")[0] for line in expected] == ["aTFA (FNTS) LOW CONFIDENCE", "aTFA (FTS) LOW CONFIDENCE"]
+    expected = _group_labels(stored[SR_CLASS])
+    assert [line.split(":")[0] for line in expected[0]] == ["aTFA (FNTS) LOW CONFIDENCE", "aTFA (FTS) LOW CONFIDENCE"]
     viewer.open_study(study_uid)
-    assert viewer.open_report("KneeAlign aTFA report") == [expected]
+    assert sorted(viewer.open_report("KneeAlign aTFA report")) == sorted(expected)
     assert viewer.labels_on_screen(), "the whole label, value included, is inside the viewport"
     _keep_screenshot(viewer, tmp_path, "ohif-knee-sr-low-confidence.png")

@@ -132,10 +132,8 @@ def build_dataset(img: SynthImage, modality: str | None = None, laterality_tags:
         ds.DetectorType = "SCINTILLATOR"
         ds.DetectorConfiguration = "AREA"
         ds.PositionerType = ""
-    else:
+    else:  # as many CR systems do: the detector's spacing repeated, without a calibration type (none was made)
         ds.PixelSpacing = spacing
-        ds.PixelSpacingCalibrationType = "GEOMETRY"
-        ds.PixelSpacingCalibrationDescription = "Equal to the imager pixel spacing (no magnification correction)"
     centre, width = _window(img)
     ds.WindowCenter, ds.WindowWidth = round(centre, 1), round(width, 1)
     ds.VOILUTFunction = "LINEAR"
