@@ -21,10 +21,16 @@ from train.fitting.sources import build_data
 
 log = logging.getLogger(__name__)
 
-LIMITATIONS = (
-    "Trained only on synthetic radiographs from train.synth; accuracy on real radiographs is not established "
-    "and must be measured on local annotated data (knee-train evaluate) before clinical use."
-)
+RENDERER_NAMES = {"2d": "train.synth (2D outlines)", "3d": "train.xray3d (3D solids projected)"}
+
+
+def limitations(data: SyntheticData) -> str:
+    """The model card's limitations of weights trained on synthetic radiographs."""
+    sources = " and ".join(RENDERER_NAMES[r] for r in data.renderers)
+    return (f"Trained only on synthetic radiographs from {sources}; accuracy on real radiographs is not "
+            "established and must be measured on local annotated data (knee-train evaluate) before clinical use. "
+            "Figures on a renderer the weights were trained on are a ceiling, not an estimate: see the "
+            "leave-one-renderer-out figures in the README.")
 
 
 def _init_bundle(cfg: RunConfig) -> ModelBundle | None:
@@ -64,7 +70,7 @@ def build_card(cfg: RunConfig, config_path: Path, results: dict[str, StageResult
     return {
         "training_data": cfg.data.describe(),
         "training_data_kind": "SYNTHETIC" if synthetic else "ANNOTATED IMAGES",
-        "limitations": LIMITATIONS if synthetic else "Measure on held-out local data before clinical use.",
+        "limitations": limitations(cfg.data) if synthetic else "Measure on held-out local data before clinical use.",
         "stages": {s: _stage_card(cfg, r) for s, r in results.items()},
         "stages_from_init_weights": {s: str(cfg.init_weights) for s in STAGE_NAMES if s not in results and init},
         "training": {
