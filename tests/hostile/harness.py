@@ -60,8 +60,17 @@ def _meta(path: Path) -> tuple[str, str, str]:
 def send(port: int, files: list[tuple[Case, Path]], host: str = "127.0.0.1", batch: int = 100) -> list[Sent]:
     """C-STORE every file as written (pynetdicom's chunked send: no decoding, no re-encoding), a new
     association every ``batch`` files; each file's status, or None and the error if it could not be sent."""
-    _config.STORE_SEND_CHUNKED_DATASET = True
     results: list[Sent] = []
+    chunked = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True  # pynetdicom-wide: restored below, or later tests send differently
+    try:
+        _send_batches(port, files, host, batch, results)
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = chunked
+    return results
+
+
+def _send_batches(port: int, files: list[tuple[Case, Path]], host: str, batch: int, results: list[Sent]) -> None:
     for start in range(0, len(files), batch):
         chunk = files[start:start + batch]
         metas = {path: _meta(path) for _, path in chunk}
@@ -88,7 +97,6 @@ def send(port: int, files: list[tuple[Case, Path]], host: str = "127.0.0.1", bat
         finally:
             if assoc.is_established:
                 assoc.release()
-    return results
 
 
 def observe(database: Path, uids: Iterable[str]) -> dict[str, Observed]:
