@@ -111,6 +111,8 @@ def classify(exc: BaseException, stage: str) -> Failure:
         if isinstance(exc, FileNotFoundError) and stage == "read":
             return Failure(PERMANENT, kind, "the received file is missing from the spool")
         return Failure(TRANSIENT, kind, f"{STAGE_MESSAGES.get(stage, stage)} (errno {exc.errno})")
+    if _database_full(exc):
+        return Failure(DEFERRED, kind, "the database's disk is full while recording the result")
     if stage == "record":
         return Failure(TRANSIENT, kind, STAGE_MESSAGES["record"])
     # Anything else raised while reading, checking, analysing or building is deterministic for this file and
@@ -119,6 +121,17 @@ def classify(exc: BaseException, stage: str) -> Failure:
     if _is_curated_library_error(exc):
         return Failure(PERMANENT, kind, escape(str(exc)))
     return Failure(PERMANENT, kind, STAGE_MESSAGES.get(stage, stage))
+
+
+def _database_full(exc: BaseException) -> bool:
+    """A database write refused for lack of space: SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's
+    disk_full (SQLSTATE 53100), or an ENOSPC underneath (SQLAlchemy keeps the driver's error in ``orig``)."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) == "53100" or getattr(orig, "errno", None) in _NO_SPACE:
+        return True
+    return "database or disk is full" in str(orig)
 
 
 def _is_curated_library_error(exc: BaseException) -> bool:

@@ -49,6 +49,7 @@ class PanicException(BaseException):
     (OSError(errno.EIO, "I/O error"), "write", TRANSIENT, "errno 5"),
     (FileNotFoundError(errno.ENOENT, "gone"), "read", PERMANENT, "missing from the spool"),
     (OperationalError("INSERT", {}, Exception("database is locked")), "record", TRANSIENT, "recorded"),
+    (OperationalError("COMMIT", {}, Exception("database or disk is full")), "record", DEFERRED, "disk is full"),
     (ValueError("'Smith^John' is not a valid thing"), "build", PERMANENT, "cannot be built"),
     (DiskReserveReached("free space would fall below storage.min_free_mb"), "write", DEFERRED, "min_free_mb"),
 ])
