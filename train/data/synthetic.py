@@ -28,20 +28,22 @@ def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False,
     ``open_field`` removes the collimator (the image's own borders still crop)."""
     if renderer == "2d":  # each renderer is imported only when used
         from train.synth import render_case, sample_case
-    elif renderer != "3d":
+        redrawn: tuple[type[Exception], ...] = ()
+    elif renderer == "3d":
+        from train.xray3d import render_case, sample_case
+        from train.xray3d.outlines import OutlineError
+        redrawn = (OutlineError,)  # only the projection renderer's outline misses are drawn again
+    else:
         raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
     for draw in range(MAX_DRAWS):
-        if renderer == "3d":
-            from train.xray3d import render_case, sample_case
-            from train.xray3d.outlines import OutlineError
         case = sample_case(seed, phase=phase, hard=hard, **({"draw": draw} if draw else {}))
         if open_field:
             case = dataclasses.replace(case, acquisition=dataclasses.replace(case.acquisition, collimation=None))
         try:
             img = render_case(case, pixel_spacing_mm=spacing_mm)
             break
-        except Exception as exc:  # only the projection renderer's outline misses are redrawn
-            if renderer != "3d" or not isinstance(exc, OutlineError) or draw == MAX_DRAWS - 1:
+        except redrawn:
+            if draw == MAX_DRAWS - 1:
                 raise
     meta = {"visible": img.visible}  # per landmark: inside the image and the exposed field
     if renderer == "3d":
