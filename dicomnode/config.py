@@ -87,6 +87,17 @@ class NodeSection(_Section):
     acse_timeout: Seconds = 30.0
     dimse_timeout: Seconds = 60.0
     network_timeout: Seconds = 60.0
+    # This node's name in a queue shared with other nodes (one PostgreSQL database): written into the claims of
+    # its jobs and deliveries; unique among those nodes. Defaults to the host name.
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    # Receiver processes sharing the listening port: one accepts and admits connections (the limits below hold
+    # across all), the others run the associations (see dicomnode.receive.handoff). 1: one process, threads.
+    receivers: int = Field(default=1, ge=1, le=32)
+
+    @property
+    def instance_name(self) -> str:
+        """``name``, or the host name."""
+        return self.name or socket.gethostname()
 
 
 class PeerConfig(_Section):
@@ -201,6 +212,9 @@ class ProcessingSection(_Section):
     job_memory_mb: int = Field(default=3072, ge=256, description="MiB a job may use beyond the loaded model")
     max_decoded_mb: int = Field(default=128, ge=1, description="largest decoded image (rows x columns x frames "
                                                               "x bytes per pixel) a worker decodes")
+    # A running job's claim lasts this long unless its worker renews it (every third of it); when a node dies,
+    # another node sharing the database takes its jobs over after at most this long.
+    lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     # The knee alignment panel (docs/measurements.md): which measurements are computed; the aTFA always is.
     measurements: list[MeasurementName] = Field(default_factory=lambda: list(MEASUREMENT_NAMES))
     # Optional, per site: measurement -> [low, high] in its unit; a value outside is shown as "outside the site's
@@ -419,6 +433,24 @@ class AuditSection(_Section):
     syslog: SyslogSection | None = None
 
 
+SENDER = "sender"  # in a route's send_to: the peer that sent the image
+
+
+class RouteConfig(_Section):
+    """Where the results of an image go. Routes are tried in order and the first that matches decides; a route
+    with neither ``from_peers`` nor ``from_calling_ae`` matches every image. Without routes, results go back to
+    the sending peer when its ``send_results`` is true."""
+
+    from_peers: list[str] = Field(default_factory=list, description="names of configured peers")
+    from_calling_ae: list[AETitle] = Field(default_factory=list)
+    send_to: list[str] = Field(min_length=1, description=f"peer names, or {SENDER!r} for the sending peer")
+
+    def matches(self, peer: str | None, calling_ae: str) -> bool:
+        if not self.from_peers and not self.from_calling_ae:
+            return True
+        return (peer is not None and peer in self.from_peers) or calling_ae.strip() in self.from_calling_ae
+
+
 class NodeConfig(_Section):
     """The whole validated configuration."""
 
@@ -434,6 +466,7 @@ class NodeConfig(_Section):
     limits: LimitsSection = Field(default_factory=LimitsSection)
     tls: TlsSection = Field(default_factory=TlsSection)
     audit: AuditSection = Field(default_factory=AuditSection)
+    routes: list[RouteConfig] = Field(default_factory=list)
 
     _source: Path | None = PrivateAttr(default=None)
     _warnings: list[str] = PrivateAttr(default_factory=list)
@@ -446,6 +479,31 @@ class NodeConfig(_Section):
         if duplicates:
             raise ValueError(f"peer names must be unique; repeated: {', '.join(duplicates)}")
         return peers
+
+    @model_validator(mode="after")
+    def _routes_name_peers(self) -> NodeConfig:
+        names = {peer.name for peer in self.peers}
+        if self.routes and SENDER in names:
+            raise ValueError(f"a peer is named {SENDER!r}, which routes use for the sending peer: rename it")
+        for number, route in enumerate(self.routes):
+            unknown = sorted((set(route.from_peers) | set(route.send_to)) - names - {SENDER})
+            if unknown:
+                raise ValueError(f"routes[{number}] names peers that are not configured: {', '.join(unknown)}")
+        return self
+
+    def destinations(self, peer_name: str | None, calling_ae: str = "") -> list[str]:
+        """The peers the results of an image from ``peer_name`` (calling ``calling_ae``) go to (see routes)."""
+        sender = self._peer_or_none(peer_name)
+        if not self.routes:
+            return [sender.name] if sender is not None and sender.send_results else []
+        route = next((r for r in self.routes if r.matches(peer_name, calling_ae)), None)
+        if route is None:
+            return []
+        chosen = [(sender.name if sender is not None else None) if name == SENDER else name for name in route.send_to]
+        return list(dict.fromkeys(name for name in chosen if name is not None))
+
+    def _peer_or_none(self, name: str | None) -> PeerConfig | None:
+        return next((peer for peer in self.peers if peer.name == name), None) if name is not None else None
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> NodeConfig:

@@ -136,6 +136,7 @@ class Service:
         self.audit: AuditTrail | None = None
         self.scheduler = None
         self.host = socket.gethostname()
+        self.name = self.config.node.instance_name  # in the claims of its jobs, and in a queue shared with other nodes
         self.started_at = datetime.now(UTC).replace(tzinfo=None)
         self._started = False
         self._http = None
@@ -189,7 +190,7 @@ class Service:
         """Requeue a dead worker's running job; if the database cannot be written now (a full disk), the job
         stays running and is requeued at the next start, and the supervisor carries on."""
         try:
-            requeued = requeue_running(self.db, claimed_by=worker_id(child.process.pid))
+            requeued = requeue_running(self.db, claimed_by=worker_id(self.config, child.process.pid))
             self._audit_requeue(requeued, f"{child.name} died with exit code {child.process.exitcode}")
         except SQLAlchemyError as exc:
             log.error("cannot requeue the jobs of %s (%s); they are requeued at the next start", child.name,
@@ -210,7 +211,7 @@ class Service:
         self.audit = AuditTrail.for_config(self.config, self.db)
         self.audit.record("node-start", details=self.config.effective(),
                           reason=f"configuration {self.config.source or 'built-in defaults'}")
-        recovered = requeue_running(self.db, claimed_by_prefix=f"{self.host}:")
+        recovered = requeue_running(self.db, claimed_by_prefix=f"{self.name}:")
         if recovered:
             log.warning("recovered %d job(s) left running by the previous run", recovered)
             self._audit_requeue(recovered, "left running by the previous run (recovered at start-up)")
@@ -223,7 +224,7 @@ class Service:
             self.stop()
             raise
         dispatcher = Dispatcher(self.config, self.db, self.audit)
-        self.scheduler = build_scheduler(self.config, self.db, dispatcher, self.wake_workers)
+        self.scheduler = build_scheduler(self.config, self.db, dispatcher, self.wake_workers, self.audit)
         self.scheduler.start()
         threading.Thread(target=self._forward_results, name="results-watch", daemon=True).start()
         self._started = True
@@ -302,7 +303,7 @@ class Service:
                 child.process.kill()
                 child.process.join(10)
                 if self.db is not None and child is not receiver:
-                    requeued = requeue_running(self.db, claimed_by=worker_id(child.process.pid),
+                    requeued = requeue_running(self.db, claimed_by=worker_id(self.config, child.process.pid),
                                                reason="interrupted: shut down before the job finished")
                     self._audit_requeue(requeued, f"{child.name} did not stop within the grace period")
         if self.scheduler is not None and self.scheduler.running:

@@ -70,6 +70,9 @@ EVENTS: dict[str, EventKind] = {kind.name: kind for kind in (
               INSTANCES_TRANSFERRED, None, "R", remote_is_requestor=False),
     EventKind("job-requeued", "a job was queued again: by an operator (`jobs retry`) or after a crash",
               SECURITY_ALERT, RESTRICTED_FUNCTION, "E", remote_is_requestor=False),
+    EventKind("job-taken-over", "a running job whose lease ran out (its node died or hung) went back to the queue "
+              "for any node; reason names the node that held it", SECURITY_ALERT, RESTRICTED_FUNCTION, "E",
+              remote_is_requestor=False),
     EventKind("delivery-requeued", "dead deliveries were queued again by an operator (`deliveries retry`)",
               SECURITY_ALERT, RESTRICTED_FUNCTION, "E", remote_is_requestor=False),
 )}

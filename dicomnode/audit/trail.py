@@ -51,7 +51,7 @@ class AuditTrail:
             target = config.audit.syslog
             syslog = SyslogSender(target.host, target.port, target.protocol, app_name=target.app_name,
                                   node_ae=config.node.ae_title, local_host=host, site=target.enterprise_site_id)
-        return cls(db, syslog=syslog, host=host, synchronous=synchronous)
+        return cls(db, syslog=syslog, host=config.node.instance_name, synchronous=synchronous)
 
     def record(self, event: str, outcome: str = SUCCESS, **fields: Any) -> None:
         """Add an event (see ``dicomnode.audit.events.EVENTS``); text fields are escaped and capped."""

@@ -1,5 +1,10 @@
 """The delivery queue: which output files are due for which destination, and the record of each C-STORE
-attempt (delivered, retried after an exponential backoff, or dead after the configured attempts)."""
+attempt (delivered, retried after an exponential backoff, or dead after the configured attempts).
+
+A dispatcher claims the due deliveries it is about to send (``claim_deliveries``): ``claimed_by`` names its node
+and ``next_attempt_at`` moves to the end of the claim, so that other nodes sharing the database leave them alone
+while they are sent; if the node dies while sending, they become due again when the claim ends and another
+node sends them (a copy may then reach the peer twice, with the same UIDs, which a PACS stores once)."""
 
 from __future__ import annotations
 
@@ -46,20 +51,56 @@ class RetryPolicy:
     max_seconds: float
 
 
-def due_deliveries(db: Database, now: datetime | None = None, limit: int = 1000) -> dict[str, list[PendingDelivery]]:
-    """Pending deliveries whose next attempt is due, grouped by destination peer, oldest first."""
-    now = now or utcnow()
-    with db.session() as session:
-        rows = session.execute(
-            select(Delivery.id, Delivery.peer, Output.path, Output.sop_class_uid, Output.sop_instance_uid,
-                   Delivery.attempts)
-            .join(Output, Output.id == Delivery.output_id)
-            .where(Delivery.state == DELIVERY_PENDING, Delivery.next_attempt_at <= now)
-            .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)).all()
+DELIVERY_CLAIM_SECONDS = 600.0  # how long a claimed batch may take to send before another node may send it
+
+
+def _pending_columns():
+    return select(Delivery.id, Delivery.peer, Output.path, Output.sop_class_uid, Output.sop_instance_uid,
+                  Delivery.attempts).join(Output, Output.id == Delivery.output_id)
+
+
+def _by_peer(rows) -> dict[str, list[PendingDelivery]]:
     grouped: dict[str, list[PendingDelivery]] = {}
     for row in rows:
         grouped.setdefault(row.peer, []).append(PendingDelivery(*row))
     return grouped
+
+
+def due_deliveries(db: Database, now: datetime | None = None, limit: int = 1000) -> dict[str, list[PendingDelivery]]:
+    """Pending deliveries whose next attempt is due, grouped by destination peer, oldest first (a read only)."""
+    now = now or utcnow()
+    with db.session() as session:
+        rows = session.execute(
+            _pending_columns().where(Delivery.state == DELIVERY_PENDING, Delivery.next_attempt_at <= now)
+            .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)).all()
+    return _by_peer(rows)
+
+
+def claim_deliveries(db: Database, claimer: str, now: datetime | None = None, limit: int = 1000,
+                     claim_seconds: float = DELIVERY_CLAIM_SECONDS) -> dict[str, list[PendingDelivery]]:
+    """Claim the due pending deliveries for ``claimer`` (a node's name) and return them grouped by destination
+    peer, oldest first; deliveries another node claims at the same moment are skipped."""
+    now = now or utcnow()
+    until = now + timedelta(seconds=claim_seconds)
+
+    def work() -> dict[str, list[PendingDelivery]]:
+        with db.transaction() as session:
+            due = (select(Delivery.id).where(Delivery.state == DELIVERY_PENDING, Delivery.next_attempt_at <= now)
+                   .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit))
+            if db.is_postgres:
+                due = due.with_for_update(skip_locked=True)
+            ids = list(session.scalars(due))
+            if not ids:
+                return {}
+            session.execute(update(Delivery).where(
+                Delivery.id.in_(ids), Delivery.state == DELIVERY_PENDING, Delivery.next_attempt_at <= now)
+                .values(claimed_by=claimer, next_attempt_at=until))
+            rows = session.execute(_pending_columns().where(
+                Delivery.id.in_(ids), Delivery.claimed_by == claimer, Delivery.next_attempt_at == until)
+                .order_by(Delivery.id)).all()
+        return _by_peer(rows)
+
+    return db.retrying(work)
 
 
 def record_attempts(db: Database, outcomes: Sequence[AttemptOutcome], policy: RetryPolicy,

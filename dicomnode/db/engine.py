@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dicomnode.db.models import Base
+from dicomnode.db.schema import upgrade_schema
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 T = TypeVar("T")
@@ -70,13 +70,11 @@ class Database:
     def redacted_url(self) -> str:
         return redact_url(self.url)
 
-    def create_schema(self) -> None:
-        """Create missing tables (idempotent; safe when several processes start at once)."""
+    def create_schema(self) -> str:
+        """Create or upgrade the schema to the newest revision (see ``dicomnode.db.schema``; idempotent, and safe
+        when several processes or nodes start at once). Returns the revision."""
         with self.engine.begin() as connection:
-            if self.is_postgres:
-                # Serialise concurrent CREATE TABLE IF NOT EXISTS from several starting processes.
-                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242424242)")
-            Base.metadata.create_all(connection)
+            return upgrade_schema(connection)
 
     def session(self) -> Session:
         """A new ORM session; use ``with db.session() as s, s.begin(): ...`` for one transaction."""

@@ -39,7 +39,7 @@ JOB_PROCESS_STUDY = "process_study"
 
 # jobs.state
 JOB_QUEUED = "queued"  # claimable once next_attempt_at has passed
-JOB_RUNNING = "running"  # claimed by a worker (claimed_by)
+JOB_RUNNING = "running"  # claimed by a worker (claimed_by) until lease_expires_at, which it renews
 JOB_DONE = "done"
 JOB_FAILED = "failed"  # an attempt failed; back to queued at next_attempt_at
 JOB_DEAD = "dead"  # max_attempts used up; only `dicomnode jobs retry` revives it
@@ -107,7 +107,8 @@ class Job(Base):
     """A unit of work for a worker: one instance, or every unprocessed instance of one study."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_claim", "state", "next_attempt_at"),)
+    __table_args__ = (Index("ix_jobs_claim", "state", "next_attempt_at"),
+                      Index("ix_jobs_lease", "state", "lease_expires_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(24))
@@ -119,6 +120,8 @@ class Job(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
+    # A running job's claim holds until then; its worker renews it, another node takes the job over after it.
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
@@ -172,7 +175,8 @@ class Delivery(Base):
     peer: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default=DELIVERY_PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)  # while claimed: the end of the claim
+    claimed_by: Mapped[str | None] = mapped_column(String(128))  # the node sending it now (or last)
     last_status: Mapped[str | None] = mapped_column(Text)
     last_attempt_at: Mapped[datetime | None] = mapped_column()
     delivered_at: Mapped[datetime | None] = mapped_column()

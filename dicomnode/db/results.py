@@ -1,5 +1,8 @@
 """Recording what processing produced: a skipped instance with its reason, or a result with its output
-files and one pending delivery per destination, written at most once per source instance."""
+files and one pending delivery per destination, written at most once per source instance.
+
+A worker passes its ``holder`` (job id, worker id): the write then happens only while it still holds the job's
+lease (``dicomnode.db.jobs.hold_job``, in the same transaction), and raises LeaseLost otherwise."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from dicomnode.db.engine import Database
+from dicomnode.db.jobs import hold_job
 from dicomnode.db.models import (
     INSTANCE_FAILED,
     INSTANCE_PROCESSED,
@@ -33,23 +37,33 @@ class OutputFile:
     path: str
 
 
-def mark_skipped(db: Database, instance_id: int, reason: str) -> None:
+Holder = tuple[int, str]  # (job id, worker id) of the job a write belongs to
+
+
+def _fence(session, holder: Holder | None) -> None:
+    if holder is not None:
+        hold_job(session, *holder)
+
+
+def mark_skipped(db: Database, instance_id: int, reason: str, holder: Holder | None = None) -> None:
     """Record that an instance is not processed (not a knee AP/PA DX/CR, or unusable), and why."""
     with db.transaction() as session:
+        _fence(session, holder)
         session.execute(update(Instance).where(Instance.id == instance_id).values(
             state=INSTANCE_SKIPPED, reason=reason[:2000]))
 
 
-def mark_failed(db: Database, instance_id: int, reason: str) -> None:
+def mark_failed(db: Database, instance_id: int, reason: str, holder: Holder | None = None) -> None:
     """Record that an instance can never be processed (its job goes dead), and why (a curated reason)."""
     with db.transaction() as session:
+        _fence(session, holder)
         session.execute(update(Instance).where(Instance.id == instance_id).values(
             state=INSTANCE_FAILED, reason=reason[:2000]))
 
 
 def save_result(db: Database, *, job_id: int | None, instance_id: int, source_sop_instance_uid: str,
                 status: str, summary: dict[str, Any], outputs: Sequence[OutputFile],
-                destinations: Sequence[str]) -> tuple[int, bool]:
+                destinations: Sequence[str], holder: Holder | None = None) -> tuple[int, bool]:
     """Store the result of one instance with its outputs and deliveries, and mark the instance processed.
 
     Idempotent: if the instance already has a result (a job re-run after a crash) nothing is added and the
@@ -59,6 +73,7 @@ def save_result(db: Database, *, job_id: int | None, instance_id: int, source_so
 
     def work() -> tuple[int, bool]:
         with db.transaction() as session:
+            _fence(session, holder)
             result_id = session.execute(db.insert(Result).values(
                 job_id=job_id, instance_id=instance_id, source_sop_instance_uid=source_sop_instance_uid,
                 status=status, summary=summary, created_at=now,

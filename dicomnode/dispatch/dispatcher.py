@@ -22,7 +22,7 @@ from dicomnode.db.deliveries import (
     AttemptOutcome,
     PendingDelivery,
     RetryPolicy,
-    due_deliveries,
+    claim_deliveries,
     record_attempts,
 )
 from dicomnode.scu import DeliveryError, SendResult, StoreSession
@@ -72,11 +72,12 @@ class Dispatcher:
         self.policy = RetryPolicy(config.dispatch.max_attempts, config.dispatch.retry_base_seconds,
                                   config.dispatch.retry_max_seconds)
         self._lock = threading.Lock()
+        self.claimer = config.node.instance_name
 
     def run_once(self) -> DispatchReport:
         report = DispatchReport()
         with self._lock:
-            for peer_name, batch in due_deliveries(self.db, limit=BATCH_LIMIT).items():
+            for peer_name, batch in claim_deliveries(self.db, self.claimer, limit=BATCH_LIMIT).items():
                 outcomes = self.send_batch(peer_name, batch)
                 states = record_attempts(self.db, outcomes, self.policy)
                 events.deliveries_recorded(self.db, peer_name, states)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from dicomnode.config import NodeConfig
 from dicomnode.db import Database
-from dicomnode.db.jobs import ClaimedJob, job_instances
+from dicomnode.db.jobs import ClaimedJob, LeaseLost, job_instances
 from dicomnode.db.models import INSTANCE_PROCESSED, INSTANCE_SKIPPED, Job
-from dicomnode.db.results import mark_failed, mark_skipped, save_result
+from dicomnode.db.results import Holder, mark_failed, mark_skipped, save_result
 from dicomnode.process.analysis import STATUS_SKIPPED, Predictor
 from dicomnode.process.failures import Failure, JobFailure, classify
 from dicomnode.process.task import Task, TaskResult, run_task
@@ -40,18 +40,8 @@ class WorkItem:
     study_instance_uid: str
     path: str
     peer: str | None
+    calling_ae: str
     state: str
-
-
-def destinations_for(config: NodeConfig, peer_name: str | None) -> list[str]:
-    """Where the results of an instance received from ``peer_name`` go: back to it if ``send_results``."""
-    if peer_name is None:
-        return []
-    try:
-        peer = config.peer_by_name(peer_name)
-    except KeyError:
-        return []
-    return [peer.name] if peer.send_results else []
 
 
 def in_process(predictor: Predictor) -> Executor:
@@ -80,43 +70,46 @@ class JobRunner:
             job = session.get(Job, job_id)
             if job is None:
                 return []
-            return [WorkItem(i.id, i.sop_instance_uid, i.study_instance_uid, i.path, i.peer, i.state)
+            return [WorkItem(i.id, i.sop_instance_uid, i.study_instance_uid, i.path, i.peer, i.calling_ae, i.state)
                     for i in job_instances(session, job)]
 
-    def run(self, job: ClaimedJob) -> int:
+    def run(self, job: ClaimedJob, worker_id: str | None = None) -> int:
         """Process every unfinished instance of ``job``. Returns how many produced a new result. Raises
         JobFailure: at once for a failure that is not permanent; after the other instances for a permanent one
-        (the failed instance keeps its reason)."""
+        (the failed instance keeps its reason). With ``worker_id`` every write is fenced by the job's lease
+        (LeaseLost once another node took the job over)."""
+        holder = (job.id, worker_id) if worker_id is not None else None
         created = 0
         permanent: Failure | None = None
         for item in self.work_items(job.id):
             if item.state in (INSTANCE_PROCESSED, INSTANCE_SKIPPED):
                 continue
             try:
-                created += self.process(job.id, item)
+                created += self.process(job.id, item, holder)
             except JobFailure as failed:
                 if not failed.failure.permanent:
                     raise
-                mark_failed(self.db, item.instance_id, failed.failure.text)
+                mark_failed(self.db, item.instance_id, failed.failure.text, holder)
                 log.warning("instance %s failed for good: %s", item.sop_instance_uid, failed.failure.text)
                 permanent = permanent or failed.failure
         if permanent is not None:
             raise JobFailure(permanent)
         return created
 
-    def process(self, job_id: int, item: WorkItem) -> bool:
+    def process(self, job_id: int, item: WorkItem, holder: Holder | None = None) -> bool:
         started = time.perf_counter()
         outcome = self.execute(task_for(self.config, item))
         try:
-            return self._record(job_id, item, outcome, started)
-        except JobFailure:
+            return self._record(job_id, item, outcome, started, holder)
+        except (JobFailure, LeaseLost):
             raise
         except Exception as exc:  # noqa: BLE001 - database errors: the job is retried
             raise JobFailure(classify(exc, "record")) from None
 
-    def _record(self, job_id: int, item: WorkItem, outcome: TaskResult, started: float) -> bool:
+    def _record(self, job_id: int, item: WorkItem, outcome: TaskResult, started: float,
+                holder: Holder | None) -> bool:
         if outcome.status == STATUS_SKIPPED:
-            mark_skipped(self.db, item.instance_id, outcome.reason or "skipped")
+            mark_skipped(self.db, item.instance_id, outcome.reason or "skipped", holder)
             events.result_recorded(STATUS_SKIPPED)
             log.info("instance %s skipped: %s", item.sop_instance_uid, outcome.reason)
             return False
@@ -124,7 +117,7 @@ class JobRunner:
         _, created = save_result(
             self.db, job_id=job_id, instance_id=item.instance_id, source_sop_instance_uid=item.sop_instance_uid,
             status=outcome.status, summary=summary, outputs=outcome.files,
-            destinations=destinations_for(self.config, item.peer))
+            destinations=self.config.destinations(item.peer, item.calling_ae), holder=holder)
         if created:
             events.result_recorded(outcome.status)
         log.info("instance %s processed in %.0f ms: %s, aTFA FTS %.1f deg, FNTS %.1f deg, %d output(s)%s",

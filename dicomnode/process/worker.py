@@ -12,7 +12,9 @@ an attempt. While the spool's free space is below ``storage.min_free_mb`` no job
 
 Stopping: SIGTERM lets the current job finish, then the process exits; so does the death of the parent
 (the service). SIGINT is ignored (the service decides). A worker killed mid-job leaves its job ``running``;
-the service requeues it (``requeue_running``) when it notices, or at the next start.
+the service requeues it (``requeue_running``) when it notices, or at the next start; if the whole node died,
+the job's lease (``processing.lease_seconds``, renewed by a thread of the worker while the job runs) runs out
+and any node sharing the database takes the job over. A worker that lost its lease records nothing for the job.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dicomnode.config import NodeConfig
 from dicomnode.db import Database
-from dicomnode.db.jobs import ClaimedJob, claim_job, complete_job, defer_job, fail_job
+from dicomnode.db.jobs import ClaimedJob, LeaseLost, claim_job, complete_job, defer_job, fail_job, renew_lease
 from dicomnode.filemodes import restrict_umask
 from dicomnode.process.analysis import Predictor
 from dicomnode.process.failures import DEFERRED, LIMIT, PERMANENT, Failure, JobFailure, classify
@@ -49,9 +50,10 @@ DISK_POLL_SECONDS = 5.0  # how often a paused worker looks at the free space aga
 MAX_DB_WAIT_SECONDS = 30.0  # longest pause between attempts to record an outcome in an unwritable database
 
 
-def worker_id(pid: int | None = None) -> str:
-    """``host:pid``, written to jobs.claimed_by (the host part lets start-up recovery stay on its own host)."""
-    return f"{socket.gethostname()}:{pid or os.getpid()}"
+def worker_id(config: NodeConfig, pid: int | None = None) -> str:
+    """``node:pid`` (``node.instance_name``), written to jobs.claimed_by (the node part lets start-up recovery
+    stay on its own node)."""
+    return f"{config.node.instance_name}:{pid or os.getpid()}"
 
 
 def load_predictor(config: NodeConfig) -> Predictor:
@@ -83,13 +85,43 @@ def parent_watch(stop: threading.Event) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _record_failure(db: Database, job: ClaimedJob, failure: Failure, retry_base_seconds: float) -> str:
+def _record_failure(db: Database, job: ClaimedJob, failure: Failure, retry_base_seconds: float, me: str) -> str:
     """Record one failed attempt as its category asks (see dicomnode.process.failures); returns the job's state."""
     if failure.category == DEFERRED:
-        defer_job(db, job.id, failure.text, retry_base_seconds)
+        defer_job(db, job.id, failure.text, retry_base_seconds, worker_id=me)
         return "queued again, no attempt used"
     retry = {PERMANENT: "never", LIMIT: "once"}.get(failure.category, "backoff")
-    return fail_job(db, job.id, failure.text, retry_base_seconds, retry=retry)
+    return fail_job(db, job.id, failure.text, retry_base_seconds, retry=retry, worker_id=me)
+
+
+class LeaseKeeper:
+    """Renews the lease of the job in hand every third of ``lease_seconds`` from a thread, while the job runs.
+    ``lost`` is set once the renewal finds the job no longer ours (another node took it over after the lease
+    ran out, e.g. while this host was suspended or cut off from the database)."""
+
+    def __init__(self, db: Database, job_id: int, me: str, lease_seconds: float) -> None:
+        self.db, self.job_id, self.me, self.lease_seconds = db, job_id, me, lease_seconds
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{job_id}", daemon=True)
+
+    def _renew(self) -> None:
+        while not self._done.wait(self.lease_seconds / 3):
+            try:
+                if not renew_lease(self.db, self.job_id, self.me, self.lease_seconds):
+                    log.warning("job %d: lease lost (taken over by another node)", self.job_id)
+                    self.lost.set()
+                    return
+            except SQLAlchemyError as exc:  # the next renewal tries again; the lease may run out meanwhile
+                log.error("job %d: cannot renew its lease (%s)", self.job_id, type(exc).__name__)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 class DiskGate:
@@ -134,9 +166,10 @@ def work_loop(runner: JobRunner, db: Database, me: str, retry_base_seconds: floa
     """Claim and run jobs until ``stop`` is set; the job in hand is always finished first. Nothing is claimed
     while the spool is below its disk reserve, or while the database cannot be reached."""
     gate = DiskGate(Path(runner.config.storage.dir), runner.config.storage.min_free_mb)
+    lease_seconds = runner.config.processing.lease_seconds
     while not stop.is_set():
         try:
-            job = claim_job(db, me) if gate.open() else None
+            job = claim_job(db, me, lease_seconds=lease_seconds) if gate.open() else None
         except SQLAlchemyError as exc:
             log.error("cannot claim a job (%s); trying again in %.0f s", type(exc).__name__, DISK_POLL_SECONDS)
             stop.wait(DISK_POLL_SECONDS)
@@ -149,7 +182,12 @@ def work_loop(runner: JobRunner, db: Database, me: str, retry_base_seconds: floa
             continue
         started = time.monotonic()
         try:
-            created = runner.run(job)
+            with LeaseKeeper(db, job.id, me, lease_seconds):
+                created = runner.run(job, me)
+        except LeaseLost:
+            log.warning("job %d was taken over by another node after its lease ran out; nothing recorded here",
+                        job.id)
+            continue
         except JobFailure as failed:
             failure = failed.failure
         except Exception as exc:  # noqa: BLE001 - any other failure of one job is recorded, never fatal
@@ -160,7 +198,7 @@ def work_loop(runner: JobRunner, db: Database, me: str, retry_base_seconds: floa
             if created and results_ready is not None:
                 results_ready.release()
             continue
-        state = _persist(lambda job=job, failure=failure: _record_failure(db, job, failure, retry_base_seconds),
+        state = _persist(lambda job=job, failure=failure: _record_failure(db, job, failure, retry_base_seconds, me),
                          stop, f"the failure of job {job.id}")
         events.job_finished(state, time.monotonic() - started)
         log.warning("job %d attempt %d/%d failed (%s): %s", job.id, job.attempts, job.max_attempts, state,
@@ -188,7 +226,7 @@ def worker_main(config: NodeConfig, jobs_ready: Semaphore, results_ready: Semaph
         log.error("%s", exc)
         raise SystemExit(1) from None
     db = Database(config.database.url, create=False)
-    me = worker_id()
+    me = worker_id(config)
     runner = JobRunner(config, db, sandbox.run)
     log.info("worker %s ready (sandbox pid %s: %g s per job, address space capped at %d MiB)", me, sandbox.pid,
              config.processing.job_time_limit_seconds, (sandbox.memory_cap_bytes or 0) // (1024 * 1024))

@@ -158,3 +158,47 @@ def test_measurement_panel_and_site_ranges(tmp_path):
         data["processing"].update({"measurements": ["mpta"], **bad})
         with pytest.raises(ConfigError, match=expected.replace(".", r"\.").replace("(", r"\(")):
             load_config(_write(tmp_path, data), env={})
+
+
+ROUTED_PEERS = [
+    {"name": "dx-room", "ae_title": "DX1", "host": "10.0.0.5", "port": 104},
+    {"name": "pacs", "ae_title": "PACS", "host": "10.0.0.9", "port": 104, "send_results": False},
+    {"name": "archive", "ae_title": "ARCH", "host": "10.0.0.10", "port": 104},
+]
+
+
+def test_without_routes_results_go_back_to_a_sender_that_wants_them(tmp_path):
+    config = NodeConfig.model_validate({"peers": ROUTED_PEERS}, context={"base_dir": tmp_path})
+    assert config.destinations("dx-room", "DX1") == ["dx-room"]
+    assert config.destinations("pacs", "PACS") == [], "send_results: false"
+    assert config.destinations(None, "STRANGER") == []
+
+
+def test_routes_by_peer_and_calling_ae_first_match_wins(tmp_path):
+    config = NodeConfig.model_validate({"peers": ROUTED_PEERS, "routes": [
+        {"from_peers": ["dx-room"], "send_to": ["pacs", "sender", "pacs"]},
+        {"from_calling_ae": ["PACS"], "send_to": ["archive"]},
+        {"send_to": ["archive", "sender"]},
+    ]}, context={"base_dir": tmp_path})
+    assert config.destinations("dx-room", "DX1") == ["pacs", "dx-room"], "named peer and the sender, once each"
+    assert config.destinations("pacs", "PACS ") == ["archive"], "by calling AE (padding ignored)"
+    assert config.destinations("archive", "ARCH") == ["archive"], "catch-all, the sender only once"
+    assert config.destinations(None, "X") == ["archive"], "an unknown sender has no 'sender' destination"
+
+
+@pytest.mark.parametrize(("routes", "peers", "message"), [
+    ([{"send_to": ["nowhere"]}], ROUTED_PEERS, r"routes\[0\] names peers that are not configured: nowhere"),
+    ([{"from_peers": ["ghost"], "send_to": ["pacs"]}], ROUTED_PEERS, "not configured: ghost"),
+    ([{"send_to": []}], ROUTED_PEERS, "send_to"),
+    ([{"send_to": ["sender"]}], [*ROUTED_PEERS, {"name": "sender", "ae_title": "S", "host": "h", "port": 1}],
+     "a peer is named 'sender'"),
+])
+def test_bad_routes_are_refused_with_the_reason(tmp_path, routes, peers, message):
+    with pytest.raises(ValueError, match=message):
+        NodeConfig.model_validate({"peers": peers, "routes": routes}, context={"base_dir": tmp_path})
+
+
+@pytest.mark.parametrize("name", ["", "a b", "../x", "-lead", "x" * 65])
+def test_node_name_must_be_a_plain_identifier(tmp_path, name):
+    with pytest.raises(ValueError, match="node.name|name"):
+        NodeConfig.model_validate({"node": {"name": name}}, context={"base_dir": tmp_path})
