@@ -24,6 +24,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.context import SpawnProcess
@@ -43,6 +44,7 @@ from dicomnode.filemodes import private_paths, remove_world_access, restrict_uma
 from dicomnode.process.logsetup import configure_logging
 from dicomnode.process.scheduler import DISPATCH_JOB, build_scheduler, run_soon
 from dicomnode.process.worker import parent_watch, worker_id, worker_main
+from dicomnode.receive.instance import StoredInstance
 from dicomnode.web import events, multiproc
 from dicomnode.web.control import ProcessState
 
@@ -58,38 +60,54 @@ class ServiceError(RuntimeError):
     """The service could not start (a child died during start-up, e.g. the port is taken or no weights)."""
 
 
-def receiver_main(config: NodeConfig, jobs_ready: Semaphore, ready: Semaphore) -> None:
-    """Entry point of the receiver process: store instances, record them and queue their jobs."""
-    from dicomnode.receive import Receiver, StoredInstance
+@dataclass
+class RecordInstances:
+    """The set-up of a receiving process, run once in each (picklable, so that every association process of
+    ``node.receivers`` > 1 builds its own): logging, metrics, file modes, the audit trail, and an ``on_stored``
+    that records the instance and queues its job in the database, then wakes a worker."""
 
-    configure_logging(config.logging.level)
-    events.prepare(config)
-    restrict_umask()
+    config: NodeConfig
+    jobs_ready: Semaphore
+
+    def __call__(self) -> tuple[Callable[[StoredInstance], None], AuditTrail]:
+        config = self.config
+        configure_logging(config.logging.level)
+        events.prepare(config)
+        restrict_umask()
+        db = Database(config.database.url, create=False)
+        audit = AuditTrail.for_config(config, db)
+
+        def on_stored(stored: StoredInstance) -> None:
+            outcome = record_instance(db, stored, config.processing.trigger, config.processing.max_attempts)
+            log.debug("instance %s from %s recorded: %s%s", stored.sop_instance_uid, stored.peer_name,
+                      outcome.state, " (duplicate)" if outcome.duplicate else "")
+            events.instance_received(stored.peer_name)
+            if outcome.job_id is not None:
+                self.jobs_ready.release()
+
+        return on_stored, audit
+
+
+def receiver_main(config: NodeConfig, jobs_ready: Semaphore, ready: Semaphore) -> None:
+    """Entry point of the receiver process: store instances, record them and queue their jobs (with
+    ``node.receivers`` > 1, through its association processes)."""
+    from dicomnode.receive import Receiver
+
+    hooks = RecordInstances(config, jobs_ready)
+    on_stored, audit = hooks()
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     parent_watch(stop)
-    db = Database(config.database.url, create=False)
-    audit = AuditTrail.for_config(config, db)
-
-    def on_stored(stored: StoredInstance) -> None:
-        outcome = record_instance(db, stored, config.processing.trigger, config.processing.max_attempts)
-        log.debug("instance %s from %s recorded: %s%s", stored.sop_instance_uid, stored.peer_name, outcome.state,
-                  " (duplicate)" if outcome.duplicate else "")
-        events.instance_received(stored.peer_name)
-        if outcome.job_id is not None:
-            jobs_ready.release()
-
-    receiver = Receiver(config, on_stored, audit)
+    receiver = Receiver(config, on_stored, audit, hooks=hooks)
     receiver.start()
     ready.release()
     try:
         while not stop.wait(1.0):
-            pass
+            receiver.supervise()
     finally:
         receiver.stop()
         audit.close()
-        db.dispose()
 
 
 def health_line(config: NodeConfig, db: Database) -> str:
@@ -236,7 +254,9 @@ class Service:
             return
         self._metrics_dir = multiproc.prepare()
         events.prepare(self.config)
-        from dicomnode.web.app import create_app  # imports prometheus_client: after multiproc.prepare()
+        from dicomnode.web.app import (
+            create_app,  # imports prometheus_client: after multiproc.prepare()
+        )
         from dicomnode.web.server import HttpServer, HttpServerError
 
         http = self.config.http

@@ -58,12 +58,13 @@ class SpoolWrite:
 class Spool:
     """The receiver's view of ``storage.dir``: free-space check, durable writes, clean-up of partial files."""
 
-    def __init__(self, storage: StorageSection) -> None:
+    def __init__(self, storage: StorageSection, owner: str | None = None) -> None:
         self.storage = storage
+        self.owner = owner  # a node's own subdirectory of incoming/: nodes sharing a spool clean only their own
 
     @property
     def incoming_dir(self) -> Path:
-        return self.storage.incoming_dir
+        return self.storage.incoming_dir / self.owner if self.owner else self.storage.incoming_dir
 
     @property
     def instances_dir(self) -> Path:

@@ -432,11 +432,59 @@ class GuardedServer(ThreadedAssociationServer):
         LOG.exception("error while handling a connection from %s", escape(client_address))
 
 
+class HandingOverServer(GuardedServer):
+    """The acceptor of several receiver processes: admits each connection as :class:`GuardedServer` does, then
+    hands it to an association process (``dicomnode.receive.handoff``) instead of starting a thread for it."""
+
+    def __init__(self, *args: Any, pool: Any, **kwargs: Any) -> None:
+        self.pool = pool
+        super().__init__(*args, **kwargs)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        self.pool.drain()  # the counts as of now: every association accepted or closed so far is known
+        return super().verify_request(request, client_address)
+
+    def service_actions(self) -> None:
+        super().service_actions()
+        self.pool.drain()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        conn = self.take_connection(request)
+        if conn is None:
+            self.shutdown_request(request)
+            return
+        if not self.pool.hand_over(request, conn):
+            conn.closed_reason = "no association process could take it"
+            self.policy.limiter.release(conn)
+            self.policy.ended(conn, None)
+            self.shutdown_request(request)
+
+
+class HandedOverServer(GuardedServer):
+    """An association process's server: never bound nor listening; it runs the connections handed to it
+    (:meth:`run_connection`) in threads, exactly as :class:`GuardedServer` runs the ones it accepts."""
+
+    def server_bind(self) -> None:
+        self.socket.close()
+
+    def server_activate(self) -> None:
+        pass
+
+    def server_close(self) -> None:
+        pass
+
+    def run_connection(self, sock: socket.socket, conn: Connection) -> None:
+        with self._admitted_lock:
+            self._admitted[sock] = conn
+        super().process_request(sock, (conn.ip, conn.port))
+
+
 def start_guarded_server(ae: Any, address: tuple[str, int], evt_handlers: list, policy: ConnectionPolicy,
-                         tls_context: ssl.SSLContext | None) -> GuardedServer:
-    """Start a :class:`GuardedServer` for ``ae`` in a daemon thread, as ``AE.start_server(block=False)`` does."""
-    server = ae.make_server(address, evt_handlers=evt_handlers, server_class=GuardedServer, policy=policy,
-                            tls_context=tls_context)
+                         tls_context: ssl.SSLContext | None, pool: Any = None) -> GuardedServer:
+    """Start a :class:`GuardedServer` for ``ae`` in a daemon thread, as ``AE.start_server(block=False)`` does;
+    with ``pool``, a :class:`HandingOverServer` that passes each admitted connection to it."""
+    extra = {"server_class": HandingOverServer, "pool": pool} if pool is not None else {"server_class": GuardedServer}
+    server = ae.make_server(address, evt_handlers=evt_handlers, policy=policy, tls_context=tls_context, **extra)
     thread = threading.Thread(target=make_target(server.serve_forever), name="AcceptorServer", daemon=True)
     thread.start()
     ae._servers.append(server)

@@ -5,6 +5,7 @@ a temporary configuration, dcmtk's storescu/storescp (by absolute path), and a t
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -145,7 +146,12 @@ class NodeProcess:
 
 
 class StoreSCP:
-    """dcmtk's storescp as a result destination, keeping every received copy (``+uf``) in ``directory``."""
+    """dcmtk's storescp as a result destination, keeping every received copy (``+uf``) in ``directory``.
+
+    storescp writes each file in place, so a reader polling its output directory could read a file half written
+    (this made tests fail about one run in eight). It writes into ``directory/.incoming`` instead, and moves each
+    file into ``directory`` once it is complete, before it answers the C-STORE (``--exec-on-reception`` with
+    ``--exec-sync``): every file in ``directory`` is whole, and is there when the sender sees Success."""
 
     def __init__(self, directory: Path, port: int, ae_title: str = MODALITY_AE) -> None:
         self.directory, self.port, self.ae_title = directory, port, ae_title
@@ -153,10 +159,12 @@ class StoreSCP:
         self.log_path = directory.parent / f"storescp-{port}.log"
 
     def start(self) -> StoreSCP:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        incoming = self.directory / ".incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        move = f"mv -f #p/#f {shlex.quote(str(self.directory))}/"
         self.process = subprocess.Popen(
-            [STORESCP, "-v", "-aet", self.ae_title, "+uf", "-od", str(self.directory), str(self.port)],
+            [STORESCP, "-v", "-aet", self.ae_title, "+uf", "-od", str(incoming), "-xcr", move, "-xs", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         time.sleep(0.3)
@@ -172,15 +180,8 @@ class StoreSCP:
         return sorted(p for p in self.directory.iterdir() if p.is_file()) if self.directory.exists() else []
 
     def datasets(self) -> list[pydicom.Dataset]:
-        """The headers of the received files; a file storescp is still writing (it writes in place) is left out
-        until it can be read, so that polling callers see it at their next try."""
-        headers = []
-        for path in self.files():
-            try:
-                headers.append(pydicom.dcmread(path, stop_before_pixels=True))
-            except Exception:  # noqa: BLE001 - empty or cut short while being written
-                continue
-        return headers
+        """The headers of the received files (all complete, see the class docstring)."""
+        return [pydicom.dcmread(path, stop_before_pixels=True) for path in self.files()]
 
     def associations(self) -> int:
         return self.log_path.read_text(errors="replace").count("Association Received")

@@ -67,3 +67,28 @@ def store_statuses(result: subprocess.CompletedProcess) -> list[int]:
     """The C-STORE response statuses storescu received, in order (from its debug output)."""
     output = result.stdout + result.stderr
     return [int(code, 16) for code in re.findall(r"DIMSE Status\s*:\s*0x([0-9a-fA-F]{4})", output)]
+
+
+class PidRecorder:
+    """Picklable receiver hooks for several association processes: each stored instance is appended to a file as
+    ``<pid> <SOP Instance UID>`` (one short ``O_APPEND`` write per line: whole lines from any process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self):
+        import os
+
+        def on_stored(instance: StoredInstance) -> None:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, f"{os.getpid()} {instance.sop_instance_uid}\n".encode())
+            finally:
+                os.close(fd)
+
+        return on_stored, None
+
+    def lines(self) -> list[tuple[int, str]]:
+        if not self.path.exists():
+            return []
+        return [(int(pid), uid) for pid, uid in (line.split() for line in self.path.read_text().splitlines())]
