@@ -34,11 +34,12 @@ from dicomnode.config import (
     validate,
 )
 from dicomnode.filemodes import restrict_umask
-from dicomnode.process.logsetup import configure_logging
+from dicomnode.runtime.logsetup import configure_logging
+from dicomnode.vocabulary import OUTPUT_KIND_NAMES
 from model.weights import WeightsError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-ALL_OUTPUTS = ("sr", "landmarks", "sc", "gsps")
+ALL_OUTPUTS = OUTPUT_KIND_NAMES
 
 
 def load(path: str | None) -> NodeConfig:
@@ -77,7 +78,7 @@ def _peer(config: NodeConfig, name: str):
 
 
 def cmd_echo(config: NodeConfig, args: argparse.Namespace) -> int:
-    from dicomnode.scu import echo
+    from dicomnode.dispatch.scu import echo
 
     peer = _peer(config, args.peer)
     result = echo(peer, config)
@@ -90,7 +91,7 @@ def cmd_echo(config: NodeConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_send(config: NodeConfig, args: argparse.Namespace) -> int:
-    from dicomnode.scu import DeliveryError, StoreSession
+    from dicomnode.dispatch.scu import DeliveryError, StoreSession
 
     peer = _peer(config, args.to)
     try:
@@ -126,10 +127,10 @@ def read_sop_instance_uid(path: str) -> str | None:
 
 
 def cmd_process(config: NodeConfig, args: argparse.Namespace) -> int:
-    from dicomnode.process.analysis import STATUS_ERROR
-    from dicomnode.process.failures import JobFailure
-    from dicomnode.process.task import Task, run_task
-    from dicomnode.process.worker import load_predictor
+    from dicomnode.pipeline.analysis import STATUS_ERROR
+    from dicomnode.pipeline.failures import JobFailure
+    from dicomnode.pipeline.task import Task, run_task
+    from dicomnode.runtime.worker import load_predictor
 
     kinds = [k.strip() for k in args.outputs.split(",") if k.strip()]
     unknown = sorted(set(kinds) - set(ALL_OUTPUTS))
@@ -306,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("process", cmd_process, "measure images offline; one JSON line per image on stdout")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the SR/SC/GSPS files")
-    p.add_argument("--outputs", default=",".join(ALL_OUTPUTS), help="comma-separated: sr,landmarks,sc,gsps (default all)")
+    p.add_argument("--outputs", default=",".join(ALL_OUTPUTS),
+                   help=f"comma-separated: {','.join(ALL_OUTPUTS)} (default all)")
     p.add_argument("--weights", metavar="W", help="model weights (default: model.weights of the configuration)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override processing.device")
 

@@ -33,6 +33,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from dicomnode.vocabulary import DEFAULT_OUTPUTS, OUTPUT_KIND_NAMES
 from model.measurements import MEASUREMENT_NAMES, ReferenceRange
 
 ENV_PREFIX = "DICOMNODE__"
@@ -58,6 +59,7 @@ def _check_ae_title(value: str) -> str:
 AETitle = Annotated[str, AfterValidator(_check_ae_title)]
 MeasurementName = Literal[MEASUREMENT_NAMES]  # type: ignore[valid-type]
 Port = Annotated[int, Field(ge=1, lt=65536)]
+OutputKindName = Literal[OUTPUT_KIND_NAMES]  # type: ignore[valid-type] - the registry's names
 Seconds = Annotated[float, Field(gt=0)]
 
 
@@ -202,8 +204,7 @@ class ProcessingSection(_Section):
 
     trigger: Literal["instance", "study"] = "instance"
     study_quiet_seconds: float = Field(default=5, ge=0)
-    outputs: list[Literal["sr", "landmarks", "sc", "gsps"]] = Field(default_factory=lambda: ["sr", "sc"],
-                                                                     min_length=1)
+    outputs: list[OutputKindName] = Field(default_factory=lambda: list(DEFAULT_OUTPUTS), min_length=1)
     workers: int = Field(default=1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_attempts: int = Field(default=5, ge=1)

@@ -29,7 +29,7 @@ MAX_TIMEOUT_SECONDS = 86400.0
 WARN_TIMEOUT_SECONDS = 600.0
 # Memory the pipeline needs per byte of decoded image, measured on this code (decode, modality LUT in float64,
 # normalisation, percentiles): 16 when the image is analysed, about 23 with the Secondary Capture. Used by the
-# worker's header checks (dicomnode.process.image_checks) and here; defined here, where nothing heavy is imported.
+# worker's header checks (dicomnode.pipeline.image_checks) and here; defined here, where nothing heavy is imported.
 DECODE_MEMORY_FACTOR = 16
 WARN_PREFIX = {4: 16, 6: 48}  # networks broader than these are worth a warning
 SYSTEM_DIRS = {Path(p) for p in ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/run",

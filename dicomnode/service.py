@@ -4,7 +4,7 @@ supervisor that restarts a child that died.
 
 Data flow: receiver --(instances + jobs rows)--> database <--claim-- workers --(results, deliveries)-->
 database <-- dispatcher --C-STORE--> destinations. Semaphores between the processes only wake the next
-stage early (see ``dicomnode.process.worker``); everything that matters is in the database, so a crash at
+stage early (see ``dicomnode.runtime.worker``); everything that matters is in the database, so a crash at
 any point loses nothing acknowledged.
 
 Shutdown (SIGTERM or SIGINT to the main process): SIGTERM to the receiver, which stops accepting and
@@ -41,10 +41,10 @@ from dicomnode.db.intake import record_instance
 from dicomnode.db.jobs import requeue_running
 from dicomnode.dispatch.dispatcher import Dispatcher
 from dicomnode.filemodes import private_paths, remove_world_access, restrict_umask
-from dicomnode.process.logsetup import configure_logging
-from dicomnode.process.scheduler import DISPATCH_JOB, build_scheduler, run_soon
-from dicomnode.process.worker import parent_watch, worker_id, worker_main
 from dicomnode.receive.instance import StoredInstance
+from dicomnode.runtime.logsetup import configure_logging
+from dicomnode.runtime.scheduler import DISPATCH_JOB, build_scheduler, run_soon
+from dicomnode.runtime.worker import parent_watch, worker_id, worker_main
 from dicomnode.web import events, multiproc
 from dicomnode.web.control import ProcessState
 

@@ -35,6 +35,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    tree, frontier = [pid], [pid]
+    while frontier:
+        children = child_pids(frontier.pop())
+        tree += children
+        frontier += children
+    return tree
+
+
 @pytest.fixture(scope="session")
 def shipped_weights() -> Path:
     """The weights in model/weights/ (required in CI, where they are part of the checkout)."""

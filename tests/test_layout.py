@@ -1,4 +1,6 @@
-"""Architecture rules that keep the data flow visible: train -> model <- dicomnode, docstrings on every module."""
+"""Architecture rules that keep the data flow visible: train -> model <- dicomnode, the rooms inside dicomnode
+(receive, pipeline, outputs, dispatch, runtime, db) each importing only what is below it, docstrings on every
+module."""
 
 import ast
 from pathlib import Path
@@ -36,3 +38,32 @@ def test_every_module_has_a_docstring(package):
     missing = [str(p.relative_to(REPO)) for p in modules(package)
                if p.stat().st_size and ast.get_docstring(ast.parse(p.read_text())) is None]
     assert not missing, f"modules without a top docstring: {missing}"
+
+
+# Inside dicomnode: which of its packages each one must not import. receive stores and records (it never sends);
+# the pipeline turns one image into result files (it knows no network, no processes); outputs only build DICOM
+# objects; db is the bottom (it imports no other room); dispatch sends what is recorded.
+INNER_FORBIDDEN = {
+    "receive": {"dispatch", "pipeline", "runtime", "outputs", "service", "cli"},
+    "pipeline": {"receive", "dispatch", "runtime", "web", "service", "cli"},
+    "outputs": {"db", "receive", "dispatch", "pipeline", "runtime", "web", "service", "cli"},
+    "db": {"receive", "dispatch", "pipeline", "runtime", "outputs", "web", "audit", "service", "cli"},
+    "dispatch": {"receive", "pipeline", "runtime", "outputs", "service", "cli"},
+}
+
+
+def imported_rooms(path: Path) -> set[str]:
+    """The dicomnode packages (or top-level modules) ``path`` imports, by their first name below dicomnode."""
+    rooms = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+        rooms |= {name.split(".")[1] for name in names if name.startswith("dicomnode.")}
+    return rooms
+
+
+@pytest.mark.parametrize("room", sorted(INNER_FORBIDDEN))
+def test_rooms_inside_dicomnode(room):
+    offenders = {str(p.relative_to(REPO)): sorted(imported_rooms(p) & INNER_FORBIDDEN[room])
+                 for p in modules(f"dicomnode/{room}") if imported_rooms(p) & INNER_FORBIDDEN[room]}
+    assert not offenders, f"dicomnode/{room} must not import {sorted(INNER_FORBIDDEN[room])}: {offenders}"

@@ -32,10 +32,10 @@ from dicomnode.db import Database
 from dicomnode.db.intake import record_instance
 from dicomnode.db.jobs import list_jobs
 from dicomnode.dispatch import Dispatcher
-from dicomnode.process.analysis import analyse
-from dicomnode.process.logsetup import configure_logging
-from dicomnode.process.runner import JobRunner
-from dicomnode.process.worker import load_predictor, work_loop
+from dicomnode.pipeline.analysis import analyse
+from dicomnode.runtime.logsetup import configure_logging
+from dicomnode.runtime.runner import JobRunner
+from dicomnode.runtime.worker import load_predictor, work_loop
 from dicomnode.receive import Receiver, StoredInstance
 from tests.conftest import free_port
 from tests.node.nodehelpers import arrival, synthetic_knee, write
@@ -294,9 +294,9 @@ HOSTILE_WITH_PATIENT_DATA = {
 
 @pytest.fixture
 def node_levels(captured):
-    """``captured``, with the library log levels the node itself sets (dicomnode.process.logsetup): pydicom
+    """``captured``, with the library log levels the node itself sets (dicomnode.runtime.logsetup): pydicom
     quotes invalid values at WARNING, which the node keeps out of its logs by its levels."""
-    from dicomnode.process.logsetup import library_levels
+    from dicomnode.runtime.logsetup import library_levels
 
     saved = {name: logging.getLogger(name).level for name in library_levels()}
     for name, level in library_levels().items():

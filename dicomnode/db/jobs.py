@@ -208,7 +208,7 @@ RETRY_POLICIES = ("backoff", "once", "never")
 
 
 def _category(error: str) -> str:
-    """The ``"<category>:"`` prefix of a stored error (see dicomnode.process.failures), "" if none."""
+    """The ``"<category>:"`` prefix of a stored error (see dicomnode.pipeline.failures), "" if none."""
     head, sep, _ = error.partition(":")
     return head if sep and head.isalpha() else ""
 

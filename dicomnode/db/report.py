@@ -1,6 +1,6 @@
 """Read-only views of the database for operators (``dicomnode jobs`` and ``dicomnode deliveries``):
 plain dicts, ready for JSON or a table. No patient data is stored, so none is shown: reasons and errors are
-curated when they are written (see dicomnode.process.failures), and escaped again here to one printable line,
+curated when they are written (see dicomnode.pipeline.failures), and escaped again here to one printable line,
 so that a row written by an older version cannot forge lines in a terminal either."""
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from dicomnode.db.deliveries import (
     claim_deliveries,
     record_attempts,
 )
-from dicomnode.scu import DeliveryError, SendResult, StoreSession
+from dicomnode.dispatch.scu import DeliveryError, SendResult, StoreSession
 from dicomnode.web import events
 
 log = logging.getLogger(__name__)

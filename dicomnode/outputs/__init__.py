@@ -2,8 +2,8 @@
 
     datasets = build_outputs(source, prediction, kinds=("sr", "sc"))   # [SR, SC], each in a new series
 
-Kinds: "sr" (the measurement report), "landmarks" (optional landmark-detail SR), "sc" (the overlay picture,
-JPEG 2000 Lossless), "gsps" (optional presentation state).
+Kinds, with their SOP class, series and builder: ``dicomnode.vocabulary.OUTPUT_KINDS`` ("sr", "landmarks", "sc",
+"gsps").
 
 Each object lands in the source's study, in a series of its own, and says who made it (the node as device
 observer / contributing equipment, the model's name and version). See sr.py, sc.py and gsps.py.
@@ -16,28 +16,25 @@ from collections.abc import Iterable
 
 import pydicom
 
-from dicomnode.outputs.common import KINDS, NodeIdentity, OutputError, check_kind, kind_of
+from dicomnode.outputs.common import KINDS, NodeIdentity, OutputError
 from dicomnode.outputs.gsps import build_gsps
 from dicomnode.outputs.sc import build_sc
 from dicomnode.outputs.sr import build_sr
 from dicomnode.outputs.sr_landmarks import build_landmarks_sr
+from dicomnode.vocabulary import OUTPUT_KINDS, kind_of, output_kind
 from model.result import KneePrediction
-
-BUILDERS = {"sr": build_sr, "landmarks": build_landmarks_sr, "sc": build_sc, "gsps": build_gsps}
 
 
 def build_outputs(source: pydicom.Dataset, prediction: KneePrediction, kinds: Iterable[str] = ("sr", "sc"),
                   identity: NodeIdentity | None = None) -> list[pydicom.Dataset]:
     """The requested result objects, always in the order of :data:`KINDS` (duplicates ignored)."""
-    wanted = set()
-    for kind in kinds:
-        check_kind(kind)
-        wanted.add(kind)
+    wanted = {output_kind(kind).name for kind in kinds}
     with warnings.catch_warnings():
         # highdicom warns about single-component person names by quoting the name: patient data must not reach
         # stderr or the logs. The name is copied unchanged into the results, as received.
         warnings.filterwarnings("ignore", message=r"The string .* unlikely to represent the intended person name")
-        return [BUILDERS[kind](source, prediction, identity=identity) for kind in KINDS if kind in wanted]
+        return [kind.builder(source, prediction, identity=identity) for kind in OUTPUT_KINDS.values()
+                if kind.name in wanted]
 
 
 __all__ = ["KINDS", "NodeIdentity", "OutputError", "build_gsps", "build_landmarks_sr", "build_outputs", "build_sc",

@@ -22,6 +22,7 @@ from pydicom.valuerep import DA, DT, TM
 
 from dicomnode import software_version
 from dicomnode.outputs import codes
+from dicomnode.vocabulary import OUTPUT_KIND_NAMES, OutputKind, output_kind
 from model.result import KneePrediction
 
 MANUFACTURER = "KneeAlign"
@@ -29,24 +30,7 @@ MODEL_NAME = "KneeAlign DICOM node"
 PIXEL_CENTRE_OFFSET = 0.5
 
 
-@dataclass(frozen=True)
-class OutputKind:
-    """One kind of result object: its SOP class and the series it gets in the source's study."""
-
-    name: str
-    sop_class_uid: str
-    series_number: int  # high numbers keep the results after the acquired series in a viewer
-    series_description: str
-
-
-_KINDS = (
-    OutputKind("sr", "1.2.840.10008.5.1.4.1.1.88.33", 9901, "KneeAlign aTFA report"),
-    OutputKind("landmarks", "1.2.840.10008.5.1.4.1.1.88.33", 9904, "KneeAlign landmark detail"),
-    OutputKind("sc", "1.2.840.10008.5.1.4.1.1.7", 9902, "KneeAlign aTFA overlay"),
-    OutputKind("gsps", "1.2.840.10008.5.1.4.1.1.11.1", 9903, "KneeAlign aTFA presentation"),
-)
-OUTPUT_KINDS = {kind.name: kind for kind in _KINDS}
-KINDS = tuple(OUTPUT_KINDS)  # also the order in which build_outputs returns them
+KINDS = OUTPUT_KIND_NAMES  # the order in which build_outputs returns them
 LOW_CONFIDENCE_SUFFIX = " - LOW CONFIDENCE"
 
 # Attributes highdicom's SR, SC and PR constructors read from the source without a default. Type 2 in the
@@ -289,22 +273,11 @@ def target(source: pydicom.Dataset, prediction: KneePrediction, kind: str, *, se
 
 
 def check_kind(kind: str) -> OutputKind:
-    if kind not in OUTPUT_KINDS:
-        raise ValueError(f"unknown output kind {kind!r}; expected one of {KINDS}")
-    return OUTPUT_KINDS[kind]
+    return output_kind(kind)
 
 
 def series_number(kind: str) -> int:
-    return check_kind(kind).series_number
-
-
-def kind_of(ds: pydicom.Dataset) -> str:
-    """The kind of a result object this node built (by SOP class and series number); ValueError otherwise."""
-    sop_class, number = str(ds.get("SOPClassUID", "")), ds.get("SeriesNumber")
-    for kind in _KINDS:
-        if kind.sop_class_uid == sop_class and number is not None and int(number) == kind.series_number:
-            return kind.name
-    raise ValueError(f"not a KneeAlign output: SOP class {sop_class}, series number {number}")
+    return output_kind(kind).series_number
 
 
 def series_description(kind: str, prediction: KneePrediction) -> str:

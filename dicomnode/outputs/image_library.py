@@ -34,7 +34,6 @@ from highdicom.sr import (
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from dicomnode.process.selection import PROJECTION_SOP_CLASSES
 from model.result import KneePrediction
 
 _ACQ = RelationshipTypeValues.HAS_ACQ_CONTEXT
@@ -43,6 +42,14 @@ _SOURCE = Code("260753009", "SCT", "Source")
 _CR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1"
 _SPACING_NAMES = {"PixelSpacing": "Pixel Spacing (0028,0030)",
                   "ImagerPixelSpacing": "Imager Pixel Spacing (0018,1164)"}
+
+# The source images the node measures (see dicomnode.pipeline.selection), by SOP Class UID.
+PROJECTION_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1": "Computed Radiography Image Storage",
+    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
+}
+
 
 
 def _two_positive_numbers(value) -> tuple[float, float] | None:
@@ -65,7 +72,7 @@ def _orientation(source: pydicom.Dataset) -> tuple[str, str] | None:
 
 def coded_modality(source: pydicom.Dataset) -> Code:
     """CID 29 code of a projection radiograph: from the SOP class when it is a CR or DX one, else from Modality
-    (the node processes only DX and CR images, see :mod:`dicomnode.process.selection`)."""
+    (the node processes only DX and CR images, see ``dicomnode.pipeline.selection``)."""
     sop_class = str(source.SOPClassUID)
     if sop_class in PROJECTION_SOP_CLASSES:
         is_cr = sop_class == _CR_SOP_CLASS

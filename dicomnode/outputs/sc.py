@@ -10,7 +10,7 @@ and a red frame around the radiograph. No pixel spacing is stated: this is a pic
 The picture is stored losslessly compressed by default (JPEG 2000 Lossless with the reversible colour transform,
 Photometric Interpretation YBR_RCT): on a grey radiograph with thin coloured lines the two chroma components are
 almost empty, so the file is a fraction of the uncompressed RGB one and decodes to the identical pixels. A
-destination that does not accept JPEG 2000 gets it decompressed at sending time (:mod:`dicomnode.scu`).
+destination that does not accept JPEG 2000 gets it decompressed at sending time (:mod:`dicomnode.dispatch.scu`).
 """
 
 from __future__ import annotations

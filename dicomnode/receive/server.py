@@ -24,16 +24,26 @@ from typing import Any
 
 from pynetdicom import AE, evt
 
+from dicomnode.ae import node_ae
 from dicomnode.audit import AuditTrail
 from dicomnode.config import NodeConfig
 from dicomnode.receive.access import AccessControl
 from dicomnode.receive.contexts import supported_contexts
-from dicomnode.receive.handoff import AssociationPool, RemoteLimiter, closing_socket, receive_handovers
+from dicomnode.receive.handoff import (
+    AssociationPool,
+    RemoteLimiter,
+    closing_socket,
+    receive_handovers,
+)
 from dicomnode.receive.instance import OnStored
 from dicomnode.receive.spool import Spool
 from dicomnode.receive.store import StoreHandler
-from dicomnode.receive.transport import ConnectionPolicy, GuardedServer, HandedOverServer, start_guarded_server
-from dicomnode.scu import node_ae
+from dicomnode.receive.transport import (
+    ConnectionPolicy,
+    GuardedServer,
+    HandedOverServer,
+    start_guarded_server,
+)
 from dicomnode.tls import server_context
 
 LOG = logging.getLogger(__name__)

@@ -8,42 +8,15 @@ the same file system (under ``storage.dir``), so the rename is atomic.
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from dicomnode.config import StorageSection
+from dicomnode.durable import PART_SUFFIX, free_space_mb, is_safe_uid, write_durably
 
-PART_SUFFIX = ".part"
+__all__ = ["PART_SUFFIX", "Spool", "SpoolWrite", "free_space_mb", "is_safe_uid"]
+
 INSTANCE_SUFFIX = ".dcm"
-# UIDs become file and directory names: accept conformant UIDs (digits and dots) and the odd vendor UID with
-# letters, never anything that could escape the spool ("..", "/", "\\", NUL, ...).
-_SAFE_UID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")  # fullmatch: "$" would accept a trailing LF
-
-
-def is_safe_uid(uid: str) -> bool:
-    """True if ``uid`` can be used as a file or directory name in the spool."""
-    return bool(_SAFE_UID.fullmatch(uid))
-
-
-def free_space_mb(path: Path) -> float:
-    """Free space in MiB on the file system holding ``path`` (or its nearest existing parent)."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free / (1024 * 1024)
-
-
-def fsync_directory(path: Path) -> None:
-    """Make the directory entries of ``path`` (creations, renames) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -94,37 +67,11 @@ class Spool:
         return self.instances_dir / study_uid / f"{sop_instance_uid}{INSTANCE_SUFFIX}"
 
     def write(self, data: bytes, study_uid: str, sop_instance_uid: str) -> SpoolWrite:
-        """Write ``data`` durably to the instance's final path (temp file, fsync, atomic rename, dir fsync).
-
-        Raises ``OSError`` (e.g. ENOSPC) after removing the temporary file; nothing is left half-written.
-        """
+        """Write ``data`` durably to the instance's final path (see ``dicomnode.durable``; the temporary file in
+        ``incoming_dir``). Raises ``OSError`` (e.g. ENOSPC); nothing is left half-written."""
         final = self.instance_path(study_uid, sop_instance_uid)
-        temp = self.incoming_dir / f"{uuid.uuid4().hex}{PART_SUFFIX}"
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-            try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._ensure_study_dir(final.parent)
-            replaced = final.exists()
-            os.replace(temp, final)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        fsync_directory(final.parent)
+        replaced = write_durably(data, final, temp_dir=self.incoming_dir)
         return SpoolWrite(path=final, size_bytes=len(data), replaced=replaced)
-
-    def _ensure_study_dir(self, study_dir: Path) -> None:
-        try:
-            study_dir.mkdir()
-        except FileExistsError:
-            return
-        fsync_directory(study_dir.parent)  # the new study directory's entry must survive a crash too
 
     def discard(self, written: SpoolWrite) -> None:
         """Undo a write whose instance could not be queued; an earlier acknowledged copy is kept."""

@@ -41,7 +41,7 @@ from dicomnode import software_version
 from dicomnode.db import redact_url
 from dicomnode.db.deliveries import retry_dead_deliveries
 from dicomnode.db.jobs import retry_job
-from dicomnode.scu import echo
+from dicomnode.dispatch.scu import echo
 from dicomnode.web import health, queries
 from dicomnode.web.control import NodeControl
 from dicomnode.web.identity import NOT_FOR_CLINICAL_USE, model_card

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
-from dicomnode.receive.spool import free_space_mb
+from dicomnode.durable import free_space_mb
 from dicomnode.web.control import NodeControl
 from dicomnode.web.queries import ping
 

@@ -32,7 +32,7 @@ from receive_samples import image_dataset, write_part10  # noqa: E402
 
 from dicomnode.config import load_config  # noqa: E402
 from dicomnode.receive import Receiver, StoredInstance  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests.conftest import free_port, process_tree  # noqa: E402
 
 STORESCU, STORESCP, ECHOSCU = "/usr/bin/storescu", "/usr/bin/storescp", "/usr/bin/echoscu"
 NODE_AE, DCMTK_AE, SENDER_AE = "KNEEALIGN", "DCMTKSCP", "BENCH"
@@ -102,23 +102,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (our acceptor and its association processes)."""
-    tree, frontier = [pid], [pid]
-    while frontier:
-        parent = frontier.pop()
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-                    tree.append(int(entry.name))
-                    frontier.append(int(entry.name))
-    return tree
 
 
 class Target:

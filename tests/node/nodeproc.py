@@ -17,8 +17,8 @@ from typing import Any
 import pydicom
 import yaml
 
-from dicomnode.process.analysis import output_kind
-from tests.conftest import free_port
+from dicomnode.pipeline.analysis import output_kind
+from tests.conftest import child_pids, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 STORESCU = "/usr/bin/storescu"
@@ -116,16 +116,7 @@ class NodeProcess:
         """The node's processes: the main one and its children (receiver, workers)."""
         if self.process is None or self.process.poll() is not None:
             return []
-        pids = [self.process.pid]
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
-                    pids.append(int(entry.name))
-        return pids
+        return [self.process.pid, *child_pids(self.process.pid)]
 
     def kill(self) -> None:
         """SIGKILL every process of the node at once (a power cut, as far as the node can tell)."""

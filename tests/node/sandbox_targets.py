@@ -7,7 +7,7 @@ import ctypes
 import os
 import time
 
-from dicomnode.process.task import TaskResult
+from dicomnode.pipeline.task import TaskResult
 
 
 class PanicException(BaseException):
@@ -21,7 +21,7 @@ def load(config) -> object:
 
 
 def run(task, predictor) -> TaskResult:
-    from dicomnode.process.failures import JobFailure, classify
+    from dicomnode.pipeline.failures import JobFailure, classify
 
     action = task.path
     try:

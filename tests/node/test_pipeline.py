@@ -16,9 +16,9 @@ from dicomnode.db import Database
 from dicomnode.db.intake import record_instance
 from dicomnode.db.jobs import claim_job, complete_job, requeue_running
 from dicomnode.db.models import Delivery, Instance, Job, Output, Result
-from dicomnode.process.runner import JobRunner, task_for
-from dicomnode.process.task import run_task
-from dicomnode.process.worker import load_predictor, work_loop
+from dicomnode.runtime.runner import JobRunner, task_for
+from dicomnode.pipeline.task import run_task
+from dicomnode.runtime.worker import load_predictor, work_loop
 from tests.node.nodehelpers import arrival, radiograph_dataset, set_raw, synthetic_knee, write
 from tests.node.nodeproc import node_config
 

@@ -20,7 +20,7 @@ from dicomnode.db.intake import record_instance
 from dicomnode.db.jobs import claim_job, complete_job
 from dicomnode.db.models import Delivery, Instance, Job, Study
 from dicomnode.db.results import OutputFile, mark_skipped, save_result
-from dicomnode.process.retention import purge_expired
+from dicomnode.runtime.retention import purge_expired
 from tests.node.nodehelpers import arrival
 
 

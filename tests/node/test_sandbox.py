@@ -9,9 +9,9 @@ import time
 import pytest
 
 from dicomnode.config import NodeConfig
-from dicomnode.process.failures import LIMIT, PERMANENT, JobFailure
-from dicomnode.process.sandbox import Sandbox, SandboxLimits, SandboxStartError
-from dicomnode.process.task import Task
+from dicomnode.pipeline.failures import LIMIT, PERMANENT, JobFailure
+from dicomnode.runtime.sandbox import Sandbox, SandboxLimits, SandboxStartError
+from dicomnode.pipeline.task import Task
 
 TARGETS = {"loader": "tests.node.sandbox_targets:load", "runner": "tests.node.sandbox_targets:run"}
 

@@ -8,7 +8,7 @@ from pydicom.uid import (
     DigitalXRayImageStorageForProcessing,
 )
 
-from dicomnode.process.selection import skip_reason
+from dicomnode.pipeline.selection import skip_reason
 from tests.node.nodehelpers import CT_IMAGE_STORAGE, radiograph_dataset
 
 

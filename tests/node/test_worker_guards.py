@@ -16,7 +16,7 @@ from dicomnode.db import Database
 from dicomnode.db.intake import record_instance
 from dicomnode.db.jobs import list_jobs
 from dicomnode.filemodes import private_paths, remove_world_access, restrict_umask
-from dicomnode.process.failures import (
+from dicomnode.pipeline.failures import (
     DEFERRED,
     LIMIT,
     PERMANENT,
@@ -26,9 +26,9 @@ from dicomnode.process.failures import (
     JobFailure,
     classify,
 )
-from dicomnode.process.image_checks import ImageBounds, check_image, read_instance
-from dicomnode.process.runner import JobRunner
-from dicomnode.process.worker import work_loop
+from dicomnode.pipeline.image_checks import ImageBounds, check_image, read_instance
+from dicomnode.runtime.runner import JobRunner
+from dicomnode.runtime.worker import work_loop
 from tests.hostile import builders
 from tests.node.nodehelpers import arrival, radiograph_dataset, write
 

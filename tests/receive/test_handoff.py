@@ -16,7 +16,7 @@ from receive_helpers import PidRecorder, node_config, run_storescu, store_status
 from receive_samples import image_dataset, write_part10
 
 from dicomnode.receive import Receiver
-from tests.conftest import free_port
+from tests.conftest import child_pids, free_port
 
 pytestmark = pytest.mark.integration
 PER_SOURCE = 3
@@ -41,19 +41,6 @@ def pool_receiver(tmp_path: Path):
         receiver.stop(grace_seconds=1)
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def _files(tmp_path: Path, count: int, offset: int = 0) -> list[Path]:
     return [write_part10(image_dataset("DX", rows=64, columns=64, seed=offset + n), tmp_path / f"in{offset + n}.dcm")
             for n in range(count)]
@@ -62,7 +49,7 @@ def _files(tmp_path: Path, count: int, offset: int = 0) -> list[Path]:
 def test_parallel_associations_run_in_several_processes_and_every_instance_is_stored(pool_receiver, dcmtk,
                                                                                     tmp_path):
     receiver, hooks = pool_receiver()
-    association_pids = set(_children(os.getpid()))
+    association_pids = set(child_pids(os.getpid()))
     files = _files(tmp_path, 12)
     senders = [subprocess.Popen([dcmtk["storescu"], "-aet", "SENDER", "-aec", "KNEEALIGN", "127.0.0.1",
                                  str(receiver.port), *map(str, files[n::3])]) for n in range(3)]

@@ -29,7 +29,7 @@ from hostile_peers import (
 )
 from receive_helpers import NODE_AE, SENDER_AE
 
-from dicomnode.process.logsetup import FORMAT, OneLineFormatter
+from dicomnode.runtime.logsetup import FORMAT, OneLineFormatter
 
 CAP, PER_SOURCE, UNKNOWN = 6, 4, 2
 DEADLINE_S = 2.0

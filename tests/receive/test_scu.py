@@ -11,7 +11,7 @@ from receive_helpers import NODE_AE, node_config
 from receive_samples import compressed, dataset_bytes, image_dataset, text_sr_dataset, transfer_syntax_of, write_part10
 
 from dicomnode.config import NodeConfig, PeerConfig
-from dicomnode.scu import DeliveryError, StoreSession, echo
+from dicomnode.dispatch.scu import DeliveryError, StoreSession, echo
 from tests.conftest import free_port
 
 

@@ -10,7 +10,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
 from dicomnode.config import ConfigError, load_config
 from dicomnode.outputs.sc import build_sc
-from dicomnode.scu import StoreSession
+from dicomnode.dispatch.scu import StoreSession
 from receive_helpers import node_config
 from tests.conftest import free_port
 from tests.outputs.synthetic_knee import knee_case

@@ -68,3 +68,19 @@ def test_free_space_check_against_the_reserve(spool):
     spool.storage.min_free_mb = int(free) + 10
     assert not spool.has_room(0)
     assert free_space_mb(spool.storage.dir / "not" / "yet" / "created") == pytest.approx(free, rel=0.01)
+
+
+def test_durable_writes_create_their_directories_and_leave_no_temporary_file(tmp_path, monkeypatch):
+    from dicomnode import durable
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(durable.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                         real_fsync(fd)))
+    target = tmp_path / "outputs" / "1.2.3" / "4.5.6" / "sr.dcm"
+    assert durable.write_durably(b"first", target) is False
+    assert target.read_bytes() == b"first" and durable.write_durably(b"second", target) is True
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in target.parent.iterdir()] == ["sr.dcm"], "no temporary file left"
+    for new_dir in (tmp_path / "outputs", tmp_path / "outputs" / "1.2.3", target.parent):
+        assert str(new_dir.parent) in synced, f"the entry of {new_dir.name} made durable in its parent"

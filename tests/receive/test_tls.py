@@ -17,7 +17,7 @@ from receive_samples import image_dataset, write_part10
 
 from dicomnode.config import NodeConfig
 from dicomnode.receive import Receiver
-from dicomnode.scu import StoreSession, echo
+from dicomnode.dispatch.scu import StoreSession, echo
 from tests.conftest import free_port, require_tool
 
 

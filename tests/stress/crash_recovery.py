@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from dicomnode.process.analysis import output_kind  # noqa: E402
+from dicomnode.pipeline.analysis import output_kind  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.node.nodehelpers import synthetic_knee, write  # noqa: E402
 from tests.node.nodeproc import (  # noqa: E402

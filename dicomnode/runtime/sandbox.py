@@ -7,8 +7,8 @@ worker kills it when ``processing.job_time_limit_seconds`` pass without an answe
 or ran out of memory is replaced by a fresh one (a few seconds: Python, PyTorch and the weights load again)
 before the next task, so one bad image never poisons the next.
 
-What comes back is a :class:`~dicomnode.process.task.TaskResult`, or a
-:class:`~dicomnode.process.failures.Failure` (never an exception object: its text could quote patient data
+What comes back is a :class:`~dicomnode.pipeline.task.TaskResult`, or a
+:class:`~dicomnode.pipeline.failures.Failure` (never an exception object: its text could quote patient data
 and its traceback could be megabytes). Time and memory limits and crashes come back as ``limit`` failures.
 
 The child is started with ``spawn`` (a fork of a process that has run PyTorch hangs in OpenMP), dies with its
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from dicomnode.process.failures import LIMIT, Failure, JobFailure, classify
-from dicomnode.process.task import Task, TaskResult
+from dicomnode.pipeline.failures import LIMIT, Failure, JobFailure, classify
+from dicomnode.pipeline.task import Task, TaskResult
 from dicomnode.safetext import escape
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ class SandboxLimits:
 
 # What the child runs, as "module:function" names (importable in a spawned process): the predictor loader
 # (called with the configuration) and the task runner (called with a task and the predictor).
-LOADER = "dicomnode.process.worker:load_predictor"
-RUNNER = "dicomnode.process.task:run_task"
+LOADER = "dicomnode.runtime.worker:load_predictor"
+RUNNER = "dicomnode.pipeline.task:run_task"
 
 
 def _resolve(name: str):
@@ -81,7 +81,7 @@ def capture_stderr() -> object:
     read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 2)
     os.close(write_fd)
-    native = logging.getLogger("dicomnode.process.sandbox.stderr")
+    native = logging.getLogger("dicomnode.runtime.sandbox.stderr")
 
     def pump() -> None:
         with os.fdopen(read_fd, "rb") as pipe:
@@ -108,8 +108,8 @@ def _limit_memory(extra_mb: int) -> int:
 def child_main(conn: Connection, config: Any, limits: SandboxLimits, loader: str = LOADER,
                runner: str = RUNNER) -> None:
     """The sandbox process: load the model, warm it up, cap memory, then answer tasks until the pipe closes."""
-    from dicomnode.process.logsetup import configure_logging
-    from dicomnode.process.worker import limit_threads
+    from dicomnode.runtime.logsetup import configure_logging
+    from dicomnode.runtime.worker import limit_threads
 
     _die_with_parent()
     os.environ["RUST_BACKTRACE"] = "0"  # a Rust decoder's panic prints one line to stderr, not a backtrace

@@ -6,8 +6,8 @@ one per new result), never through ``multiprocessing.Event``: a process killed w
 would block every later ``set()`` forever, while a semaphore release never waits for anyone.
 
 Each job runs in the worker's sandbox, a child process with the model and per-job time and memory limits
-(see :mod:`dicomnode.process.sandbox`); how a failure is recorded depends on its category (see
-:mod:`dicomnode.process.failures`): dead at once, retried once, retried with backoff, or deferred without using
+(see :mod:`dicomnode.runtime.sandbox`); how a failure is recorded depends on its category (see
+:mod:`dicomnode.pipeline.failures`): dead at once, retried once, retried with backoff, or deferred without using
 an attempt. While the spool's free space is below ``storage.min_free_mb`` no job is claimed.
 
 Stopping: SIGTERM lets the current job finish, then the process exits; so does the death of the parent
@@ -33,14 +33,29 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dicomnode.config import NodeConfig
 from dicomnode.db import Database
-from dicomnode.db.jobs import ClaimedJob, LeaseLost, claim_job, complete_job, defer_job, fail_job, renew_lease
+from dicomnode.db.jobs import (
+    ClaimedJob,
+    LeaseLost,
+    claim_job,
+    complete_job,
+    defer_job,
+    fail_job,
+    renew_lease,
+)
+from dicomnode.durable import free_space_mb
 from dicomnode.filemodes import restrict_umask
-from dicomnode.process.analysis import Predictor
-from dicomnode.process.failures import DEFERRED, LIMIT, PERMANENT, Failure, JobFailure, classify
-from dicomnode.process.logsetup import configure_logging
-from dicomnode.process.runner import JobRunner
-from dicomnode.process.sandbox import Sandbox, SandboxLimits, SandboxStartError
-from dicomnode.receive.spool import free_space_mb
+from dicomnode.pipeline.analysis import Predictor
+from dicomnode.pipeline.failures import (
+    DEFERRED,
+    LIMIT,
+    PERMANENT,
+    Failure,
+    JobFailure,
+    classify,
+)
+from dicomnode.runtime.logsetup import configure_logging
+from dicomnode.runtime.runner import JobRunner
+from dicomnode.runtime.sandbox import Sandbox, SandboxLimits, SandboxStartError
 from dicomnode.web import events
 
 log = logging.getLogger(__name__)
@@ -86,7 +101,7 @@ def parent_watch(stop: threading.Event) -> None:
 
 
 def _record_failure(db: Database, job: ClaimedJob, failure: Failure, retry_base_seconds: float, me: str) -> str:
-    """Record one failed attempt as its category asks (see dicomnode.process.failures); returns the job's state."""
+    """Record one failed attempt as its category asks (see dicomnode.pipeline.failures); returns the job's state."""
     if failure.category == DEFERRED:
         defer_job(db, job.id, failure.text, retry_base_seconds, worker_id=me)
         return "queued again, no attempt used"

@@ -14,12 +14,9 @@ import re
 
 import pydicom
 
+from dicomnode.outputs.image_library import PROJECTION_SOP_CLASSES
+
 PROJECTION_MODALITIES = {"DX", "CR"}
-PROJECTION_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.1": "Computed Radiography Image Storage",
-    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
-    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
-}
 KNEE_BODY_PARTS = {"KNEE"}
 ACCEPTED_VIEWS = {"AP", "PA"}
 # "knee" in English, German, French, Spanish, Italian, Portuguese, Dutch; whole words only.

@@ -1,9 +1,9 @@
 """One received instance through the image pipeline, as a worker's sandbox runs it: read the file within bounds,
 select, check its attributes, predict, build the result objects and write them durably. No database, no network:
-the worker records what comes back (see :mod:`dicomnode.process.runner`).
+the worker records what comes back (see :mod:`dicomnode.runtime.runner`).
 
-Every failure leaves as a :class:`~dicomnode.process.failures.JobFailure` whose failure says in which stage it
-happened, in curated words (see :mod:`dicomnode.process.failures`). Results are not written below the disk reserve
+Every failure leaves as a :class:`~dicomnode.pipeline.failures.JobFailure` whose failure says in which stage it
+happened, in curated words (see :mod:`dicomnode.pipeline.failures`). Results are not written below the disk reserve
 (``storage.min_free_mb``): the job is deferred instead, and no file is half-written.
 """
 
@@ -16,12 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from dicomnode.db.results import OutputFile
-from dicomnode.process.analysis import STATUS_SKIPPED, Predictor, build, output_kind, predict
-from dicomnode.process.failures import DiskReserveReached, JobFailure, classify
-from dicomnode.process.image_checks import ImageBounds, check_image, drop_empty_optional, read_instance
-from dicomnode.process.output_files import encode, spool_output_path, write_bytes_durably
-from dicomnode.process.selection import skip_reason
-from dicomnode.receive.spool import free_space_mb, is_safe_uid
+from dicomnode.durable import free_space_mb, is_safe_uid, write_durably
+from dicomnode.pipeline.analysis import (
+    STATUS_SKIPPED,
+    Predictor,
+    build,
+    output_kind,
+    predict,
+)
+from dicomnode.pipeline.failures import DiskReserveReached, JobFailure, classify
+from dicomnode.pipeline.image_checks import (
+    ImageBounds,
+    check_image,
+    drop_empty_optional,
+    read_instance,
+)
+from dicomnode.pipeline.output_files import encode, spool_output_path
+from dicomnode.pipeline.selection import skip_reason
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +111,7 @@ def write_output(task: Task, ds) -> OutputFile:
     path = output_path(task, kind)
     if task.min_free_mb and free_space_mb(path.parent) - len(data) / (1024 * 1024) < task.min_free_mb:
         raise DiskReserveReached("free space would fall below storage.min_free_mb: processing waits for space")
-    write_bytes_durably(data, path)
+    write_durably(data, path)
     return OutputFile(kind, str(ds.SOPClassUID), str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID), str(path))
 
 

@@ -20,12 +20,13 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, build_context, evt
+from pynetdicom import build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 from pynetdicom.status import code_to_category
 
+from dicomnode.ae import node_ae
 from dicomnode.config import NodeConfig, PeerConfig
 from dicomnode.tls import client_tls_args
 
@@ -127,18 +128,6 @@ def proposed_contexts(items: Iterable[_Outgoing], compressed: bool = True) -> li
         raise ValueError(f"the batch needs {len(wanted)} presentation contexts, more than "
                          f"{MAX_PRESENTATION_CONTEXTS}: send it in smaller batches")
     return [build_context(sop_class, list(syntaxes)) for sop_class, syntaxes in wanted]
-
-
-def node_ae(config: NodeConfig) -> AE:
-    """An AE with this node's AE title, maximum PDU size and ACSE/DIMSE/network timeouts (SCU and SCP alike)."""
-    node = config.node
-    ae = AE(ae_title=node.ae_title)
-    ae.maximum_pdu_size = node.max_pdu_size
-    ae.acse_timeout = node.acse_timeout
-    ae.dimse_timeout = node.dimse_timeout
-    ae.network_timeout = node.network_timeout
-    ae.connection_timeout = node.acse_timeout  # TCP connect, as requestor
-    return ae
 
 
 def _associate(peer: PeerConfig, config: NodeConfig, contexts: list[PresentationContext]) -> Association:

@@ -1,5 +1,5 @@
 """Running one claimed job: each of its instances goes through the image pipeline (in the worker's sandbox, see
-:mod:`dicomnode.process.sandbox`), and what comes back is recorded: a result with one pending delivery per
+:mod:`dicomnode.runtime.sandbox`), and what comes back is recorded: a result with one pending delivery per
 destination, the reason it was skipped, or the reason it failed for good.
 
 Safe to run again after a crash at any point: finished instances are passed over, output files are
@@ -8,7 +8,7 @@ and the database keeps at most one result per source instance.
 
 An instance that can never succeed (a ``permanent`` failure) is marked failed with its reason and the job goes
 on with its other instances; the job then ends dead with that reason. Any other failure stops the job, which
-the worker records for a retry (see :mod:`dicomnode.process.failures`).
+the worker records for a retry (see :mod:`dicomnode.pipeline.failures`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from dicomnode.db import Database
 from dicomnode.db.jobs import ClaimedJob, LeaseLost, job_instances
 from dicomnode.db.models import INSTANCE_PROCESSED, INSTANCE_SKIPPED, Job
 from dicomnode.db.results import Holder, mark_failed, mark_skipped, save_result
-from dicomnode.process.analysis import STATUS_SKIPPED, Predictor
-from dicomnode.process.failures import Failure, JobFailure, classify
-from dicomnode.process.task import Task, TaskResult, run_task
+from dicomnode.pipeline.analysis import STATUS_SKIPPED, Predictor
+from dicomnode.pipeline.failures import Failure, JobFailure, classify
+from dicomnode.pipeline.task import Task, TaskResult, run_task
 from dicomnode.web import events
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 import pydicom
 
-from dicomnode.process.selection import skip_reason
+from dicomnode.pipeline.selection import skip_reason
+from dicomnode.vocabulary import kind_of
 from model.preprocess import UndecodableImage, UnsupportedImage
 from model.result import KneePrediction
 
@@ -47,9 +48,7 @@ class Analysis:
 
 
 def output_kind(ds: pydicom.Dataset) -> str:
-    """"sr", "landmarks", "sc" or "gsps" for an object this node built; ValueError for anything else."""
-    from dicomnode.outputs.common import kind_of
-
+    """The kind (``dicomnode.vocabulary.OUTPUT_KINDS``) of an object this node built; ValueError otherwise."""
     return kind_of(ds)
 
 

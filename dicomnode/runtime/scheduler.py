@@ -28,7 +28,7 @@ from dicomnode.db.audit import purge_audit
 from dicomnode.db.intake import queue_quiet_studies
 from dicomnode.db.jobs import expire_leases, promote_due_retries
 from dicomnode.dispatch.dispatcher import Dispatcher
-from dicomnode.process.retention import purge_expired
+from dicomnode.runtime.retention import purge_expired
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ A spooled file was acknowledged as received, but nothing in it has been trusted 
   ``DECODE_MEMORY_FACTOR``, against ``processing.job_memory_mb``, pixel
   spacing, rescale, window and VOI LUT, character set, single-valued patient and study attributes.
 
-Every refusal is an :class:`~dicomnode.process.failures.InvalidImage` whose message names the attribute and
+Every refusal is an :class:`~dicomnode.pipeline.failures.InvalidImage` whose message names the attribute and
 never quotes its value. It is permanent: the job fails once, with that reason, and is never retried.
 """
 
@@ -32,10 +32,12 @@ from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.values import converters
 
-from dicomnode.config_checks import DECODE_MEMORY_FACTOR  # an image needing more memory than a job has fails
+from dicomnode.config_checks import (
+    DECODE_MEMORY_FACTOR,  # an image needing more memory than a job has fails
+)
+from dicomnode.durable import is_safe_uid
 from dicomnode.outputs.common import OutputError, character_set
-from dicomnode.process.failures import InvalidImage
-from dicomnode.receive.spool import is_safe_uid
+from dicomnode.pipeline.failures import InvalidImage
 
 MiB = 1024 * 1024
 HEADER_MARGIN_BYTES = 16 * MiB  # what a file may hold besides its pixel data

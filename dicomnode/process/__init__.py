@@ -1,1 +1,0 @@
-"""Processing received instances: selection, the model, result objects, worker processes and scheduling."""
