@@ -57,6 +57,17 @@ PHASE_CERTAINTY = 0.9
 # The mirrored and the rotated copy must measure within this of the original (FTS and FNTS, degrees).
 CONSISTENCY_TOLERANCE_DEG = 1.5
 CONSISTENCY_ROTATION_DEG = 7.0
+# The refined reference points may move this far (a fraction of the plateau width) from where the frame put them
+# before the confidence falls to 0 (linearly).
+REFERENCE_SHIFT_LIMIT = 0.15
+# An aTFA beyond this (degrees, either method) is implausible: confidence 0.
+MAX_PLAUSIBLE_ATFA_DEG = 35.0
+# A tibial plateau narrower or wider than this (mm, from the pixel spacing) is implausible: confidence 0.
+PLATEAU_WIDTH_MM = (40.0, 120.0)
+# The global stage's confidence counts fully from this value up.
+GLOBAL_CONFIDENCE_FULL = 0.5
+# A pre/post-op split at this implant probability.
+IMPLANT_PROBABILITY_SPLIT = 0.5
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -154,7 +165,7 @@ class KneeAligner:
         order_right = bool(reference[1, 0] < reference[0, 0])  # lateral corner left of the medial one
 
         laterality, source, p_side, c_side = self._decide_laterality(laterality_tag, order_right, p_right, warnings)
-        phase = "postop" if p_implant >= 0.5 else "preop"
+        phase = "postop" if p_implant >= IMPLANT_PROBABILITY_SPLIT else "preop"
         c_phase = 1.0
         if max(p_implant, 1.0 - p_implant) < PHASE_CERTAINTY:
             c_phase = 0.0
@@ -282,17 +293,18 @@ class KneeAligner:
         roles = axis_points(scheme, alignment.levels)
         c_points = float(np.mean(conf[roles]))
         # The refined reference points should agree with the ones the frame was built from.
-        c_consistency = float(np.clip(1.0 - shift / 0.15, 0.0, 1.0))
+        c_consistency = float(np.clip(1.0 - shift / REFERENCE_SHIFT_LIMIT, 0.0, 1.0))
         c_angle = c_width = 1.0
-        if max(abs(alignment.atfa_fts_deg), abs(alignment.atfa_fnts_deg)) > 35:
+        if max(abs(alignment.atfa_fts_deg), abs(alignment.atfa_fnts_deg)) > MAX_PLAUSIBLE_ATFA_DEG:
             c_angle = 0.0
-            warnings.append("implausible angle (> 35 degrees)")
+            warnings.append(f"implausible angle (> {MAX_PLAUSIBLE_ATFA_DEG:g} degrees)")
         if spacing is not None:
             plateau_mm = length * float(np.sqrt(spacing[0] * spacing[1]))
-            if not 40.0 <= plateau_mm <= 120.0:
+            if not PLATEAU_WIDTH_MM[0] <= plateau_mm <= PLATEAU_WIDTH_MM[1]:
                 c_width = 0.0
                 warnings.append(f"implausible tibial plateau width {plateau_mm:.0f} mm")
-        return float(np.clip(c_points * c_angle, 0.0, 1.0)), c_consistency * c_width * min(1.0, 2 * global_conf)
+        c_global = min(1.0, global_conf / GLOBAL_CONFIDENCE_FULL)
+        return float(np.clip(c_points * c_angle, 0.0, 1.0)), c_consistency * c_width * c_global
 
 
 def axis_points(scheme, levels: ShaftLevels) -> list[int]:
