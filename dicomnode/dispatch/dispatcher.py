@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_file_meta_info
 
 from dicomnode.audit import AuditTrail
 from dicomnode.audit.events import MINOR_FAILURE, SUCCESS
@@ -25,7 +24,7 @@ from dicomnode.db.deliveries import (
     claim_deliveries,
     record_attempts,
 )
-from dicomnode.dispatch.scu import DeliveryError, SendResult, StoreSession
+from dicomnode.dispatch.scu import DeliveryError, Outgoing, SendResult, StoreSession, outgoing
 from dicomnode.web import events
 
 log = logging.getLogger(__name__)
@@ -44,15 +43,14 @@ class DispatchReport:
         return sum(self.delivered.values())
 
 
-def _unreadable(path: Path) -> str | None:
-    """Why ``path`` cannot be sent (missing, or no readable DICOM file meta), or None."""
+def _prepare(path: Path) -> Outgoing | str:
+    """What the SCU needs to send ``path`` (its file meta read once), or why it cannot be sent."""
     if not path.is_file():
         return f"output file missing: {path}"
     try:
-        read_file_meta_info(path)
-    except (OSError, InvalidDicomError) as exc:
+        return outgoing(path)
+    except (OSError, InvalidDicomError, ValueError) as exc:
         return f"output file unreadable: {path}: {exc}"
-    return None
 
 
 def _describe(result: SendResult) -> str:
@@ -118,15 +116,28 @@ class Dispatcher:
         except KeyError as exc:
             return [AttemptOutcome(d.id, False, f"destination not configured: {exc}") for d in batch]
         outcomes: list[AttemptOutcome] = []
-        present = []
+        present: list[tuple[PendingDelivery, Outgoing]] = []
         for delivery in batch:
-            problem = _unreadable(Path(delivery.path))
-            if problem is None:
-                present.append(delivery)
-            else:  # one bad file must not hold up the rest of the batch
-                outcomes.append(AttemptOutcome(delivery.id, False, problem))
+            prepared = _prepare(Path(delivery.path))
+            if isinstance(prepared, str):  # one bad file must not hold up the rest of the batch
+                outcomes.append(AttemptOutcome(delivery.id, False, prepared))
+            else:
+                present.append((delivery, prepared))
         if not present:
             return outcomes
+        sent: set[int] = set()
+        try:
+            with StoreSession(peer, self.config, [item for _, item in present]) as session:
+                for delivery, item in present:
+                    result = session.send(item)
+                    outcomes.append(AttemptOutcome(delivery.id, result.ok, _describe(result)))
+                    sent.add(delivery.id)
+        except DeliveryError as exc:
+            outcomes.extend(AttemptOutcome(d.id, False, str(exc)) for d, _ in present if d.id not in sent)
+        except (OSError, ValueError) as exc:  # an unreadable file or a batch that cannot be proposed
+            outcomes.extend(AttemptOutcome(d.id, False, f"{type(exc).__name__}: {exc}")
+                            for d, _ in present if d.id not in sent)
+        return outcomes
         sent: set[int] = set()
         try:
             with StoreSession(peer, self.config, [d.path for d in present]) as session:

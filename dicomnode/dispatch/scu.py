@@ -74,7 +74,7 @@ class SendResult:
 
 
 @dataclass(frozen=True)
-class _Outgoing:
+class Outgoing:
     """An item to send with the UIDs and transfer syntax needed to propose and pick a presentation context."""
 
     payload: Path | Dataset = field(repr=False)
@@ -87,8 +87,12 @@ class _Outgoing:
         return self.payload if isinstance(self.payload, Path) else None
 
 
-def _outgoing(item: Item) -> _Outgoing:
-    """Describe ``item``; a Dataset without a transfer syntax is sent as Explicit VR Little Endian."""
+def outgoing(item: Item | Outgoing) -> Outgoing:
+    """Describe ``item`` (a file's meta header is read once, here); a Dataset without a transfer syntax is sent as
+    Explicit VR Little Endian. Raises OSError or InvalidDicomError for an unreadable file, ValueError for one
+    without the UIDs to send it."""
+    if isinstance(item, Outgoing):
+        return item
     if isinstance(item, Dataset):
         dataset = item
         if "TransferSyntaxUID" not in getattr(item, "file_meta", FileMetaDataset()):
@@ -98,7 +102,7 @@ def _outgoing(item: Item) -> _Outgoing:
         missing = [kw for kw in ("SOPClassUID", "SOPInstanceUID") if kw not in dataset]
         if missing:
             raise ValueError(f"dataset lacks {', '.join(missing)}")
-        return _Outgoing(dataset, UID(dataset.SOPClassUID), UID(dataset.SOPInstanceUID),
+        return Outgoing(dataset, UID(dataset.SOPClassUID), UID(dataset.SOPInstanceUID),
                          UID(dataset.file_meta.TransferSyntaxUID))
     path = Path(item)
     meta = read_file_meta_info(path)
@@ -106,11 +110,11 @@ def _outgoing(item: Item) -> _Outgoing:
                if kw not in meta]
     if missing:
         raise ValueError(f"{path}: file meta lacks {', '.join(missing)}")
-    return _Outgoing(path, UID(meta.MediaStorageSOPClassUID), UID(meta.MediaStorageSOPInstanceUID),
+    return Outgoing(path, UID(meta.MediaStorageSOPClassUID), UID(meta.MediaStorageSOPInstanceUID),
                      UID(meta.TransferSyntaxUID))
 
 
-def proposed_contexts(items: Iterable[_Outgoing], compressed: bool = True) -> list[PresentationContext]:
+def proposed_contexts(items: Iterable[Outgoing], compressed: bool = True) -> list[PresentationContext]:
     """Per SOP class: each non-default transfer syntax in its own context, plus one uncompressed context.
 
     Separate contexts let the peer accept the data as it is, or fall back to uncompressed: pynetdicom converts
@@ -179,10 +183,10 @@ class StoreSession:
     manager, then :meth:`send` each item (or :meth:`send_all`).
     """
 
-    def __init__(self, peer: PeerConfig, config: NodeConfig, items: Iterable[Item]) -> None:
+    def __init__(self, peer: PeerConfig, config: NodeConfig, items: Iterable[Item | Outgoing]) -> None:
         self.peer = peer
         self._config = config
-        self._items = [_outgoing(item) for item in items]
+        self._items = [outgoing(item) for item in items]
         self._contexts = proposed_contexts(self._items, compressed=peer.compression != "none")
         self._assoc: Association | None = None
         self._message_id = 0
@@ -201,29 +205,29 @@ class StoreSession:
         self._message_id = self._message_id % 65535 + 1
         return self._message_id
 
-    def send(self, item: Item) -> SendResult:
+    def send(self, item: Item | Outgoing) -> SendResult:
         """C-STORE one item; :class:`DeliveryError` if the association is (or gets) lost."""
-        outgoing = item if isinstance(item, _Outgoing) else _outgoing(item)
+        prepared = outgoing(item)
         assoc = self._assoc
         if assoc is None or not assoc.is_established:
             raise DeliveryError(self.peer.name, "association-aborted", "the association is not open")
-        uids = {"sop_instance_uid": str(outgoing.sop_instance), "sop_class_uid": str(outgoing.sop_class),
-                "source": outgoing.source}
-        payload: Path | Dataset | None = outgoing.payload
-        if outgoing.transfer_syntax.is_compressed and not self._accepted(outgoing.sop_class,
-                                                                         (outgoing.transfer_syntax,)):
-            payload = self._decompressed(outgoing)
+        uids = {"sop_instance_uid": str(prepared.sop_instance), "sop_class_uid": str(prepared.sop_class),
+                "source": prepared.source}
+        payload: Path | Dataset | None = prepared.payload
+        if prepared.transfer_syntax.is_compressed and not self._accepted(prepared.sop_class,
+                                                                         (prepared.transfer_syntax,)):
+            payload = self._decompressed(prepared)
             if payload is None:
                 return SendResult(status=None, ok=False, **uids, error=(
-                    f"peer accepted neither {outgoing.transfer_syntax.name} nor an uncompressed transfer syntax "
-                    f"for {outgoing.sop_class.name}, or the pixel data could not be decompressed"))
+                    f"peer accepted neither {prepared.transfer_syntax.name} nor an uncompressed transfer syntax "
+                    f"for {prepared.sop_class.name}, or the pixel data could not be decompressed"))
         try:
             response = assoc.send_c_store(payload, msg_id=self._next_message_id())
         except ValueError as exc:  # no accepted presentation context, or the dataset cannot be encoded
             return SendResult(status=None, ok=False, error=str(exc), **uids)
         if "Status" not in response:
             raise DeliveryError(self.peer.name, "association-aborted",
-                                f"no C-STORE response for {outgoing.sop_instance} (aborted or timed out)")
+                                f"no C-STORE response for {prepared.sop_instance} (aborted or timed out)")
         status = int(response.Status)
         ok = code_to_category(status) in ("Success", "Warning")
         comment = response.get("ErrorComment")
@@ -236,14 +240,14 @@ class StoreSession:
             cx.abstract_syntax == sop_class and cx.transfer_syntax[0] in transfer_syntaxes
             for cx in self._assoc.accepted_contexts)
 
-    def _decompressed(self, outgoing: _Outgoing) -> Dataset | None:
+    def _decompressed(self, item: Outgoing) -> Dataset | None:
         """A decompressed copy of a compressed item, if the peer accepted uncompressed data for its class.
 
         None when no uncompressed context was accepted or no decoder can read the pixel data.
         """
-        if not self._accepted(outgoing.sop_class, UNCOMPRESSED):
+        if not self._accepted(item.sop_class, UNCOMPRESSED):
             return None
-        dataset = dcmread(outgoing.payload) if isinstance(outgoing.payload, Path) else copy.deepcopy(outgoing.payload)
+        dataset = dcmread(item.payload) if isinstance(item.payload, Path) else copy.deepcopy(item.payload)
         try:
             dataset.decompress(generate_instance_uid=False)  # the same instance, only re-encoded
         except Exception:  # noqa: BLE001 - no decoder plugin for this transfer syntax, or corrupt pixel data
@@ -253,9 +257,9 @@ class StoreSession:
     def send_all(self) -> list[SendResult]:
         """Send every item given at construction, in order; ``DeliveryError.results`` holds those done."""
         results: list[SendResult] = []
-        for outgoing in self._items:
+        for item in self._items:
             try:
-                results.append(self.send(outgoing))
+                results.append(self.send(item))
             except DeliveryError as exc:
                 exc.results = results
                 raise
