@@ -38,7 +38,9 @@ from dicomnode.audit.events import MINOR_FAILURE
 from dicomnode.config import NodeConfig
 from dicomnode.db import Database
 from dicomnode.db.intake import record_instance
+from dicomnode.db.deliveries import release_delivery_claims
 from dicomnode.db.jobs import requeue_running
+from dicomnode.pipeline.selection import skip_reason_for_tags
 from dicomnode.dispatch.dispatcher import Dispatcher
 from dicomnode.filemodes import private_paths, remove_world_access, restrict_umask
 from dicomnode.receive.instance import StoredInstance
@@ -64,7 +66,8 @@ class ServiceError(RuntimeError):
 class RecordInstances:
     """The set-up of a receiving process, run once in each (picklable, so that every association process of
     ``node.receivers`` > 1 builds its own): logging, metrics, file modes, the audit trail, and an ``on_stored``
-    that records the instance and queues its job in the database, then wakes a worker."""
+    that records the instance and queues its job in the database, then wakes a worker. An image whose attributes
+    say it is not a knee AP/PA radiograph is recorded as skipped with the reason and gets no job."""
 
     config: NodeConfig
     jobs_ready: Semaphore
@@ -78,10 +81,15 @@ class RecordInstances:
         audit = AuditTrail.for_config(config, db)
 
         def on_stored(stored: StoredInstance) -> None:
-            outcome = record_instance(db, stored, config.processing.trigger, config.processing.max_attempts)
+            skip = skip_reason_for_tags(stored.text)  # not a knee AP/PA radiograph: recorded, never queued
+            outcome = record_instance(db, stored, config.processing.trigger, config.processing.max_attempts,
+                                      skip=skip)
             log.debug("instance %s from %s recorded: %s%s", stored.sop_instance_uid, stored.peer_name,
                       outcome.state, " (duplicate)" if outcome.duplicate else "")
             events.instance_received(stored.peer_name)
+            if skip and not outcome.duplicate:
+                log.info("instance %s skipped at receipt: %s", stored.sop_instance_uid, skip)
+                events.result_recorded("skipped")
             if outcome.job_id is not None:
                 self.jobs_ready.release()
 
@@ -233,6 +241,9 @@ class Service:
         if recovered:
             log.warning("recovered %d job(s) left running by the previous run", recovered)
             self._audit_requeue(recovered, "left running by the previous run (recovered at start-up)")
+        resent = release_delivery_claims(self.db, self.name)
+        if resent:
+            log.warning("%d delivery(ies) claimed by the previous run are due again", resent)
         try:
             self._start_http()
             starting = [self._spawn(f"worker-{n}") for n in range(self.config.processing.workers)]

@@ -4,7 +4,8 @@ attempt (delivered, retried after an exponential backoff, or dead after the conf
 A dispatcher claims the due deliveries it is about to send (``claim_deliveries``): ``claimed_by`` names its node
 and ``next_attempt_at`` moves to the end of the claim, so that other nodes sharing the database leave them alone
 while they are sent; if the node dies while sending, they become due again when the claim ends and another
-node sends them (a copy may then reach the peer twice, with the same UIDs, which a PACS stores once)."""
+node sends them, or at once when the node itself starts again (``release_delivery_claims``). A copy may then
+reach the peer twice, with the same UIDs, which a PACS stores once."""
 
 from __future__ import annotations
 
@@ -101,6 +102,16 @@ def claim_deliveries(db: Database, claimer: str, now: datetime | None = None, li
         return _by_peer(rows)
 
     return db.retrying(work)
+
+
+def release_delivery_claims(db: Database, claimer: str, now: datetime | None = None) -> int:
+    """Make the pending deliveries ``claimer`` had claimed due at once (its start-up after a crash: they were
+    never sent, or their outcome was never recorded). Returns how many."""
+    now = now or utcnow()
+    with db.transaction() as session:
+        return session.execute(update(Delivery).where(
+            Delivery.state == DELIVERY_PENDING, Delivery.claimed_by == claimer, Delivery.next_attempt_at > now)
+            .values(next_attempt_at=now)).rowcount
 
 
 def record_attempts(db: Database, outcomes: Sequence[AttemptOutcome], policy: RetryPolicy,

@@ -21,6 +21,7 @@ from dicomnode.db.models import (
     INSTANCE_FAILED,
     INSTANCE_QUEUED,
     INSTANCE_RECEIVED,
+    INSTANCE_SKIPPED,
     JOB_PROCESS_INSTANCE,
     JOB_PROCESS_STUDY,
     Instance,
@@ -72,21 +73,23 @@ def _queue_instance_job(session, instance_id: int, max_attempts: int, now: datet
 
 
 def record_instance(db: Database, arrival: Arrival, trigger: str, max_attempts: int,
-                    now: datetime | None = None) -> IntakeOutcome:
-    """Record one stored instance and queue what it needs, in one transaction (see the module docstring)."""
+                    now: datetime | None = None, skip: str | None = None) -> IntakeOutcome:
+    """Record one stored instance and queue what it needs, in one transaction (see the module docstring). With
+    ``skip`` (the reason an image is not for us, read from its attributes at receipt) it is recorded as skipped
+    and gets no job."""
     now = now or utcnow()
     by_study = trigger == "study"
 
     def work() -> IntakeOutcome:
         with db.transaction() as session:
             study_id = _upsert_study(db, session, arrival.study_instance_uid, now)
-            state = INSTANCE_RECEIVED if by_study else INSTANCE_QUEUED
+            state = INSTANCE_SKIPPED if skip else INSTANCE_RECEIVED if by_study else INSTANCE_QUEUED
             inserted = session.execute(db.insert(Instance).values(
                 sop_instance_uid=arrival.sop_instance_uid, sop_class_uid=arrival.sop_class_uid,
                 study_id=study_id, study_instance_uid=arrival.study_instance_uid,
                 series_instance_uid=arrival.series_instance_uid, path=str(arrival.path),
                 size_bytes=arrival.size_bytes, peer=arrival.peer_name, calling_ae=arrival.calling_ae,
-                received_at=now, last_received_at=now, receive_count=1, state=state,
+                received_at=now, last_received_at=now, receive_count=1, state=state, reason=skip,
             ).on_conflict_do_nothing(index_elements=["sop_instance_uid"]).returning(Instance.id)).first() is not None
             query = select(Instance).where(Instance.sop_instance_uid == arrival.sop_instance_uid)
             instance = session.execute(query.with_for_update() if db.is_postgres else query).scalar_one()
@@ -98,11 +101,11 @@ def record_instance(db: Database, arrival: Arrival, trigger: str, max_attempts: 
                 instance.path = str(arrival.path)
                 if instance.state != INSTANCE_FAILED:
                     return IntakeOutcome(instance.id, True, None, instance.state)
-                instance.state, instance.reason = state, None
+                instance.state, instance.reason = state, skip
             job_id = None
-            if by_study:
+            if by_study and not skip:
                 session.execute(update(Study).where(Study.id == study_id).values(pending=True))
-            else:
+            elif not skip:
                 job_id = _queue_instance_job(session, instance.id, max_attempts, now)
             return IntakeOutcome(instance.id, not inserted, job_id, instance.state)
 

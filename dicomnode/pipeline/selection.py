@@ -11,6 +11,7 @@ data, or control characters that would forge log lines) and reasons are logged a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pydicom
 
@@ -30,21 +31,28 @@ def _text(ds: pydicom.Dataset, keyword: str) -> str:
 
 def skip_reason(ds: pydicom.Dataset) -> str | None:
     """None if ``ds`` should be processed, else a short sentence saying why not."""
-    modality = _text(ds, "Modality").upper()
-    sop_class = _text(ds, "SOPClassUID")
-    if modality not in PROJECTION_MODALITIES and sop_class not in PROJECTION_SOP_CLASSES:
+    has_pixels = any(keyword in ds for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+    return skip_reason_for_tags(lambda keyword: _text(ds, keyword), has_pixels)
+
+
+def skip_reason_for_tags(text: Callable[[str], str], has_pixels: bool = True) -> str | None:
+    """:func:`skip_reason` from the attributes alone: ``text(keyword)`` gives an attribute's value as stripped text
+    ("" if absent). The receiver uses it on the attributes it saved at receipt (the images it stores have pixel
+    data), so that an image that is not for us never gets a job."""
+    modality = text("Modality").upper()
+    if modality not in PROJECTION_MODALITIES and text("SOPClassUID") not in PROJECTION_SOP_CLASSES:
         return "Modality is not DX or CR, nor the SOP class a DX or CR one"
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+    if not has_pixels:
         return "no pixel data"
-    body_part = _text(ds, "BodyPartExamined").upper()
+    body_part = text("BodyPartExamined").upper()
     if body_part:
         if body_part not in KNEE_BODY_PARTS:
             return "BodyPartExamined is not KNEE"
     else:
-        descriptions = " ".join(_text(ds, k) for k in ("StudyDescription", "SeriesDescription", "ProtocolName"))
+        descriptions = " ".join(text(k) for k in ("StudyDescription", "SeriesDescription", "ProtocolName"))
         if not KNEE_WORDS.search(descriptions):
             return "no BodyPartExamined and no knee in the study/series description or protocol name"
-    view = _text(ds, "ViewPosition").upper()
+    view = text("ViewPosition").upper()
     if view and view not in ACCEPTED_VIEWS:
         return "ViewPosition is not AP or PA"
     return None

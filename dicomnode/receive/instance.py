@@ -34,8 +34,17 @@ class StoredInstance:
     study_description: str | None = None
     patient_id: str | None = field(default=None, repr=False)  # never log it
 
+    def text(self, keyword: str) -> str:
+        """One of the attributes saved at receipt, by its DICOM keyword, as stripped text ("" if absent)."""
+        name = _FIELDS.get(keyword)
+        value = getattr(self, name) if name is not None else None
+        return str(value).strip() if value is not None else ""
+
 
 OnStored = Callable[[StoredInstance], None]
+_FIELDS = {"SOPClassUID": "sop_class_uid", "Modality": "modality", "BodyPartExamined": "body_part_examined",
+           "ViewPosition": "view_position", "Laterality": "laterality", "SeriesDescription": "series_description",
+           "ProtocolName": "protocol_name", "StudyDescription": "study_description"}
 
 
 def text_attribute(dataset: Dataset, keyword: str) -> str | None:

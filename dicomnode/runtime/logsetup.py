@@ -31,6 +31,9 @@ class OneLineFormatter(logging.Formatter):
         return "\n".join("    | " + escape(line) for line in stack_info.splitlines())
 
 
+LIBRARIES_AT_WARNING = ("pynetdicom", "apscheduler", "sqlalchemy", "alembic", "PIL", "matplotlib")
+
+
 def library_levels(level: str = "INFO") -> dict[str, int]:
     """The level of each third-party logger when the node logs at ``level`` (everything at DEBUG when DEBUG).
 
@@ -39,14 +42,13 @@ def library_levels(level: str = "INFO") -> dict[str, int]:
       "Unknown encoding 'X'"): those loggers show only errors.
     - pydicom's pixel decoders log each failed attempt at ERROR with a full traceback; the node records the
       failure itself (curated, one line), so those are silent.
-    - The others (network, scheduler, database, drawing) stay at WARNING.
+    - The others (network, scheduler, database and its migrations, drawing) stay at WARNING.
     """
     if level == "DEBUG":
         return {}
     levels = {name: logging.ERROR for name in ("py.warnings", "pydicom", "highdicom")}
     levels["pydicom.pixels"] = logging.CRITICAL
-    levels.update({name: logging.WARNING for name in ("pynetdicom", "apscheduler", "sqlalchemy", "PIL",
-                                                      "matplotlib")})
+    levels.update({name: logging.WARNING for name in LIBRARIES_AT_WARNING})
     return levels
 
 
@@ -57,6 +59,5 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
     handler.setFormatter(OneLineFormatter(FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.captureWarnings(True)
-    for name in ("py.warnings", "pydicom", "pydicom.pixels", "highdicom", "pynetdicom", "apscheduler", "sqlalchemy",
-                 "PIL", "matplotlib"):
+    for name in ("py.warnings", "pydicom", "pydicom.pixels", "highdicom", *LIBRARIES_AT_WARNING):
         logging.getLogger(name).setLevel(library_levels(level).get(name, logging.DEBUG))

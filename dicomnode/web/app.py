@@ -53,6 +53,7 @@ HERE = Path(__file__).parent
 PUBLIC_PATHS = ("/healthz", "/readyz", "/login")
 RECENT_JOBS = 50
 OPEN_DELIVERIES = 100
+RECENT_SKIPPED = 20
 LOGIN_FAILURE_DELAY_S = 1.0
 MAX_FORM_BYTES = 16 * 1024  # the page's forms carry a CSRF token and at most a login token
 
@@ -180,6 +181,7 @@ class StatusApp:
             "counts": queries.state_counts(control.db) if database_ok else None,
             "jobs": jobs, "patients": self.patients.of(jobs) if self.patients is not None else {},
             "deliveries": queries.open_deliveries(control.db, OPEN_DELIVERIES) if database_ok else [],
+            "skipped": queries.recent_skipped(control.db, RECENT_SKIPPED) if database_ok else [],
             "actions": list(reversed(self.actions)), "token_required": self.security.token_required,
             "show_patient_data": self.patients is not None,
         }

@@ -15,6 +15,7 @@ from dicomnode.db.models import (
     DELIVERY_DEAD,
     DELIVERY_PENDING,
     DELIVERY_STATES,
+    INSTANCE_SKIPPED,
     INSTANCE_STATES,
     JOB_DEAD,
     JOB_FAILED,
@@ -136,6 +137,25 @@ def recent_jobs(db: Database, limit: int = 50) -> list[JobView]:
         return [JobView(j.id, j.kind, j.state, j.attempts, j.max_attempts, j.created_at, j.finished_at, j.last_error,
                         [views[j.instance_id]] if j.instance_id in views else by_study.get(j.study_id, []))
                 for j in jobs]
+
+
+@dataclass(frozen=True)
+class SkippedView:
+    """An image the node does not measure, and why (decided from its attributes at receipt, or by a worker)."""
+
+    sop_instance_uid: str
+    calling_ae: str
+    received_at: datetime
+    reason: str | None
+
+
+def recent_skipped(db: Database, limit: int = 20) -> list[SkippedView]:
+    """The newest skipped instances first."""
+    with db.session() as session:
+        rows = session.execute(select(Instance.sop_instance_uid, Instance.calling_ae, Instance.received_at,
+                                      Instance.reason).where(Instance.state == INSTANCE_SKIPPED)
+                               .order_by(Instance.id.desc()).limit(limit)).all()
+    return [SkippedView(*row) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def process_roles(node: NodeProcess) -> dict[int, str]:
         names[pid] = "helper" if "resource_tracker" in cmdline else None
     log = node.log()
     workers = [int(line.split("worker ", 1)[1].split()[0].rsplit(":", 1)[1])
-               for line in log.splitlines() if " ready" in line and "process.worker" in line]
+               for line in log.splitlines() if " ready" in line and "runtime.worker" in line]
     for n, pid in enumerate(workers):
         if pid in names:
             names[pid] = f"worker-{n}"

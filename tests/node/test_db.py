@@ -382,3 +382,17 @@ def test_bulk_retry_of_dead_deliveries_with_filters(db: Database):
     assert retry_dead_deliveries(db, peer="archive") == 0
     assert retry_dead_deliveries(db, peer="pacs", reason="REJECTED") == 1
     assert _count(db, Delivery, Delivery.state == "pending") == 2
+
+
+def test_an_image_skipped_at_receipt_is_recorded_with_its_reason_and_never_queued(db: Database):
+    first = arrival()
+    outcome = record_instance(db, first, "instance", 5, skip="BodyPartExamined is not KNEE")
+    assert outcome.job_id is None and outcome.state == "skipped" and not outcome.duplicate
+    again = record_instance(db, first, "instance", 5, skip="BodyPartExamined is not KNEE")
+    assert again.duplicate and again.job_id is None
+    with db.session() as session:
+        instance = session.scalars(select(Instance)).one()
+        assert (instance.state, instance.reason, instance.receive_count) == ("skipped", "BodyPartExamined is not KNEE", 2)
+    assert _count(db, Job) == 0
+    study = record_instance(db, arrival(study="9.9"), "study", 5, skip="ViewPosition is not AP or PA")
+    assert study.job_id is None and queue_quiet_studies(db, 0, 5, now=utcnow() + timedelta(seconds=10)) == []

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from dicomnode.db import Database, utcnow
-from dicomnode.db.deliveries import claim_deliveries
+from dicomnode.db.deliveries import claim_deliveries, release_delivery_claims
 from dicomnode.db.intake import record_instance
 from dicomnode.db.jobs import (
     LeaseLost,
@@ -140,3 +140,13 @@ def test_deliveries_are_claimed_by_one_node_until_the_claim_ends(db: Database):
     # node-a died while sending: after the claim, node-b sends them.
     theirs = claim_deliveries(db, "node-b", now=t0 + timedelta(seconds=61))
     assert sorted(d.id for d in theirs["pacs"]) == sorted(d.id for d in mine["pacs"])
+
+
+def test_a_node_that_starts_again_releases_its_own_delivery_claims_at_once(db: Database):
+    _pending_deliveries(db, 2)
+    t0 = utcnow()
+    assert len(claim_deliveries(db, "node-a", now=t0)["pacs"]) == 2
+    assert release_delivery_claims(db, "node-b", now=t0) == 0, "another node's claims are left alone"
+    assert claim_deliveries(db, "node-a", now=t0 + timedelta(seconds=1)) == {}
+    assert release_delivery_claims(db, "node-a", now=t0 + timedelta(seconds=2)) == 2
+    assert len(claim_deliveries(db, "node-a", now=t0 + timedelta(seconds=2))["pacs"]) == 2

@@ -52,3 +52,27 @@ def test_an_image_without_pixels_is_skipped():
     ds = radiograph_dataset()
     del ds.PixelData
     assert skip_reason(ds) == "no pixel data"
+
+
+RECEIPT_CASES = [
+    {}, {"modality": "CR", "sop_class_uid": ComputedRadiographyImageStorage}, {"modality": "OT"}, {"view": None},
+    {"body_part": None, "description": "Knie links a.p."}, {"modality": "CT", "sop_class_uid": CT_IMAGE_STORAGE},
+    {"body_part": "CHEST"}, {"view": "LL"}, {"body_part": None, "description": "Thorax"},
+]
+
+
+@pytest.mark.parametrize("changes", RECEIPT_CASES)
+def test_the_attributes_saved_at_receipt_decide_as_the_whole_dataset_does(changes):
+    """The receiver skips images that are not for us from the attributes it saved (no job); the worker decides
+    from the whole dataset. Both must agree on every image."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from dicomnode.pipeline.selection import skip_reason_for_tags
+    from dicomnode.receive.instance import StoredInstance, filter_attributes
+
+    ds = radiograph_dataset(**changes)
+    stored = StoredInstance(Path("/x.dcm"), str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(ds.StudyInstanceUID),
+                            str(ds.SeriesInstanceUID), "MODALITY", "modality", "1.2.840.10008.1.2.1", 1,
+                            datetime.now(UTC), **filter_attributes(ds))
+    assert skip_reason_for_tags(stored.text) == skip_reason(ds)

@@ -96,7 +96,7 @@ def test_page_shows_the_job_just_sent_and_requeues_a_dead_delivery(tmp_path, shi
         assert storescu(node_port, [knee, chest]).returncode == 0
         storescu(node_port, [no_pixels])  # refused: 0xC002, not an image
         storescu(node_port, [knee], calling_ae="STRANGER")  # association rejected
-        wait_for(lambda: _jobs_finished(tmp_path, 2), 120, "the knee processed and the chest skipped")
+        wait_for(lambda: _jobs_finished(tmp_path, 1), 120, "the knee processed (the chest skipped at receipt: no job)")
         wait_for(lambda: (states := _deliveries(tmp_path)) and set(states.values()) == {"dead"} and states, 60,
                  "the SR and SC deliveries to die (destination down, one attempt)")
         knee_uid = str(pydicom.dcmread(knee, stop_before_pixels=True).SOPInstanceUID)
@@ -115,8 +115,9 @@ def test_page_shows_the_job_just_sent_and_requeues_a_dead_delivery(tmp_path, shi
         assert page.inner_text("#training-data-kind") == "SYNTHETIC"
         assert "Not for clinical use" in page.inner_text("#not-for-clinical-use")
         assert "SYNTH^KNEE" not in page.content() and "SYNTH-" not in page.content()  # no patient data
-        skipped = page.locator("#jobs tr", has=page.locator("td.reason", has_text="is not KNEE"))
+        skipped = page.locator("#skipped tr", has=page.locator("td.reason", has_text="is not KNEE"))
         assert skipped.locator("td.reason").inner_text() == "BodyPartExamined is not KNEE"  # the value is not quoted
+        assert page.locator("#jobs td.reason", has_text="is not KNEE").count() == 0, "the chest never had a job"
         assert page.locator("#PWNED").count() == 0, "a value from the network became markup"
 
         dead = page.locator('#deliveries tr[data-state="dead"]')
@@ -147,17 +148,17 @@ def test_page_shows_the_job_just_sent_and_requeues_a_dead_delivery(tmp_path, shi
         assert metrics[("kneealign_instances_refused_total", (("reason", "not_an_image"),))] == 1
         assert metrics[("kneealign_instances_refused_total", (("reason", "out_of_resources"),))] == 0  # there at 0
         assert metrics[("kneealign_associations_rejected_total", (("reason", "calling_ae_not_recognised"),))] == 1
-        assert metrics[("kneealign_jobs_finished_total", (("outcome", "done"),))] == 2
+        assert metrics[("kneealign_jobs_finished_total", (("outcome", "done"),))] == 1  # the chest had no job
         assert metrics[("kneealign_results_total", (("status", "skipped"),))] == 1
         assert sum(v for (name, labels), v in metrics.items() if name == "kneealign_results_total") == 2
-        assert metrics[("kneealign_processing_seconds_count", ())] == 2
+        assert metrics[("kneealign_processing_seconds_count", ())] == 1  # one job processed
         assert metrics[("kneealign_delivery_attempts_total", (("outcome", "dead"), ("peer", "modality")))] == 2
         assert metrics[("kneealign_delivery_attempts_total", (("outcome", "delivered"), ("peer", "modality")))] == 1
         assert metrics[("kneealign_end_to_end_seconds_count", ())] == 1
         assert metrics[("kneealign_end_to_end_seconds_sum", ())] > 0
         assert metrics[("kneealign_deliveries", (("state", "dead"),))] == 1
         assert metrics[("kneealign_deliveries", (("state", "delivered"),))] == 1
-        assert metrics[("kneealign_jobs", (("state", "done"),))] == 2
+        assert metrics[("kneealign_jobs", (("state", "done"),))] == 1
         assert metrics[("kneealign_queue_depth", ())] == 0 and metrics[("kneealign_workers_ready", ())] == 1
         assert node.stop() == 0
     finally:
@@ -166,7 +167,7 @@ def test_page_shows_the_job_just_sent_and_requeues_a_dead_delivery(tmp_path, shi
 
 
 def _worker_pid(node: NodeProcess) -> int:
-    found = re.findall(r"worker-0 dicomnode\.process\.worker: worker \S+:(\d+) ready", node.log())
+    found = re.findall(r"worker-0 dicomnode\.runtime\.worker: worker \S+:(\d+) ready", node.log())
     assert found, node.log()
     return int(found[-1])
 
