@@ -119,15 +119,21 @@ def observe(database: Path, uids: Iterable[str]) -> dict[str, Observed]:
     return found
 
 
+def _settled(seen: Observed | None) -> bool:
+    """Processed, skipped or failed, with its job finished; or skipped at receipt, which gives no job."""
+    if seen is None or seen.instance_state not in TERMINAL_INSTANCE_STATES:
+        return False
+    return seen.job_state in ("done", "dead") or (seen.job_state is None and seen.instance_state == "skipped")
+
+
 def wait_settled(database: Path, uids: list[str], timeout: float) -> dict[str, Observed]:
-    """Poll until every instance is processed, skipped or failed with a finished job (or ``timeout``)."""
+    """Poll until every instance has settled (see :func:`_settled`), or ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         seen = observe(database, uids)
-        pending = [u for u in uids if u not in seen or seen[u].instance_state not in TERMINAL_INSTANCE_STATES
-                   or seen[u].job_state not in ("done", "dead")]
-        if not pending or time.monotonic() > deadline:
+        if all(_settled(seen.get(u)) for u in uids) or time.monotonic() > deadline:
             return seen
+        time.sleep(0.2)
 
 
 def judge(sent: Sent, seen: Observed | None) -> str | None:
