@@ -37,12 +37,12 @@ from dicomnode.audit import AuditTrail
 from dicomnode.audit.events import MINOR_FAILURE
 from dicomnode.config import NodeConfig
 from dicomnode.db import Database
-from dicomnode.db.intake import record_instance
 from dicomnode.db.deliveries import release_delivery_claims
+from dicomnode.db.intake import record_instance
 from dicomnode.db.jobs import requeue_running
-from dicomnode.pipeline.selection import skip_reason_for_tags
 from dicomnode.dispatch.dispatcher import Dispatcher
 from dicomnode.filemodes import private_paths, remove_world_access, restrict_umask
+from dicomnode.pipeline.selection import skip_reason_for_tags
 from dicomnode.receive.instance import StoredInstance
 from dicomnode.runtime.logsetup import configure_logging
 from dicomnode.runtime.scheduler import DISPATCH_JOB, build_scheduler, run_soon

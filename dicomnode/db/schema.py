@@ -15,6 +15,7 @@ revision, under a PostgreSQL advisory lock so that several nodes starting at onc
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -41,9 +42,15 @@ def alembic_config(connection: Connection) -> Config:
     return config
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The migration scripts (read once per process: they do not change while it runs)."""
+    return ScriptDirectory(str(MIGRATIONS_DIR))
+
+
 def head_revision() -> str:
     """The newest revision this code knows."""
-    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    return _scripts().get_current_head()
 
 
 def current_revision(connection: Connection) -> str | None:
@@ -65,7 +72,7 @@ def upgrade_schema(connection: Connection) -> str:
             return head
         command.stamp(config, BASELINE)
         revision = BASELINE
-    known = {script.revision for script in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+    known = {script.revision for script in _scripts().walk_revisions()}
     if revision not in known:
         raise SchemaError(f"the database is at schema revision {revision!r}, which this version of the node does "
                           f"not know (newest known: {head}); update this node before pointing it at this "

@@ -22,7 +22,7 @@ from pydicom.valuerep import DA, DT, TM
 
 from dicomnode import software_version
 from dicomnode.outputs import codes
-from dicomnode.vocabulary import OUTPUT_KIND_NAMES, OutputKind, output_kind
+from dicomnode.vocabulary import OUTPUT_KIND_NAMES, output_kind
 from model.result import KneePrediction
 
 MANUFACTURER = "KneeAlign"
@@ -240,7 +240,7 @@ def output_uids(source: pydicom.Dataset, prediction: KneePrediction, kind: str) 
     twice (a retry after a crash) gives the same UIDs, so a PACS stores it once; any different result gets
     different UIDs.
     """
-    check_kind(kind)
+    output_kind(kind)  # ValueError for an unknown kind
     base = [str(source.SOPInstanceUID), kind, prediction_digest(prediction)]
     return derived_uid(*base, "series"), derived_uid(*base, "instance")
 
@@ -272,10 +272,6 @@ def target(source: pydicom.Dataset, prediction: KneePrediction, kind: str, *, se
                   series_number(kind), series_description(kind, prediction), AlgorithmIdentity.of(prediction, identity))
 
 
-def check_kind(kind: str) -> OutputKind:
-    return output_kind(kind)
-
-
 def series_number(kind: str) -> int:
     return output_kind(kind).series_number
 
@@ -283,7 +279,7 @@ def series_number(kind: str) -> int:
 def series_description(kind: str, prediction: KneePrediction) -> str:
     """E.g. "KneeAlign aTFA report L" or "KneeAlign aTFA overlay R - LOW CONFIDENCE" (a viewer's series list
     shows the status before anything is opened)."""
-    text = f"{check_kind(kind).series_description} {prediction.laterality}"
+    text = f"{output_kind(kind).series_description} {prediction.laterality}"
     return text + (LOW_CONFIDENCE_SUFFIX if prediction.low_confidence else "")
 
 

@@ -34,6 +34,7 @@ from highdicom.sr import (
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
+from dicomnode.vocabulary import PROJECTION_SOP_CLASSES
 from model.result import KneePrediction
 
 _ACQ = RelationshipTypeValues.HAS_ACQ_CONTEXT
@@ -42,13 +43,6 @@ _SOURCE = Code("260753009", "SCT", "Source")
 _CR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1"
 _SPACING_NAMES = {"PixelSpacing": "Pixel Spacing (0028,0030)",
                   "ImagerPixelSpacing": "Imager Pixel Spacing (0018,1164)"}
-
-# The source images the node measures (see dicomnode.pipeline.selection), by SOP Class UID.
-PROJECTION_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.1": "Computed Radiography Image Storage",
-    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
-    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
-}
 
 
 

@@ -42,14 +42,9 @@ class Analysis:
         else:
             line.update(status=self.status, reason=self.reason)
         if self.outputs:
-            line["outputs"] = [{"kind": output_kind(ds), "sop_instance_uid": str(ds.SOPInstanceUID)}
+            line["outputs"] = [{"kind": kind_of(ds), "sop_instance_uid": str(ds.SOPInstanceUID)}
                                for ds in self.outputs]
         return line
-
-
-def output_kind(ds: pydicom.Dataset) -> str:
-    """The kind (``dicomnode.vocabulary.OUTPUT_KINDS``) of an object this node built; ValueError otherwise."""
-    return kind_of(ds)
 
 
 def predict(ds: pydicom.Dataset, predictor: Predictor) -> Analysis:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pydicom
 
-from dicomnode.outputs.image_library import PROJECTION_SOP_CLASSES
+from dicomnode.vocabulary import PROJECTION_SOP_CLASSES
 
 PROJECTION_MODALITIES = {"DX", "CR"}
 KNEE_BODY_PARTS = {"KNEE"}

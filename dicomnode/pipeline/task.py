@@ -21,7 +21,6 @@ from dicomnode.pipeline.analysis import (
     STATUS_SKIPPED,
     Predictor,
     build,
-    output_kind,
     predict,
 )
 from dicomnode.pipeline.failures import DiskReserveReached, JobFailure, classify
@@ -33,6 +32,7 @@ from dicomnode.pipeline.image_checks import (
 )
 from dicomnode.pipeline.output_files import encode, spool_output_path
 from dicomnode.pipeline.selection import skip_reason
+from dicomnode.vocabulary import kind_of
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def predict_checked(ds, predictor: Predictor, bounds: ImageBounds):
 def write_output(task: Task, ds) -> OutputFile:
     """Encode, check the disk reserve, write durably (DiskReserveReached when it would go below)."""
     data = encode(ds)
-    kind = output_kind(ds)
+    kind = kind_of(ds)
     path = output_path(task, kind)
     if task.min_free_mb and free_space_mb(path.parent) - len(data) / (1024 * 1024) < task.min_free_mb:
         raise DiskReserveReached("free space would fall below storage.min_free_mb: processing waits for space")

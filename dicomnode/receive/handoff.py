@@ -109,11 +109,6 @@ class AssociationPool:
                 self._workers.append(worker)
         return worker, ready
 
-    @property
-    def held(self) -> int:
-        with self._lock:
-            return sum(len(w.held) for w in self._workers)
-
     def hand_over(self, sock: socket.socket, conn: Connection) -> bool:
         """Pass ``sock`` to the least busy live association process; False if none could take it."""
         with self._lock:
@@ -244,15 +239,3 @@ def receive_handovers(pipe: Pipe, run: Callable[[socket.socket, Connection], Non
             return
         sock = socket.socket(fileno=fd)
         run(sock, handover.connection())
-
-
-def closing_socket(sock: socket.socket) -> Callable[[], None]:
-    """How an association process closes a handed-over connection (from any thread)."""
-
-    def close() -> None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    return close

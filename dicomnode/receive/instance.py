@@ -42,9 +42,11 @@ class StoredInstance:
 
 
 OnStored = Callable[[StoredInstance], None]
-_FIELDS = {"SOPClassUID": "sop_class_uid", "Modality": "modality", "BodyPartExamined": "body_part_examined",
-           "ViewPosition": "view_position", "Laterality": "laterality", "SeriesDescription": "series_description",
-           "ProtocolName": "protocol_name", "StudyDescription": "study_description"}
+# The text attributes saved at receipt for the processing filter: DICOM keyword -> StoredInstance field.
+SAVED_ATTRIBUTES = {"Modality": "modality", "BodyPartExamined": "body_part_examined", "ViewPosition": "view_position",
+                    "SeriesDescription": "series_description", "ProtocolName": "protocol_name",
+                    "StudyDescription": "study_description"}
+_FIELDS = {**SAVED_ATTRIBUTES, "SOPClassUID": "sop_class_uid", "Laterality": "laterality"}
 
 
 def text_attribute(dataset: Dataset, keyword: str) -> str | None:
@@ -59,12 +61,7 @@ def text_attribute(dataset: Dataset, keyword: str) -> str | None:
 def filter_attributes(dataset: Dataset) -> dict[str, str | None]:
     """The attributes the processing filter needs, keyed like the ``StoredInstance`` fields."""
     return {
-        "modality": text_attribute(dataset, "Modality"),
-        "body_part_examined": text_attribute(dataset, "BodyPartExamined"),
-        "view_position": text_attribute(dataset, "ViewPosition"),
+        **{name: text_attribute(dataset, keyword) for keyword, name in SAVED_ATTRIBUTES.items()},
         "laterality": text_attribute(dataset, "ImageLaterality") or text_attribute(dataset, "Laterality"),
-        "series_description": text_attribute(dataset, "SeriesDescription"),
-        "protocol_name": text_attribute(dataset, "ProtocolName"),
-        "study_description": text_attribute(dataset, "StudyDescription"),
         "patient_id": text_attribute(dataset, "PatientID"),
     }

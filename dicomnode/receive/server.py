@@ -32,7 +32,6 @@ from dicomnode.receive.contexts import supported_contexts
 from dicomnode.receive.handoff import (
     AssociationPool,
     RemoteLimiter,
-    closing_socket,
     receive_handovers,
 )
 from dicomnode.receive.instance import OnStored
@@ -151,13 +150,9 @@ class Receiver:
         server = HandedOverServer(self._ae, (node.bind, node.port), node.ae_title, self._ae.supported_contexts,
                                   evt_handlers=self._handlers(), policy=self.policy, tls_context=self._tls)
 
-        def run(sock: Any, conn: Any) -> None:
-            conn.close = closing_socket(sock)
-            server.run_connection(sock, conn)
-
         if ready is not None:
             ready.release()
-        receive_handovers(pipe, run, stop)
+        receive_handovers(pipe, server.run_connection, stop)
         aborted = _finish(server, grace_seconds)
         if aborted:
             LOG.info("association process stopped (%d association(s) aborted)", aborted)

@@ -474,6 +474,7 @@ class HandedOverServer(GuardedServer):
         pass
 
     def run_connection(self, sock: socket.socket, conn: Connection) -> None:
+        conn.close = lambda: _shutdown(sock)
         with self._admitted_lock:
             self._admitted[sock] = conn
         super().process_request(sock, (conn.ip, conn.port))

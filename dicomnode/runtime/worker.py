@@ -110,13 +110,12 @@ def _record_failure(db: Database, job: ClaimedJob, failure: Failure, retry_base_
 
 
 class LeaseKeeper:
-    """Renews the lease of the job in hand every third of ``lease_seconds`` from a thread, while the job runs.
-    ``lost`` is set once the renewal finds the job no longer ours (another node took it over after the lease
-    ran out, e.g. while this host was suspended or cut off from the database)."""
+    """Renews the lease of the job in hand every third of ``lease_seconds`` from a thread, while the job runs, and
+    stops once the job is no longer ours (another node took it over after the lease ran out, e.g. while this host
+    was suspended or cut off from the database; the fence then refuses this worker's writes)."""
 
     def __init__(self, db: Database, job_id: int, me: str, lease_seconds: float) -> None:
         self.db, self.job_id, self.me, self.lease_seconds = db, job_id, me, lease_seconds
-        self.lost = threading.Event()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._renew, name=f"lease-{job_id}", daemon=True)
 
@@ -125,7 +124,6 @@ class LeaseKeeper:
             try:
                 if not renew_lease(self.db, self.job_id, self.me, self.lease_seconds):
                     log.warning("job %d: lease lost (taken over by another node)", self.job_id)
-                    self.lost.set()
                     return
             except SQLAlchemyError as exc:  # the next renewal tries again; the lease may run out meanwhile
                 log.error("job %d: cannot renew its lease (%s)", self.job_id, type(exc).__name__)

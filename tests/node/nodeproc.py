@@ -17,7 +17,7 @@ from typing import Any
 import pydicom
 import yaml
 
-from dicomnode.pipeline.analysis import output_kind
+from dicomnode.vocabulary import kind_of
 from tests.conftest import child_pids, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,7 +189,7 @@ def results_by_source(datasets: list[pydicom.Dataset]) -> dict[str, dict[str, se
     ``{source_uid: {"sr": {uids}, "sc": {uids}}}``."""
     grouped: dict[str, dict[str, set[str]]] = {}
     for ds in datasets:
-        kind = output_kind(ds)
+        kind = kind_of(ds)
         assert kind in ("sr", "sc"), f"unexpected result object: {kind}"
         if kind == "sr":
             evidence = ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]

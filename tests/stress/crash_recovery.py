@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from dicomnode.pipeline.analysis import output_kind  # noqa: E402
+from dicomnode.vocabulary import kind_of  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.node.nodehelpers import synthetic_knee, write  # noqa: E402
 from tests.node.nodeproc import (  # noqa: E402
@@ -44,7 +44,7 @@ from tests.stress.common import finish  # noqa: E402
 
 
 def source_of(ds) -> str:
-    if output_kind(ds) == "sr":
+    if kind_of(ds) == "sr":
         return str(ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
                    .ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
     return str(ds.SourceImageSequence[0].ReferencedSOPInstanceUID)
@@ -60,7 +60,7 @@ def received(destination: StoreSCP) -> list[tuple[str, str, str]]:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:  # noqa: BLE001 - a file storescp is still writing
             continue
-        out.append((source_of(ds), output_kind(ds), str(ds.SOPInstanceUID)))
+        out.append((source_of(ds), kind_of(ds), str(ds.SOPInstanceUID)))
     return out
 
 
