@@ -1,8 +1,9 @@
 """The node's vocabularies, each defined once and read by the configuration, the CLI, the pipeline and the outputs:
 the kinds of result objects (with their SOP class, series, description and builder) and the source images the node
-measures. (The states of instances, jobs and deliveries are listed with their meanings on their tables
-in ``dicomnode.db.models``.) Light on purpose: importing it loads no builder (a builder is imported when it is
-first asked for)."""
+measures. The other vocabularies have one home each too: surgical phases and network stages in ``model.vocabulary``
+(shared with training), the states of instances, jobs and deliveries with their meanings on their tables in
+``dicomnode.db.models``. Light on purpose: importing it loads no builder (a builder is imported when it is first
+asked for)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class OutputKind:
     sop_class_uid: str
     series_number: int  # high numbers keep the results after the acquired series in a viewer
     series_description: str
-    builder_path: str  # "module:function", called as function(source, prediction, identity=...)
+    builder_path: str  # "module:function", called as function(source, description, identity=...)
     meaning: str
 
     @property

@@ -91,6 +91,14 @@ def choose_levels(exposed: dict[str, set[float]]) -> tuple[ShaftLevels | None, l
     return ShaftLevels(femur=chosen["femur"], tibia=(near_t, far_t)), []
 
 
+ATFA_METHODS = ("fnts", "fts")  # the report's order: FNTS (the paper's preferred), then FTS
+
+
+def check_method(method: str) -> None:
+    if method not in ATFA_METHODS:
+        raise ValueError(f"unknown aTFA method {method!r}; expected 'fts' or 'fnts'")
+
+
 @dataclass(frozen=True)
 class AlignmentResult:
     atfa_fts_deg: float
@@ -99,6 +107,22 @@ class AlignmentResult:
     femoral_axis_fnts: Axis
     tibial_axis: Axis
     levels: ShaftLevels = ShaftLevels()
+
+    def femoral_axis(self, method: str) -> Axis:
+        """The femoral axis of ``method`` ("fnts" or "fts")."""
+        check_method(method)
+        return self.femoral_axis_fnts if method == "fnts" else self.femoral_axis_fts
+
+    def angle_deg(self, method: str) -> float:
+        """The aTFA by ``method`` ("fnts" or "fts"), degrees, valgus positive."""
+        check_method(method)
+        return float(self.atfa_fnts_deg if method == "fnts" else self.atfa_fts_deg)
+
+    def angle_arms(self, method: str) -> np.ndarray:
+        """The 4 points of the angle's arms: femoral axis proximal, distal, then tibial axis proximal, distal."""
+        femoral = self.femoral_axis(method)
+        return np.array([femoral.proximal, femoral.distal, self.tibial_axis.proximal, self.tibial_axis.distal],
+                        dtype=np.float64)
 
     def as_dict(self) -> dict:
         return {

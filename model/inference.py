@@ -46,6 +46,7 @@ from model.network import decode_heatmaps
 from model.preprocess import UnsupportedImage, letterbox, load_radiograph, to_network_input, warp_to_frame
 from model.result import KneePrediction
 from model.scheme import load_scheme
+from model.vocabulary import GLOBAL_STAGE, PHASE_NAMES, POSTOP, PREOP, local_stage
 from model.weights import ModelBundle, load_bundle
 
 # Reference points closer than this fraction of the image's longer side mean no knee was found.
@@ -94,7 +95,7 @@ class KneeAligner:
         self.confidence_threshold = (bundle.confidence_threshold if confidence_threshold is None
                                      else float(confidence_threshold))
         self.nets = {k: v.to(self.device).eval() for k, v in bundle.build_networks().items()}
-        self.schemes = {p: load_scheme(p) for p in ("preop", "postop")}
+        self.schemes = {p: load_scheme(p) for p in PHASE_NAMES}
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto",
@@ -115,7 +116,7 @@ class KneeAligner:
     def _local(self, image_left: np.ndarray, reference: np.ndarray, phase: str):
         matrix = frame_matrix(reference, self.bundle.frame_spec)
         frame = warp_to_frame(image_left, matrix, self.bundle.frame_spec)
-        pts, conf, _ = self._run(f"local_{phase}", frame)
+        pts, conf, _ = self._run(local_stage(phase), frame)
         return apply_affine(invert_affine(matrix), pts), conf
 
     def predict(self, ds: pydicom.Dataset) -> KneePrediction:
@@ -156,16 +157,16 @@ class KneeAligner:
         t = time.perf_counter()
         h, w = image.shape
         square, to_square = letterbox(image, self.bundle.global_size)
-        ref_sq, ref_conf, aux = self._run("global", square)
+        ref_sq, ref_conf, aux = self._run(GLOBAL_STAGE, square)
         reference = apply_affine(invert_affine(to_square), ref_sq)
         if np.linalg.norm(reference[1] - reference[0]) < MIN_REFERENCE_FRACTION * max(h, w):
             raise UnsupportedImage("no knee found: the tibial plateau corners could not be told apart")
         p_right, p_implant = float(aux[0]), float(aux[1])
-        timings["global"] = (time.perf_counter() - t) * 1000
+        timings[GLOBAL_STAGE] = (time.perf_counter() - t) * 1000
         order_right = bool(reference[1, 0] < reference[0, 0])  # lateral corner left of the medial one
 
         laterality, source, p_side, c_side = self._decide_laterality(laterality_tag, order_right, p_right, warnings)
-        phase = "postop" if p_implant >= IMPLANT_PROBABILITY_SPLIT else "preop"
+        phase = POSTOP if p_implant >= IMPLANT_PROBABILITY_SPLIT else PREOP
         c_phase = 1.0
         if max(p_implant, 1.0 - p_implant) < PHASE_CERTAINTY:
             c_phase = 0.0

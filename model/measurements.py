@@ -55,6 +55,7 @@ import numpy as np
 
 from model.alignment import AlignmentResult, ShaftLevels, compute_alignment
 from model.scheme import LandmarkScheme
+from model.vocabulary import PHASE_NAMES, PHASES, POSTOP, PREOP
 
 STATUS_OK = "ok"
 STATUS_LOW_CONFIDENCE = "low_confidence"
@@ -85,7 +86,7 @@ class MeasurementSpec:
     bones: tuple[str, ...] = ()  # the bone axes it needs
 
 
-PRE, POST, BOTH = ("preop",), ("postop",), ("preop", "postop")
+PRE, POST, BOTH = (PREOP,), (POSTOP,), PHASE_NAMES
 SPECS: dict[str, MeasurementSpec] = {s.name: s for s in (
     MeasurementSpec("atfa_fts", "aTFA (FTS)", "Anatomical tibiofemoral angle, femoral and tibial shafts", "deg",
                     BOTH, (-35.0, 35.0), ("femur", "tibia")),
@@ -361,7 +362,7 @@ class SchemeParts:
             i for i in reversed(curve("femur_lateral_outline")) if i not in shaft)
         parts = dict(plateau=curve("tibial_plateau"), condyle_medial=condyle_m, condyle_lateral=condyle_l,
                      notch=curve("intercondylar_notch"))
-        if scheme.phase == "postop":
+        if PHASES[scheme.phase].has_implants:
             tray = curve("tibial_tray")
             half = len(tray) // 2
             parts.update(component=curve("femoral_component"), tray_upper=tray[:half], tray_lower=tray[half:])
@@ -534,7 +535,7 @@ def _axis_landmarks(scheme: LandmarkScheme, levels: ShaftLevels, bone: str) -> t
 def _phase_reason(spec: MeasurementSpec, phase: str) -> str | None:
     if phase in spec.phases:
         return None
-    if phase == "preop":
+    if phase == PREOP:
         return "no implant (pre-operative knee)"
     if spec.name.startswith("jsw"):
         return "post-operative knee: the joint space is the implant's insert"

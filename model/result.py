@@ -21,7 +21,7 @@ class KneePrediction:
     landmarks: np.ndarray  # (N, 2) float, source pixels
     landmark_confidence: np.ndarray  # (N,) in [0, 1]
     scheme_id: str  # e.g. "kneealign-preop@1.0"
-    phase: str  # "preop" | "postop"
+    phase: str  # one of model.vocabulary.PHASE_NAMES
     phase_probability: float  # model's probability of an implant (post-op)
     laterality: str  # "L" | "R"
     laterality_source: str  # "tag" (the DICOM tag, always used when present) or "image" (no tag)

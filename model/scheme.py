@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from model.vocabulary import PHASE_NAMES
+
 SCHEME_DIR = Path(__file__).parent / "schemes"
-PHASES = ("preop", "postop")
 REQUIRED_ROLES = (
     "reference",
     "femoral_shaft_proximal",
@@ -124,8 +125,8 @@ class LandmarkScheme:
         return scheme
 
     def validate(self, source: str = "scheme") -> None:
-        if self.phase not in PHASES:
-            raise SchemeError(f"{source}: phase must be one of {PHASES}, got {self.phase!r}")
+        if self.phase not in PHASE_NAMES:
+            raise SchemeError(f"{source}: phase must be one of {PHASE_NAMES}, got {self.phase!r}")
         if len(self.point_names) != self.n_points or len(set(self.point_names)) != self.n_points:
             raise SchemeError(f"{source}: point_names must be {self.n_points} unique names")
         covered = sorted(i for c in self.curves for i in c.indices)
@@ -146,8 +147,8 @@ class LandmarkScheme:
 @lru_cache(maxsize=None)
 def load_scheme(phase: str, version: str = "1") -> LandmarkScheme:
     """Load a shipped scheme, e.g. ``load_scheme("preop")``."""
-    if phase not in PHASES:
-        raise SchemeError(f"unknown phase {phase!r}; expected one of {PHASES}")
+    if phase not in PHASE_NAMES:
+        raise SchemeError(f"unknown phase {phase!r}; expected one of {PHASE_NAMES}")
     path = SCHEME_DIR / f"{phase}-v{version}.json"
     if not path.exists():
         raise SchemeError(f"no scheme file {path.name} in {SCHEME_DIR}")

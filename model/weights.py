@@ -17,11 +17,11 @@ from safetensors.torch import save_file
 
 from model.frames import FrameSpec
 from model.network import HourglassConfig, LandmarkNet
-from model.scheme import PHASES, load_scheme
+from model.scheme import load_scheme
+from model.vocabulary import GLOBAL_STAGE, PHASE_NAMES, STAGE_NAMES, local_stage
 
 FORMAT = "kneealign-bundle/1"
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "kneealign-v1.safetensors"
-STAGES = ("global", "local_preop", "local_postop")
 
 
 class WeightsError(ValueError):
@@ -46,19 +46,19 @@ class ModelBundle:
             "format": FORMAT,
             "name": self.name,
             "version": self.version,
-            "global": self.global_cfg.to_dict(),
+            GLOBAL_STAGE: self.global_cfg.to_dict(),
             "global_size": self.global_size,
             "local": {p: c.to_dict() for p, c in self.local_cfgs.items()},
             "frame": self.frame_spec.to_dict(),
-            "schemes": {p: load_scheme(p).id for p in PHASES},
+            "schemes": {p: load_scheme(p).id for p in PHASE_NAMES},
             "confidence_threshold": self.confidence_threshold,
         }
 
     def build_networks(self) -> dict[str, LandmarkNet]:
         """Instantiate the three networks and load their weights (random init where none are stored)."""
-        nets = {"global": LandmarkNet(self.global_cfg)}
-        for phase in PHASES:
-            nets[f"local_{phase}"] = LandmarkNet(self.local_cfgs[phase])
+        nets = {GLOBAL_STAGE: LandmarkNet(self.global_cfg)}
+        for phase in PHASE_NAMES:
+            nets[local_stage(phase)] = LandmarkNet(self.local_cfgs[phase])
         for stage, net in nets.items():
             if stage in self.state:
                 try:
@@ -110,24 +110,24 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
     header = json.loads(meta["kneealign"])
     if header.get("format") != FORMAT:
         raise WeightsError(f"{path}: format {header.get('format')!r}, this code reads {FORMAT!r}")
-    for phase in PHASES:
+    for phase in PHASE_NAMES:
         expected = load_scheme(phase).id
         got = header.get("schemes", {}).get(phase)
         if got != expected:
             raise WeightsError(f"{path}: trained for scheme {got!r} but this code uses {expected!r} ({phase})")
     try:
-        local = {p: HourglassConfig.from_dict(header["local"][p]) for p in PHASES}
-        glob = HourglassConfig.from_dict(header["global"])
+        local = {p: HourglassConfig.from_dict(header["local"][p]) for p in PHASE_NAMES}
+        glob = HourglassConfig.from_dict(header[GLOBAL_STAGE])
         frame = FrameSpec(**header["frame"])
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{path}: bad network configuration in header: {exc}") from None
-    for phase in PHASES:
+    for phase in PHASE_NAMES:
         if local[phase].n_points != load_scheme(phase).n_points:
             raise WeightsError(f"{path}: local {phase} network predicts {local[phase].n_points} points, "
                                f"scheme has {load_scheme(phase).n_points}")
     if glob.n_points != 2 or glob.n_aux != 2:
         raise WeightsError(f"{path}: global network must predict 2 points and 2 auxiliary logits")
-    missing = [s for s in STAGES if s not in state]
+    missing = [s for s in STAGE_NAMES if s not in state]
     if missing:
         raise WeightsError(f"{path}: no weights for stage(s) {missing}")
     card_path = path.with_suffix(".json")

@@ -93,6 +93,8 @@ def _invariance(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from model.vocabulary import PHASE_NAMES
+
     parser = argparse.ArgumentParser(prog="knee-train", description="KneeAlign synthetic data, training, evaluation")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--phase", choices=["preop", "postop"], default=None, help="default: both, at random")
+    p.add_argument("--phase", choices=list(PHASE_NAMES), default=None, help="default: both, at random")
     p.add_argument("--hard", action="store_true", help="the harder robustness distribution")
     p.add_argument("--compress", choices=["j2k", "jpeg2000", "rle"], default=None,
                    help="lossless JPEG 2000 (j2k) or RLE transfer syntax; default uncompressed")

@@ -35,6 +35,7 @@ from model.alignment import compute_alignment
 from model.inference import KneeAligner
 from model.preprocess import UnsupportedImage
 from model.scheme import LandmarkScheme, load_scheme
+from model.vocabulary import PHASE_NAMES, PREOP
 from train.data.manifest import ManifestEntry, load_entry, read_directory, read_manifest
 from train.data.sample import KneeSample
 from train.data.splits import held_out_seeds
@@ -109,7 +110,7 @@ def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1) ->
                              + ", ".join(f"{p}:{k}" for p in RENDERER_PREFIXES for k in SYNTHETIC_SETS))
         seeds_of, hard, open_field = SYNTHETIC_SETS[name]
         jobs = [(seed, phase, hard, None, open_field, renderer)
-                for renderer in RENDERER_PREFIXES[prefix] for phase in ("preop", "postop")
+                for renderer in RENDERER_PREFIXES[prefix] for phase in PHASE_NAMES
                 for seed in (held_out_seeds(seeds_of, phase, n_per_phase) if n_per_phase
                              else held_out_seeds(seeds_of, phase))]
         return EvalData(spec, len(jobs), lambda: render_samples(jobs, workers, desc=spec),
@@ -127,7 +128,7 @@ def comparable(pred: np.ndarray, pred_phase: str, gt: np.ndarray, gt_phase: str
     """Predicted and true landmarks on a common scheme: the shared pre-op points when the phases differ."""
     if pred_phase == gt_phase:
         return pred, gt, load_scheme(gt_phase)
-    pre = load_scheme("preop")
+    pre = load_scheme(PREOP)
     return pred[:pre.n_points], gt[:pre.n_points], pre
 
 
@@ -203,7 +204,7 @@ def summarize_cases(cases: list[CaseResult]) -> dict:
     (``confident``); ``n_no_result`` cases failed outright. Phase and laterality accuracy count a failure as wrong.
     """
     out: dict = {"n_cases": len(cases), "icc_form": ICC_FORM, "phases": {}}
-    for phase in ("preop", "postop"):
+    for phase in PHASE_NAMES:
         sel = [c for c in cases if c.phase == phase]
         if not sel:
             continue

@@ -18,6 +18,7 @@ import numpy as np
 
 from model.measurements import MEASUREMENT_NAMES, SPECS, compute_measurements
 from model.result import KneePrediction
+from model.vocabulary import PHASE_NAMES
 from train.data.sample import KneeSample
 from train.metrics import agreement
 
@@ -90,7 +91,7 @@ def summarize_panel(cases: list) -> dict:
     """``{phase: {measurement: block}}`` over the cases with a result (``train.evaluate.CaseResult``), for the
     measurements that apply to the phase."""
     out: dict = {}
-    for phase in ("preop", "postop"):
+    for phase in PHASE_NAMES:
         sel = [c for c in cases if c.phase == phase and not c.failed and c.panel]
         if not sel:
             continue

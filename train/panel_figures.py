@@ -18,12 +18,13 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from model.measurements import SPECS, Measurement, compute_measurements
+from model.vocabulary import POSTOP, PREOP
 from train.data.sample import KneeSample
 from train.data.synthetic import synthetic_sample
 
 # phase -> (seed, pictures: the measurements drawn in each)
-CASES = {"preop": (5, (("mpta",), ("aldfa",), ("jlca",), ("jsw_medial", "jsw_lateral"))),
-         "postop": (4, (("femoral_component",), ("tibial_component",)))}
+CASES = {PREOP: (5, (("mpta",), ("aldfa",), ("jlca",), ("jsw_medial", "jsw_lateral"))),
+         POSTOP: (4, (("femoral_component",), ("tibial_component",)))}
 COLOURS = ("#ffd23f", "#3fd2ff")  # first and second line of a measurement
 
 

@@ -13,10 +13,10 @@ from matplotlib.figure import Figure
 from model.alignment import compute_alignment
 from model.measurements import SPECS
 from model.scheme import load_scheme
+from model.vocabulary import PHASE_NAMES, PHASES
 from train.data.sample import KneeSample
 from train.evaluate import CaseResult
 
-PHASE_TITLES = {"preop": "Pre-operative", "postop": "Post-operative"}
 SUBSETS = (("all", "all"), ("confident", "not flagged"))
 
 
@@ -31,7 +31,7 @@ def table1(summary: dict) -> str:
         for key, label in SUBSETS:
             b = block[key]
             p, c = b["rp2p"], b["rp2c"]
-            lines.append(f"| {PHASE_TITLES[phase]} | {label} | {b['n']} | {_f(p['mean'])}% | {_f(p['median'])}% | "
+            lines.append(f"| {PHASES[phase].title} | {label} | {b['n']} | {_f(p['mean'])}% | {_f(p['median'])}% | "
                          f"{_f(p['p95'])}% | {_f(c['mean'])}% | {_f(c['median'])}% | {_f(c['p95'])}% |")
     return "\n".join(lines)
 
@@ -52,7 +52,7 @@ def table2(summary: dict) -> str:
         for method in ("fts", "fnts"):
             for key, label in SUBSETS:
                 a = block[key][method]
-                lines.append(f"| {PHASE_TITLES[phase]} | {method.upper()} | {label} | {_agreement_cells(a)} | "
+                lines.append(f"| {PHASES[phase].title} | {method.upper()} | {label} | {_agreement_cells(a)} | "
                              f"{_f(a['max_abs_diff'])} | {a['sign_errors']} |")
     return "\n".join(lines)
 
@@ -77,7 +77,7 @@ def table3(summary: dict) -> str:
             for key, subset in SUBSETS:
                 missing = f"{block['n_not_measured']} of {block['n_truth_measurable']}" if key == "all" else ""
                 target = _target_text(block) if key == "confident" else ""
-                lines.append(f"| {PHASE_TITLES[phase]} | {label} | {subset} | {_agreement_cells(block[key])} | "
+                lines.append(f"| {PHASES[phase].title} | {label} | {subset} | {_agreement_cells(block[key])} | "
                              f"{missing} | {target} |")
     return "\n".join(lines)
 
@@ -95,7 +95,7 @@ def panel_checks(summary: dict) -> list[str]:
                 if block.get(key):
                     text += f", vs {what} mean |diff| {block[key]['mad']:.2f}{unit} (max {block[key]['max']:.2f})"
             parts.append(text)
-        lines.append(f"- {PHASE_TITLES[phase]}: " + "; ".join(parts))
+        lines.append(f"- {PHASES[phase].title}: " + "; ".join(parts))
     return lines
 
 
@@ -117,7 +117,7 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
         parts.append(f"- No result at all for {summary['n_no_result']} cases (counted as wrong above), e.g. "
                      f"{example['source']}: {example['error']}")
     for phase, block in summary["phases"].items():
-        parts.append(f"- {PHASE_TITLES[phase]}: {block['n']} cases; no result for {block['n_no_result']}; "
+        parts.append(f"- {PHASES[phase].title}: {block['n']} cases; no result for {block['n_no_result']}; "
                      f"{block['n_low_confidence']} flagged low-confidence; "
                      f"{100 * block['fraction_not_reported']:.1f}% without a confident number")
         shown = block.get("measured_with_0_6_shaft")
@@ -165,7 +165,7 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
     if exact:
         parts += ["Check of the reference: largest difference between the angle from the ground-truth landmarks and "
                   "the generator's exact angle: " + "; ".join(
-                      f"{PHASE_TITLES[p]} FTS {v['fts']:.3f}°, FNTS {v['fnts']:.3f}°" for p, v in exact.items()), ""]
+                      f"{PHASES[p].title} FTS {v['fts']:.3f}°, FNTS {v['fnts']:.3f}°" for p, v in exact.items()), ""]
     if summary.get("panel"):
         parts += [
             "## Table 3: the knee alignment panel against the panel of the ground-truth landmarks",
@@ -194,7 +194,7 @@ def bland_altman_plot(cases: list[CaseResult], phase: str, path: Path) -> Path:
         sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
         for y, style in ((bias, "-"), (bias - 1.96 * sd, "--"), (bias + 1.96 * sd, "--")):
             ax.axhline(y, color="k", linestyle=style, linewidth=1)
-        ax.set_title(f"{PHASE_TITLES[phase]} aTFA, {method.upper()}: bias {bias:.2f}° ± {sd:.2f}°")
+        ax.set_title(f"{PHASES[phase].title} aTFA, {method.upper()}: bias {bias:.2f}° ± {sd:.2f}°")
         ax.set_xlabel("mean of automated and reference (°)")
         ax.set_ylabel("automated − reference (°)")
         ax.legend(loc="best", fontsize=8)
@@ -243,11 +243,11 @@ def pick_cases(cases: list[CaseResult], phase: str) -> dict[str, CaseResult]:
 def write_figures(cases: list[CaseResult], reload: Callable[[int], KneeSample], out_dir: Path) -> list[Path]:
     """Bland-Altman plots and best/median/worst overlays for every phase present."""
     written = []
-    for phase in ("preop", "postop"):
+    for phase in PHASE_NAMES:
         if not any(c.phase == phase and not c.failed for c in cases):
             continue
         written.append(bland_altman_plot(cases, phase, out_dir / f"bland_altman_{phase}.png"))
         for label, case in pick_cases(cases, phase).items():
             written.append(overlay_plot(reload(case.index), case, out_dir / "overlays" / f"{phase}_{label}.png",
-                                        f"{PHASE_TITLES[phase]} {label}"))
+                                        f"{PHASES[phase].title} {label}"))
     return written

@@ -2,7 +2,8 @@
 
 Used by ``dicomnode echo PEER``, ``dicomnode send FILES --to PEER`` and the dispatcher. The node's own AE title is
 the calling AE; timeouts and PDU size come from ``node``; a peer with ``tls: true`` is reached over DICOM TLS
-(``dicomnode.tls``), its certificate checked against ``tls.ca_certificates`` and its host name. Association-level failures (connection refused,
+(``dicomnode.tls``), its certificate checked against ``tls.ca_certificates`` and its host name; every response is
+kept for the call waiting for it (``dicomnode.dispatch.responses``). Association-level failures (connection refused,
 association rejected or aborted, timeouts) raise :class:`DeliveryError` with a short machine-readable ``reason``;
 per-instance failures (a failure status, no accepted presentation context) are returned as :class:`SendResult`.
 """
@@ -28,6 +29,7 @@ from pynetdicom.status import code_to_category
 
 from dicomnode.ae import node_ae
 from dicomnode.config import NodeConfig, PeerConfig
+from dicomnode.dispatch.responses import keep_responses
 from dicomnode.tls import client_tls_args
 
 Item = str | Path | Dataset
@@ -143,7 +145,7 @@ def _associate(peer: PeerConfig, config: NodeConfig, contexts: list[Presentation
         tls_args=client_tls_args(config.tls, peer),
     )
     if assoc.is_established:
-        return assoc
+        return keep_responses(assoc)
     where = f"{peer.ae_title}@{peer.host}:{peer.port}{' (TLS)' if peer.tls else ''}"
     if not connected:
         raise DeliveryError(peer.name, "connection-failed", f"cannot connect to {where}")

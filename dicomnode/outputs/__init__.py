@@ -2,6 +2,9 @@
 
     datasets = build_outputs(source, prediction, kinds=("sr", "sc"))   # [SR, SC], each in a new series
 
+The result is described once (:mod:`.description`: words, codes, arms, lines, colours) and every builder reads that
+description.
+
 Kinds, with their SOP class, series and builder: ``dicomnode.vocabulary.OUTPUT_KINDS`` ("sr", "landmarks", "sc",
 "gsps").
 
@@ -17,6 +20,7 @@ from collections.abc import Iterable
 import pydicom
 
 from dicomnode.outputs.common import KINDS, NodeIdentity, OutputError
+from dicomnode.outputs.description import Description, describe
 from dicomnode.outputs.gsps import build_gsps
 from dicomnode.outputs.sc import build_sc
 from dicomnode.outputs.sr import build_sr
@@ -29,13 +33,14 @@ def build_outputs(source: pydicom.Dataset, prediction: KneePrediction, kinds: It
                   identity: NodeIdentity | None = None) -> list[pydicom.Dataset]:
     """The requested result objects, always in the order of :data:`KINDS` (duplicates ignored)."""
     wanted = {output_kind(kind).name for kind in kinds}
+    description = describe(prediction)
     with warnings.catch_warnings():
         # highdicom warns about single-component person names by quoting the name: patient data must not reach
         # stderr or the logs. The name is copied unchanged into the results, as received.
         warnings.filterwarnings("ignore", message=r"The string .* unlikely to represent the intended person name")
-        return [kind.builder(source, prediction, identity=identity) for kind in OUTPUT_KINDS.values()
+        return [kind.builder(source, description, identity=identity) for kind in OUTPUT_KINDS.values()
                 if kind.name in wanted]
 
 
-__all__ = ["KINDS", "NodeIdentity", "OutputError", "build_gsps", "build_landmarks_sr", "build_outputs", "build_sc",
-           "build_sr", "kind_of"]
+__all__ = ["KINDS", "Description", "NodeIdentity", "OutputError", "build_gsps", "build_landmarks_sr", "build_outputs",
+           "build_sc", "build_sr", "describe", "kind_of"]

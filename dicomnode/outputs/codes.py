@@ -21,6 +21,8 @@ from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 
+from model.vocabulary import phase as phase_of
+
 SCHEME_DESIGNATOR = "99KNEEALIGN"
 CODING_SCHEME = CodingSchemeIdentificationItem(
     designator=SCHEME_DESIGNATOR,
@@ -114,6 +116,4 @@ def laterality_code(laterality: str):
 
 
 def phase_code(phase: str):
-    if phase not in ("preop", "postop"):
-        raise ValueError(f"phase must be 'preop' or 'postop', got {phase!r}")
-    return PRE_OPERATIVE if phase == "preop" else POST_OPERATIVE
+    return POST_OPERATIVE if phase_of(phase).has_implants else PRE_OPERATIVE  # ValueError for an unknown phase

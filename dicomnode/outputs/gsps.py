@@ -35,13 +35,8 @@ from dicomnode.outputs.common import (
     set_device_uid,
     target,
 )
-from dicomnode.outputs.overlay import (
-    COLOURS,
-    DISCLAIMER_TEXT,
-    axis_lines,
-    scheme_of,
-    summary_lines,
-)
+from dicomnode.outputs.description import Description, describe
+from dicomnode.outputs.overlay import COLOURS, DISCLAIMER_TEXT
 from dicomnode.outputs.pixels import auto_window, has_voi, modality_values
 from model.result import KneePrediction
 
@@ -81,11 +76,10 @@ def _layer(name: str, order: int, colour: str, description: str) -> GraphicLayer
     return GraphicLayer(name, order, description, CIELabColor.from_rgb(*COLOURS[colour]))
 
 
-def _annotations(ref: pydicom.Dataset, prediction: KneePrediction) -> tuple[list[GraphicLayer],
-                                                                             list[GraphicAnnotation]]:
+def _annotations(ref: pydicom.Dataset, d: Description) -> tuple[list[GraphicLayer], list[GraphicAnnotation]]:
     cols, rows = float(ref.Columns), float(ref.Rows)
-    scheme = scheme_of(prediction)
-    pts = dicom_coords(prediction.landmarks)
+    scheme = d.scheme
+    pts = dicom_coords(d.landmarks)
     layers = [_layer("LANDMARKS", 1, "curve", "Landmark outlines and landmarks")]
     annotations = []
 
@@ -97,7 +91,7 @@ def _annotations(ref: pydicom.Dataset, prediction: KneePrediction) -> tuple[list
     if outline or marks:
         annotations.append(GraphicAnnotation([ref], layers[0], graphic_objects=outline + marks))
 
-    for order, ax in enumerate(axis_lines(prediction), start=2):
+    for order, ax in enumerate(d.axes, start=2):
         layer = _layer(f"AXIS_{ax.key.upper()}", order, ax.key, ax.label)
         layers.append(layer)
         runs = clip_polyline(dicom_coords(ax.points), cols, rows)
@@ -105,7 +99,7 @@ def _annotations(ref: pydicom.Dataset, prediction: KneePrediction) -> tuple[list
             annotations.append(GraphicAnnotation([ref], layer, graphic_objects=[
                 GraphicObject("POLYLINE", run, "PIXEL") for run in runs]))
 
-    lines = summary_lines(prediction, degree_sign=" deg")
+    lines = d.plain_lines
     for key, selected in (("text", [ln for ln in lines if ln.colour != "warning"]),
                           ("warning", [ln for ln in lines if ln.colour == "warning"])):
         if not selected:
@@ -124,13 +118,15 @@ def _annotations(ref: pydicom.Dataset, prediction: KneePrediction) -> tuple[list
     return layers, annotations
 
 
-def build_gsps(source: pydicom.Dataset, prediction: KneePrediction, *, series_uid: str | None = None,
+def build_gsps(source: pydicom.Dataset, result: KneePrediction | Description, *, series_uid: str | None = None,
                sop_instance_uid: str | None = None, instance_number: int = 1,
                identity: NodeIdentity | None = None) -> pydicom.Dataset:
-    """The presentation state showing ``prediction`` on ``source``, in the source's study and a new series."""
-    t = target(source, prediction, "gsps", series_uid=series_uid, sop_instance_uid=sop_instance_uid,
+    """The presentation state showing a result (a prediction or its description) on ``source``, in the source's
+    study and a new series."""
+    d = describe(result)
+    t = target(source, d.prediction, "gsps", series_uid=series_uid, sop_instance_uid=sop_instance_uid,
                identity=identity)
-    layers, annotations = _annotations(t.ref, prediction)
+    layers, annotations = _annotations(t.ref, d)
     voi = None
     if not has_voi(source):
         centre, width = auto_window(modality_values(source))
@@ -153,6 +149,6 @@ def build_gsps(source: pydicom.Dataset, prediction: KneePrediction, *, series_ui
         series_description=t.series_description,
         **t.equipment,
     )
-    gsps.Laterality = prediction.laterality
+    gsps.Laterality = d.laterality
     set_device_uid(gsps, t)
     return gsps

@@ -20,6 +20,7 @@ from model.alignment import Axis
 from model.measurements import DETECTOR_SPACING_NOTE, SPECS, STATUS_LOW_CONFIDENCE, Measurement
 from model.result import KneePrediction
 from model.scheme import LandmarkScheme, load_scheme
+from model.vocabulary import phase
 
 DISCLAIMER_TEXT = "NOT FOR DIAGNOSTIC USE - synthetic-trained research software"
 LOW_CONFIDENCE_TEXT = "LOW CONFIDENCE - NOT A VALID MEASUREMENT"
@@ -73,21 +74,6 @@ def axis_lines(prediction: KneePrediction) -> list[AxisLine]:
             AxisLine("tibia", "Tibial axis", a.tibial_axis)]
 
 
-def angle_arms(prediction: KneePrediction, method: str) -> np.ndarray:
-    """The 4 points of an angle's arms: femoral axis proximal, distal, then tibial axis proximal, distal."""
-    a = prediction.alignment
-    femoral = {"fts": a.femoral_axis_fts, "fnts": a.femoral_axis_fnts}.get(method)
-    if femoral is None:
-        raise ValueError(f"unknown aTFA method {method!r}; expected 'fts' or 'fnts'")
-    return np.array([femoral.proximal, femoral.distal, a.tibial_axis.proximal, a.tibial_axis.distal],
-                    dtype=np.float64)
-
-
-def angle_value(prediction: KneePrediction, method: str) -> float:
-    a = prediction.alignment
-    return float({"fts": a.atfa_fts_deg, "fnts": a.atfa_fnts_deg}[method])
-
-
 def format_angle(deg: float, degree_sign: str = DEGREE_SIGN) -> str:
     """``+6.2° valgus``, ``-3.0° varus``, ``0.0° neutral`` (the sign convention of model.alignment)."""
     shown = round(float(deg), 1)
@@ -101,7 +87,7 @@ def laterality_word(prediction: KneePrediction) -> str:
 
 
 def phase_word(prediction: KneePrediction) -> str:
-    return {"preop": "pre-op", "postop": "post-op"}[prediction.phase]
+    return phase(prediction.phase).word
 
 
 def laterality_source_text(prediction: KneePrediction) -> str:
@@ -202,9 +188,9 @@ def summary_lines(prediction: KneePrediction, degree_sign: str = DEGREE_SIGN) ->
         lines += [TextLine(f"Why: {reason}", "warning") for reason in prediction.warnings[:2]]
     lines += [
         TextLine(f"{lat} knee, {phase_word(prediction)}", "text"),
-        TextLine(f"aTFA FNTS: {format_angle(angle_value(prediction, 'fnts'), degree_sign)}{flag}",
+        TextLine(f"aTFA FNTS: {format_angle(prediction.alignment.angle_deg('fnts'), degree_sign)}{flag}",
                  "warning" if low else "text", legend="fnts"),
-        TextLine(f"aTFA FTS: {format_angle(angle_value(prediction, 'fts'), degree_sign)}{flag}",
+        TextLine(f"aTFA FTS: {format_angle(prediction.alignment.angle_deg('fts'), degree_sign)}{flag}",
                  "warning" if low else "text", legend="fts"),
         TextLine("Tibial axis", "text", legend="tibia"),
         *panel_lines(prediction, degree_sign),

@@ -30,15 +30,8 @@ from dicomnode.outputs.common import (
     set_device_uid,
     target,
 )
-from dicomnode.outputs.overlay import (
-    COLOURS,
-    DEGREE_SIGN,
-    DISCLAIMER_TEXT,
-    TextLine,
-    axis_lines,
-    scheme_of,
-    summary_lines,
-)
+from dicomnode.outputs.description import Description, describe
+from dicomnode.outputs.overlay import COLOURS, DEGREE_SIGN, DISCLAIMER_TEXT, TextLine
 from dicomnode.outputs.pixels import display_image
 from model.result import KneePrediction
 
@@ -82,10 +75,10 @@ def _fixed(points: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(points) * (1 << SHIFT)).astype(np.int32)
 
 
-def _draw_graphics(img: np.ndarray, prediction: KneePrediction, to_sc, long_side: int) -> None:
+def _draw_graphics(img: np.ndarray, d: Description, to_sc, long_side: int) -> None:
     """Landmark curves and points, then the axes (each extended faintly so the angle's vertex shows)."""
-    scheme = scheme_of(prediction)
-    pts = to_sc(prediction.landmarks)
+    scheme = d.scheme
+    pts = to_sc(d.landmarks)
     line = max(1, round(long_side / 900))
     for curve in scheme.curves:
         seg = _fixed(pts[curve.start:curve.start + curve.count])
@@ -93,7 +86,7 @@ def _draw_graphics(img: np.ndarray, prediction: KneePrediction, to_sc, long_side
     radius = max(2, round(long_side / 450))
     for p in _fixed(pts):
         cv2.circle(img, tuple(int(v) for v in p), radius << SHIFT, COLOURS["point"], -1, cv2.LINE_AA, SHIFT)
-    axes = axis_lines(prediction)
+    axes = d.axes
     by_key = {ax.key: to_sc(ax.points) for ax in axes}
     joint = pts[list(scheme.roles["reference"])].mean(axis=0)  # centre of the tibial plateau
     for ax in axes:  # FNTS, then FTS over it (they share the proximal point), then the tibia
@@ -110,7 +103,7 @@ def _draw_graphics(img: np.ndarray, prediction: KneePrediction, to_sc, long_side
             cv2.circle(img, q, (2 * radius) << SHIFT, COLOURS[ax.key], line, cv2.LINE_AA, SHIFT)
 
 
-def _draw_header(img: np.ndarray, lines: list[TextLine], pen: _Pen) -> None:
+def _draw_header(img: np.ndarray, lines: tuple[TextLine, ...], pen: _Pen) -> None:
     y = pen.margin
     for ln in lines:
         scale = pen.scale * (1.25 if ln.emphasis else 1.0)
@@ -140,7 +133,7 @@ class Picture:
                          (p[..., 1] + 0.5) * self.scale_y - 0.5 + self.top], axis=-1)
 
 
-def _layout(rows: int, cols: int, lines: list[TextLine], texts: list[str]) -> tuple[float, _Pen, int, int]:
+def _layout(rows: int, cols: int, lines: tuple[TextLine, ...], texts: list[str]) -> tuple[float, _Pen, int, int]:
     """(image scale, pen, header rows, footer rows): the largest scale up to the target at which the bands and
     the radiograph fit in MAX_SIDE rows (the bands shrink with the scale, so bisect when they do not fit)."""
 
@@ -162,11 +155,12 @@ def _layout(rows: int, cols: int, lines: list[TextLine], texts: list[str]) -> tu
     return (scale, *bands(scale))
 
 
-def render_overlay(source: pydicom.Dataset, prediction: KneePrediction) -> Picture:
+def render_overlay(source: pydicom.Dataset, result: KneePrediction | Description) -> Picture:
     """Draw the result on the source as displayed; the picture is at most MAX_SIDE pixels on its long side."""
+    d = describe(result)
     shown = display_image(source)
     rows, cols = shown.shape
-    lines = summary_lines(prediction)
+    lines = d.lines
     texts = [ln.text for ln in lines] + [DISCLAIMER_TEXT]
     scale, pen, header, footer = _layout(rows, cols, lines, texts)
     width, height = max(1, round(cols * scale)), max(1, round(rows * scale))
@@ -175,8 +169,8 @@ def render_overlay(source: pydicom.Dataset, prediction: KneePrediction) -> Pictu
     img = np.zeros((header + height + footer, width, 3), np.uint8)
     img[header:header + height] = grey[:, :, None]
     picture = Picture(img, width / cols, height / rows, header)
-    _draw_graphics(img, prediction, picture.to_picture, max(width, height))
-    if prediction.low_confidence:
+    _draw_graphics(img, d, picture.to_picture, max(width, height))
+    if d.low_confidence:
         frame = max(3, round(max(width, height) / 250))
         cv2.rectangle(img, (0, header), (width - 1, header + height - 1), COLOURS["warning"], frame)
     _draw_header(img, lines, pen)
@@ -185,18 +179,19 @@ def render_overlay(source: pydicom.Dataset, prediction: KneePrediction) -> Pictu
     return picture
 
 
-def build_sc(source: pydicom.Dataset, prediction: KneePrediction, *, series_uid: str | None = None,
+def build_sc(source: pydicom.Dataset, result: KneePrediction | Description, *, series_uid: str | None = None,
              sop_instance_uid: str | None = None, instance_number: int = 1,
              identity: NodeIdentity | None = None,
              transfer_syntax: str = SC_TRANSFER_SYNTAXES[0]) -> pydicom.Dataset:
-    """The RGB Secondary Capture of ``prediction`` drawn on ``source``, in the source's study, a new series,
-    encoded in ``transfer_syntax`` (one of :data:`SC_TRANSFER_SYNTAXES`)."""
+    """The RGB Secondary Capture of a result (a prediction or its description) drawn on ``source``, in the source's
+    study, a new series, encoded in ``transfer_syntax`` (one of :data:`SC_TRANSFER_SYNTAXES`)."""
     if transfer_syntax not in SC_TRANSFER_SYNTAXES:
         raise ValueError(f"unsupported SC transfer syntax {transfer_syntax}; expected one of "
                          f"{', '.join(SC_TRANSFER_SYNTAXES)}")
-    t = target(source, prediction, "sc", series_uid=series_uid, sop_instance_uid=sop_instance_uid,
+    d = describe(result)
+    t = target(source, d.prediction, "sc", series_uid=series_uid, sop_instance_uid=sop_instance_uid,
                identity=identity)
-    pixels = render_overlay(source, prediction).pixels
+    pixels = render_overlay(source, d).pixels
     sc = SCImage.from_ref_dataset(
         ref_dataset=t.ref,
         pixel_array=pixels,
@@ -207,7 +202,7 @@ def build_sc(source: pydicom.Dataset, prediction: KneePrediction, *, series_uid:
         series_number=t.series_number,
         sop_instance_uid=t.sop_instance_uid,
         instance_number=instance_number,
-        laterality=prediction.laterality,
+        laterality=d.laterality,
         patient_orientation=patient_orientation(source),
         transfer_syntax_uid=ExplicitVRLittleEndian,
         series_description=t.series_description,

@@ -25,21 +25,21 @@ from highdicom.sr import (
 
 from dicomnode.outputs import codes
 from dicomnode.outputs.common import NodeIdentity, Target, dicom_coords, target
-from dicomnode.outputs.overlay import laterality_word, scheme_of
-from dicomnode.outputs.sr import algorithm, knee_site, report_document, status_code, tracking
+from dicomnode.outputs.description import Description, describe
+from dicomnode.outputs.sr import algorithm, knee_site, report_document, tracking
 from model.result import KneePrediction
 
 
-def _region_group(t: Target, prediction: KneePrediction, label: str, points: np.ndarray, site,
+def _region_group(t: Target, d: Description, label: str, points: np.ndarray, site,
                   measurements: list[Measurement], evaluations: list[QualitativeEvaluation] | None = None,
                   finding_type=None) -> PlanarROIMeasurementsAndQualitativeEvaluations:
     return PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=tracking(t.ref, prediction, label),
+        tracking_identifier=tracking(t.ref, d, label),
         referenced_region=ImageRegion(graphic_type="POLYLINE", graphic_data=dicom_coords(points),
                                       source_image=SourceImageForRegion.from_source_image(t.ref)),
         finding_type=finding_type,
-        algorithm_id=algorithm(t, prediction),
-        finding_sites=[knee_site(prediction, site)],
+        algorithm_id=algorithm(t, d),
+        finding_sites=[knee_site(d, site)],
         measurements=measurements,
         qualitative_evaluations=evaluations,
     )
@@ -49,39 +49,38 @@ def _percent(name, fraction: float) -> Measurement:
     return Measurement(name=name, value=round(100.0 * float(fraction), 2), unit=codes.PERCENT)
 
 
-def _analysed_region_group(t: Target, prediction: KneePrediction):
-    pts = np.asarray(prediction.landmarks, dtype=np.float64)
-    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+def _analysed_region_group(t: Target, d: Description):
+    (x0, y0), (x1, y1) = d.landmarks.min(axis=0), d.landmarks.max(axis=0)
     box = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]])
     return _region_group(
-        t, prediction, f"{laterality_word(prediction)} knee analysed region", box, codes.KNEE_JOINT,
-        [_percent(codes.RESULT_CONFIDENCE, prediction.confidence)],
-        [QualitativeEvaluation(codes.RESULT_STATUS, status_code(prediction))],
+        t, d, f"{d.side} knee analysed region", box, codes.KNEE_JOINT,
+        [_percent(codes.RESULT_CONFIDENCE, d.prediction.confidence)],
+        [QualitativeEvaluation(codes.RESULT_STATUS, d.status_code)],
         finding_type=codes.ANALYSED_REGION,
     )
 
 
-def _landmark_groups(t: Target, prediction: KneePrediction):
-    scheme = scheme_of(prediction)
-    conf = np.asarray(prediction.landmark_confidence, dtype=np.float64)
-    for curve in scheme.curves:
+def _landmark_groups(t: Target, d: Description):
+    conf = np.asarray(d.prediction.landmark_confidence, dtype=np.float64)
+    for curve in d.scheme.curves:
         idx = list(curve.indices)
-        pts = np.asarray(prediction.landmarks, dtype=np.float64)[idx]
+        pts = d.landmarks[idx]
         if curve.closed:
             pts = np.vstack([pts, pts[:1]])
         yield _region_group(
-            t, prediction, f"Landmarks: {curve.name.replace('_', ' ')}", pts,
+            t, d, f"Landmarks: {curve.name.replace('_', ' ')}", pts,
             codes.BONE_SITES.get(curve.bone, codes.KNEE_JOINT),
             [_percent(codes.LANDMARK_CONFIDENCE, float(conf[idx].mean()))],
             finding_type=codes.LANDMARK_OUTLINE,
         )
 
 
-def build_landmarks_sr(source: pydicom.Dataset, prediction: KneePrediction, *, series_uid: str | None = None,
-                       sop_instance_uid: str | None = None, instance_number: int = 1,
+def build_landmarks_sr(source: pydicom.Dataset, result: KneePrediction | Description, *,
+                       series_uid: str | None = None, sop_instance_uid: str | None = None, instance_number: int = 1,
                        identity: NodeIdentity | None = None) -> pydicom.Dataset:
-    """The landmark-detail SR of ``prediction`` on ``source``, in the source's study and a series of its own."""
-    t = target(source, prediction, "landmarks", series_uid=series_uid, sop_instance_uid=sop_instance_uid,
+    """The landmark-detail SR of a result (a prediction or its description) on ``source``, in the source's study
+    and a series of its own."""
+    d = describe(result)
+    t = target(source, d.prediction, "landmarks", series_uid=series_uid, sop_instance_uid=sop_instance_uid,
                identity=identity)
-    return report_document(t, [_analysed_region_group(t, prediction), *_landmark_groups(t, prediction)],
-                           instance_number)
+    return report_document(t, [_analysed_region_group(t, d), *_landmark_groups(t, d)], instance_number)

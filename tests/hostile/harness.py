@@ -15,6 +15,7 @@ from pathlib import Path
 from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, _config, build_context
 
+from dicomnode.dispatch.responses import keep_responses
 from tests.hostile.builders import encode
 from tests.hostile.corpus import FAILED, NEVER, PROCESSED, REFUSED, SKIPPED, Case
 from tests.node.nodeproc import MODALITY_AE, NODE_AE
@@ -80,7 +81,7 @@ def _send_batches(port: int, files: list[tuple[Case, Path]], host: str, batch: i
         pairs = sorted({(sop_class, syntax) for sop_class, syntax, _ in metas.values()})
         assert len(pairs) <= 128, "more presentation contexts than one association can carry"
         ae.requested_contexts = [build_context(sop_class, [syntax]) for sop_class, syntax in pairs]
-        assoc = ae.associate(host, port, ae_title=NODE_AE)
+        assoc = keep_responses(ae.associate(host, port, ae_title=NODE_AE))
         assert assoc.is_established, "the node refused the association"
         try:
             for case, path in chunk:
@@ -93,7 +94,7 @@ def _send_batches(port: int, files: list[tuple[Case, Path]], host: str, batch: i
                 code = int(status.Status) if "Status" in status else None
                 results.append(Sent(case, path, uid, code, "" if code is not None else "no response"))
                 if not assoc.is_established:
-                    assoc = ae.associate(host, port, ae_title=NODE_AE)
+                    assoc = keep_responses(ae.associate(host, port, ae_title=NODE_AE))
         finally:
             if assoc.is_established:
                 assoc.release()

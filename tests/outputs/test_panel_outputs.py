@@ -10,13 +10,20 @@ import numpy as np
 import pytest
 
 from dicomnode.outputs import codes
+from dicomnode.outputs.description import FEMORAL_ARM
 from dicomnode.outputs.gsps import build_gsps
 from dicomnode.outputs.overlay import panel_lines, summary_lines
 from dicomnode.outputs.sc import render_overlay
-from dicomnode.outputs.sr import FEMORAL_ARM, build_sr
+from dicomnode.outputs.sr import build_sr
 from model.measurements import ReferenceRange, aldfa_deg, not_measurable
 from tests.outputs.conftest import save
-from tests.outputs.dicom_checks import all_text, dciodvfy, measurement_groups, ohif_sr_problems, pixelmed_sr
+from tests.outputs.dicom_checks import (
+    all_text,
+    dciodvfy,
+    measurement_groups,
+    ohif_sr_problems,
+    pixelmed_sr,
+)
 from tests.outputs.synthetic_knee import knee_case
 
 RANGES = {"mpta": ReferenceRange(85.0, 88.0), "jlca": ReferenceRange(-2.0, 2.0)}

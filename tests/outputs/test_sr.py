@@ -9,7 +9,8 @@ import pytest
 
 from dicomnode.outputs import codes
 from dicomnode.outputs.common import target
-from dicomnode.outputs.sr import MAX_LABEL_LINES, alignment_measurements, build_sr, measurement_group
+from dicomnode.outputs.description import alignment_measurements
+from dicomnode.outputs.sr import MAX_LABEL_LINES, build_sr, measurement_group
 from tests.outputs.conftest import save
 from tests.outputs.dicom_checks import (
     all_text,

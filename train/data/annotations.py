@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.scheme import PHASES, load_scheme
+from model.scheme import load_scheme
+from model.vocabulary import PHASE_NAMES
 
 
 class AnnotationError(ValueError):
@@ -137,10 +138,10 @@ def read_annotation(path: str | Path) -> Annotation:
 
 def resolve_phase(path: str | Path, n_points: int, phase: str | None) -> str:
     """The phase whose scheme the annotation follows; raises naming the file when the count does not fit."""
-    counts = {p: load_scheme(p).n_points for p in PHASES}
+    counts = {p: load_scheme(p).n_points for p in PHASE_NAMES}
     if phase is not None:
-        if phase not in PHASES:
-            raise AnnotationError(f"{path}: phase {phase!r} is not one of {PHASES}")
+        if phase not in PHASE_NAMES:
+            raise AnnotationError(f"{path}: phase {phase!r} is not one of {PHASE_NAMES}")
         if n_points != counts[phase]:
             scheme = load_scheme(phase)
             raise AnnotationError(f"{path}: {n_points} landmarks, but the {phase} scheme {scheme.id} "

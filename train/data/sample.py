@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 
 from model.frames import mirror_points
-from model.scheme import PHASES, LandmarkScheme, load_scheme
+from model.scheme import LandmarkScheme, load_scheme
+from model.vocabulary import PHASE_NAMES
 
 LATERALITIES = ("L", "R")
 
@@ -23,7 +24,7 @@ class KneeSample:
     image: np.ndarray  # float32 (rows, cols) in [0, 1], bone bright, as acquired
     landmarks: np.ndarray  # (N, 2) float64, image pixels
     laterality: str  # "L" | "R"
-    phase: str  # "preop" | "postop"
+    phase: str  # one of model.vocabulary.PHASE_NAMES
     pixel_spacing_mm: tuple[float, float] | None = None  # (row, column)
     source: str = ""  # where it came from (file name or "synthetic:<seed>")
     atfa_fts_deg: float | None = None  # exact ground truth when known (synthetic), else None
@@ -33,8 +34,8 @@ class KneeSample:
     def __post_init__(self) -> None:
         if self.laterality not in LATERALITIES:
             raise ValueError(f"{self.source}: laterality must be 'L' or 'R', got {self.laterality!r}")
-        if self.phase not in PHASES:
-            raise ValueError(f"{self.source}: phase must be one of {PHASES}, got {self.phase!r}")
+        if self.phase not in PHASE_NAMES:
+            raise ValueError(f"{self.source}: phase must be one of {PHASE_NAMES}, got {self.phase!r}")
         if self.image.ndim != 2:
             raise ValueError(f"{self.source}: image must be 2-D, got shape {self.image.shape}")
         self.landmarks = self.scheme.check_points(self.landmarks, self.source or "landmarks")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from model.vocabulary import POSTOP, PREOP
+
 N_TEST_PER_PHASE = 376
 
 # Half-open seed ranges [start, stop).
@@ -19,10 +21,10 @@ HELD_OUT_RANGE = (9_000_000, 10_000_000)
 
 # Held-out sets: name -> {phase: first seed}; each phase uses N_TEST_PER_PHASE consecutive seeds.
 HELD_OUT_SETS: dict[str, dict[str, int]] = {
-    "test": {"preop": 9_000_000, "postop": 9_100_000},
-    "hard": {"preop": 9_200_000, "postop": 9_300_000},
+    "test": {PREOP: 9_000_000, POSTOP: 9_100_000},
+    "hard": {PREOP: 9_200_000, POSTOP: 9_300_000},
 }
-PHASE_OFFSET = {"preop": 0, "postop": 500_000}  # within TRAIN_RANGE and (scaled) VAL_RANGE
+PHASE_OFFSET = {PREOP: 0, POSTOP: 500_000}  # within TRAIN_RANGE and (scaled) VAL_RANGE
 
 
 class SeedLeakError(ValueError):

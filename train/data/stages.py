@@ -18,6 +18,7 @@ import torch
 
 from model.frames import FrameSpec, apply_affine, frame_matrix
 from model.preprocess import letterbox, to_network_input, warp_to_frame
+from model.vocabulary import PHASES
 from train.augment import (
     FieldAug,
     FrameJitter,
@@ -58,7 +59,7 @@ def global_example(sample: KneeSample, size: int, rng: np.random.Generator | Non
     mirrored = False
     if rng is not None and params is not None:
         square, points, mirrored = augment_global(square, points, rng, params)
-    aux = np.array([float(sample.is_right != mirrored), float(sample.phase == "postop")], dtype=np.float32)
+    aux = np.array([float(sample.is_right != mirrored), float(PHASES[sample.phase].has_implants)], dtype=np.float32)
     return square, points, aux
 
 

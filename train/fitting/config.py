@@ -12,9 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from model.frames import FrameSpec
 from model.network import HourglassConfig
 from model.scheme import load_scheme
+from model.vocabulary import GLOBAL_STAGE, STAGE_NAMES, STAGES
 from train.augment import FrameJitter, GlobalAug
-
-STAGE_NAMES = ("global", "local_preop", "local_postop")
 
 
 class _Strict(BaseModel):
@@ -138,7 +137,7 @@ class RunConfig(_Strict):
     global_size: int = 256
     frame: FrameSpec = FrameSpec()
     data: SyntheticData | ManifestData = Field(discriminator="source")
-    stages: dict[Literal["global", "local_preop", "local_postop"], GlobalStageConfig | LocalStageConfig]
+    stages: dict[Literal[STAGE_NAMES], GlobalStageConfig | LocalStageConfig]
 
     @model_validator(mode="before")
     @classmethod
@@ -146,7 +145,7 @@ class RunConfig(_Strict):
         stages = values.get("stages") or {}
         typed = {}
         for name, cfg in stages.items():
-            kind = GlobalStageConfig if name == "global" else LocalStageConfig
+            kind = GlobalStageConfig if name == GLOBAL_STAGE else LocalStageConfig
             typed[name] = kind.model_validate(cfg) if isinstance(cfg, dict) else cfg
         values["stages"] = typed
         return values
@@ -154,16 +153,16 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         if not self.stages:
-            raise ValueError("stages: name at least one of global, local_preop, local_postop")
+            raise ValueError(f"stages: name at least one of {', '.join(STAGE_NAMES)}")
         _ = self.frame.scale_px  # raises when the frame's pixels are not square
         return self
 
     def hourglass(self, stage: str) -> HourglassConfig:
         """The network configuration of ``stage`` (point counts from the schemes)."""
         net = self.stages[stage].network
-        if stage == "global":
+        if stage == GLOBAL_STAGE:
             return net.hourglass(n_points=2, n_aux=2)
-        return net.hourglass(n_points=load_scheme(stage.removeprefix("local_")).n_points)
+        return net.hourglass(n_points=load_scheme(STAGES[stage].phase).n_points)
 
 
 class ConfigError(ValueError):

@@ -16,9 +16,10 @@ from tqdm import tqdm
 
 from model.network import LandmarkNet
 from model.scheme import load_scheme
+from model.vocabulary import GLOBAL_STAGE, STAGE_NAMES, STAGES
 from train.data.stages import Batch, global_batch, local_batch
 from train.data.store import SampleStore
-from train.fitting.config import STAGE_NAMES, RunConfig, StageConfig
+from train.fitting.config import RunConfig, StageConfig
 from train.fitting.objective import stage_loss, validation_errors
 
 
@@ -48,15 +49,15 @@ def learning_rate(cfg: StageConfig, step: int) -> float:
 
 
 def reference_indices(stage: str) -> tuple[int, int]:
-    if stage == "global":
+    if stage == GLOBAL_STAGE:
         return (0, 1)
-    return load_scheme(stage.removeprefix("local_")).roles["reference"]
+    return load_scheme(STAGES[stage].phase).roles["reference"]
 
 
 def make_batch(stage: str, cfg: RunConfig, samples: list, rng: np.random.Generator | None) -> Batch:
     """A batch for ``stage``; augmented when ``rng`` is given."""
     scfg = cfg.stages[stage]
-    if stage == "global":
+    if stage == GLOBAL_STAGE:
         return global_batch(samples, cfg.global_size, rng, scfg.augment if rng is not None else None)
     return local_batch(samples, cfg.frame, rng, scfg.augment if rng is not None else None)
 
@@ -93,7 +94,7 @@ def train_step(net: LandmarkNet, opt: torch.optim.Optimizer, stage: str, cfg: Ru
 
 def stage_indices(stage: str, store: SampleStore) -> list[int]:
     """The samples a stage trains on: all for the global stage, those of its phase for a local stage."""
-    return store.indices(None if stage == "global" else stage.removeprefix("local_"))
+    return store.indices(STAGES[stage].phase)
 
 
 def fit_stage(stage: str, cfg: RunConfig, train: SampleStore, val: SampleStore, device: torch.device,

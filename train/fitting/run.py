@@ -14,8 +14,9 @@ import torch
 
 from model.inference import resolve_device
 from model.network import LandmarkNet, count_parameters
+from model.vocabulary import GLOBAL_STAGE, PHASE_NAMES, STAGE_NAMES, STAGES, local_stage
 from model.weights import ModelBundle, load_bundle, save_bundle
-from train.fitting.config import STAGE_NAMES, ConfigError, RunConfig, SyntheticData, load_config
+from train.fitting.config import ConfigError, RunConfig, SyntheticData, load_config
 from train.fitting.loop import StageResult, fit_stage
 from train.fitting.sources import build_data
 
@@ -104,7 +105,7 @@ def fit(config_path: str | Path, progress: bool = True) -> tuple[Path, dict[str,
             continue
         init_state = None
         if init is not None and stage in init.state:
-            init_cfg = init.global_cfg if stage == "global" else init.local_cfgs[stage.removeprefix("local_")]
+            init_cfg = init.global_cfg if stage == GLOBAL_STAGE else init.local_cfgs[STAGES[stage].phase]
             init_state = init.state[stage] if init_cfg == cfg.hourglass(stage) else None
         results[stage] = fit_stage(stage, cfg, train, val, device, init_state, progress)
     state = {s: r.state for s, r in results.items()}
@@ -114,11 +115,11 @@ def fit(config_path: str | Path, progress: bool = True) -> tuple[Path, dict[str,
     def net_cfg(stage: str):
         if stage in results:
             return cfg.hourglass(stage)
-        return init.global_cfg if stage == "global" else init.local_cfgs[stage.removeprefix("local_")]
+        return init.global_cfg if stage == GLOBAL_STAGE else init.local_cfgs[STAGES[stage].phase]
 
     bundle = ModelBundle(
-        global_cfg=net_cfg("global"),
-        local_cfgs={p: net_cfg(f"local_{p}") for p in ("preop", "postop")},
+        global_cfg=net_cfg(GLOBAL_STAGE),
+        local_cfgs={p: net_cfg(local_stage(p)) for p in PHASE_NAMES},
         frame_spec=cfg.frame, global_size=cfg.global_size, state=state,
         card=build_card(cfg, config_path, results, device, init),
         name=cfg.name, version=cfg.version, confidence_threshold=cfg.confidence_threshold,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from model.vocabulary import GLOBAL_STAGE, PHASE_NAMES, POSTOP, PREOP, STAGE_NAMES, STAGES
 from train.data.manifest import load_manifest
 from train.data.sample import coarsen
 from train.data.splits import training_seeds, validation_seeds
@@ -18,9 +19,9 @@ log = logging.getLogger(__name__)
 
 def phases_needed(cfg: RunConfig) -> list[str]:
     """The phases a run's stages train on: the global stage sees both."""
-    if "global" in cfg.stages:
-        return ["preop", "postop"]
-    return [s.removeprefix("local_") for s in ("local_preop", "local_postop") if s in cfg.stages]
+    if GLOBAL_STAGE in cfg.stages:
+        return list(PHASE_NAMES)
+    return [STAGES[s].phase for s in STAGE_NAMES if s in cfg.stages]
 
 
 def _rendered(renderer: str, counts: dict[str, int], n_val: int, spacing: float, hard_fraction: float,
@@ -50,15 +51,15 @@ def _rendered(renderer: str, counts: dict[str, int], n_val: int, spacing: float,
 
 def _synthetic(data: SyntheticData, phases: list[str]) -> tuple[SampleStore, SampleStore]:
     trains, vals = [], []
-    counts = {"preop": data.n_train_preop, "postop": data.n_train_postop}
+    counts = {PREOP: data.n_train_preop, POSTOP: data.n_train_postop}
     if any(counts[p] for p in phases):
         t, v = _rendered("2d", counts, data.n_val_per_phase, data.spacing_mm, data.hard_fraction,
                          data.render_workers, data.cache_file, phases, data.seed_offset)
         trains.append(t)
         vals.append(v)
     x3 = data.xray3d
-    if x3 is not None and any({"preop": x3.n_train_preop, "postop": x3.n_train_postop}[p] for p in phases):
-        t, v = _rendered("3d", {"preop": x3.n_train_preop, "postop": x3.n_train_postop}, x3.n_val_per_phase,
+    if x3 is not None and any({PREOP: x3.n_train_preop, POSTOP: x3.n_train_postop}[p] for p in phases):
+        t, v = _rendered("3d", {PREOP: x3.n_train_preop, POSTOP: x3.n_train_postop}, x3.n_val_per_phase,
                          x3.spacing_mm, x3.hard_fraction, data.render_workers, x3.cache_file, phases)
         trains.append(t)
         vals.append(v)

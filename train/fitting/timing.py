@@ -11,9 +11,10 @@ import torch
 
 from model.inference import resolve_device
 from model.network import LandmarkNet
+from model.vocabulary import STAGE_NAMES
 from train.data.splits import training_seeds
 from train.data.synthetic import render_store
-from train.fitting.config import STAGE_NAMES, SyntheticData, load_config
+from train.fitting.config import SyntheticData, load_config
 from train.fitting.loop import stage_indices, train_step
 from train.fitting.sources import build_data, phases_needed
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PHASES = ("preop", "postop")
+from model.vocabulary import PHASE_NAMES, PHASES, POSTOP
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class KneeAnatomy:
 def sample_atfa(rng: np.random.Generator, phase: str) -> float:
     """Target aTFA: mostly 5-7 deg valgus, with varus and valgus deformities (pre-op) and corrections."""
     u = rng.random()
-    if phase == "postop":
+    if phase == POSTOP:
         value = rng.normal(5.0, 2.5) if u < 0.85 else rng.uniform(-15.0, 15.0)
     elif u < 0.45:
         value = rng.normal(6.0, 1.5)
@@ -254,9 +254,9 @@ def _implant(rng: np.random.Generator, width: float, long_stem: bool) -> Implant
 def sample_anatomy(rng: np.random.Generator, phase: str, hard: bool = False,
                    atfa_deg: float | None = None) -> KneeAnatomy:
     """Sample one knee. ``atfa_deg`` fixes the target angle; otherwise it is drawn by ``sample_atfa``."""
-    if phase not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-    postop = phase == "postop"
+    if phase not in PHASE_NAMES:
+        raise ValueError(f"phase must be one of {PHASE_NAMES}, got {phase!r}")
+    postop = PHASES[phase].has_implants
     u = rng.uniform
     width = u(66.0, 80.0) if postop else u(68.0, 82.0)
     atfa = sample_atfa(rng, phase)  # drawn even when fixed, so that the rest of the knee stays the same

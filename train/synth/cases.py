@@ -15,8 +15,9 @@ import numpy as np
 
 from model.alignment import compute_alignment
 from model.scheme import load_scheme
+from model.vocabulary import PHASE_NAMES
 from train.synth.acquisition import Acquisition, sample_acquisition
-from train.synth.anatomy import PHASES, KneeAnatomy, sample_anatomy
+from train.synth.anatomy import KneeAnatomy, sample_anatomy
 from train.synth.landmarks import scheme_points
 from train.synth.render import render
 from train.synth.shapes import build_shapes
@@ -49,7 +50,7 @@ class SynthImage:
     photometric: str  # "MONOCHROME1" | "MONOCHROME2"
     pixel_spacing_mm: float
     laterality: str  # "L" | "R"
-    phase: str  # "preop" | "postop"
+    phase: str  # one of model.vocabulary.PHASE_NAMES
     scheme_id: str
     landmarks: np.ndarray  # (N, 2) float64, [column, row] in ``image``
     visible: np.ndarray  # (N,) bool: inside the image and the exposed (collimated) field
@@ -71,9 +72,9 @@ def sample_case(rng_or_seed: np.random.Generator | int, phase: str | None = None
     seed = _seed_of(rng_or_seed)
     rng = np.random.default_rng(seed)
     if phase is None:
-        phase = PHASES[int(rng.integers(2))]
-    if phase not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES} or None, got {phase!r}")
+        phase = PHASE_NAMES[int(rng.integers(2))]
+    if phase not in PHASE_NAMES:
+        raise ValueError(f"phase must be one of {PHASE_NAMES} or None, got {phase!r}")
     anatomy = sample_anatomy(rng, phase, hard=hard, atfa_deg=atfa_deg)
     acquisition = sample_acquisition(rng, hard=hard, laterality=laterality)
     return SynthCase(seed, phase, hard, anatomy, acquisition)

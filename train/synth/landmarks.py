@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from model.scheme import LandmarkScheme
+from model.vocabulary import PHASES
 from train.synth.geometry import crossing, sample_even
 from train.synth.shapes import KneeShapes
 
@@ -92,6 +93,6 @@ def implant_points(shapes: KneeShapes) -> np.ndarray:
 def scheme_points(shapes: KneeShapes, scheme: LandmarkScheme) -> np.ndarray:
     """All landmarks of ``scheme`` for this knee, (N, 2) canonical millimetres, checked against the scheme."""
     points = bone_points(shapes)
-    if scheme.phase == "postop":
+    if PHASES[scheme.phase].has_implants:
         points = np.vstack([points, implant_points(shapes)])
     return scheme.check_points(points, source="synthetic ground truth")

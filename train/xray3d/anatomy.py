@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PHASES = ("preop", "postop")
+from model.vocabulary import PHASE_NAMES, PHASES, POSTOP
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class Knee3D:
 
 def sample_atfa(rng: np.random.Generator, phase: str) -> float:
     """Target coronal aTFA: a different mixture from the 2D generator's, same clinical range."""
-    if phase == "postop":
+    if phase == POSTOP:
         return float(np.clip(rng.normal(4.5, 3.0), -12.0, 15.0))
     kind = rng.random()
     if kind < 0.4:
@@ -171,10 +171,10 @@ def sample_atfa(rng: np.random.Generator, phase: str) -> float:
 
 
 def sample_knee(rng: np.random.Generator, phase: str, hard: bool = False, atfa_deg: float | None = None) -> Knee3D:
-    if phase not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    if phase not in PHASE_NAMES:
+        raise ValueError(f"phase must be one of {PHASE_NAMES}, got {phase!r}")
     u = rng.uniform
-    postop = phase == "postop"
+    postop = PHASES[phase].has_implants
     width = u(66.0, 84.0)
     atfa = sample_atfa(rng, phase)
     atfa = atfa if atfa_deg is None else float(atfa_deg)

@@ -18,7 +18,8 @@ import numpy as np
 from model.alignment import compute_alignment, signed_angle_deg
 from model.frames import mirror_points
 from model.scheme import load_scheme
-from train.xray3d.anatomy import PHASES, Knee3D, sample_knee
+from model.vocabulary import PHASE_NAMES, PHASES
+from train.xray3d.anatomy import Knee3D, sample_knee
 from train.xray3d.bones import build_knee
 from train.xray3d.detector import MAX_SIDE_PX, Exposure, bone_texture, expose, field_mask, sample_exposure, soft_tissue
 from train.xray3d.outlines import LEVEL, outline, scheme_landmarks
@@ -76,7 +77,7 @@ def sample_case(seed: int, phase: str | None = None, hard: bool = False, *, atfa
     dataset code then takes the next draw of the same seed (rejection sampling; draw 0 is every other case)."""
     rng = np.random.default_rng([int(seed), 3, int(draw)] if draw else [int(seed), 3])
     if phase is None:
-        phase = PHASES[int(rng.integers(2))]
+        phase = PHASE_NAMES[int(rng.integers(2))]
     drawn = "L" if rng.random() < 0.5 else "R"
     lat = laterality or drawn
     if lat not in ("L", "R"):
@@ -137,7 +138,7 @@ def render_case(case: Case3D, pixel_spacing_mm: float | None = None) -> Rendered
     thick = proj.thickness
     femur_map = thick["femur"] + thick.get("femoral_component", 0.0)
     names = {"femur": femur_map, "tibia": thick["tibia"], "fibula": thick["fibula"]}
-    if case.phase == "postop":
+    if PHASES[case.phase].has_implants:
         names.update({n: thick[n] for n in ("femoral_component", "tray", "stem")})
     outlines_px = {n: outline(m) for n, m in names.items()}
     t_axis = det.project_points(model.tibial_axis)

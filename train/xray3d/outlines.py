@@ -28,6 +28,7 @@ import contourpy
 import numpy as np
 
 from model.scheme import LandmarkScheme
+from model.vocabulary import PHASES
 
 LEVEL = 2.0  # mm of path length: the outline of a silhouette
 FEMUR_LEVELS = tuple(1.3 - 0.1 * i for i in range(11))  # above the corner line, in L
@@ -293,7 +294,7 @@ def scheme_landmarks(scheme: LandmarkScheme, outlines_px: dict[str, np.ndarray],
     neck_y = float(frame.to_canonical(fibular_neck_px[None])[0, 1])
     fibula = _fibula_points(canon["fibula"], L, neck_y, lambda p: inside_tibia(frame.to_image(p)))
     parts = [*femur, *tibia, *fibula]
-    if scheme.phase == "postop":
+    if PHASES[scheme.phase].has_implants:
         parts += _implant_points(canon["femoral_component"], canon["tray"], canon["stem"], L)
     points = frame.to_image(np.vstack(parts))
     return scheme.check_points(points, source="projection renderer ground truth")

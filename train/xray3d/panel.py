@@ -21,6 +21,7 @@ from scipy.spatial import ConvexHull, QhullError
 from model.measurements import (JSW_CENTRAL_FRACTION, SchemeParts, aldfa_deg, distal_tangent, femoral_component_deg,
                                 jlca_deg, minimum_gap, mpta_deg, tibial_component_deg)
 from model.scheme import LandmarkScheme
+from model.vocabulary import PREOP
 from train.xray3d.anatomy import Knee3D
 from train.xray3d.bones import KneeModel, rigid, rot_z, transform
 from train.xray3d.projection import Detector
@@ -74,7 +75,7 @@ def projected_values(scheme: LandmarkScheme, landmarks: np.ndarray, outlines: di
     out: dict[str, float | None] = dict.fromkeys(
         ("mpta", "aldfa", "jlca", "jsw_medial", "jsw_lateral", "femoral_component", "tibial_component"))
     apex_x = float(landmarks[parts.notch_apex] @ across)
-    if scheme.phase == "preop":
+    if scheme.phase == PREOP:
         a, b = silhouette_tangent(outlines["femur"], apex_x, distal, across)
         out["mpta"] = mpta_deg(plateau, tibial)
         out["aldfa"] = aldfa_deg(b - a, femoral)
