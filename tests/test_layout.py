@@ -1,6 +1,6 @@
 """Architecture rules that keep the data flow visible: train -> model <- dicomnode, the rooms inside dicomnode
-(receive, pipeline, outputs, dispatch, runtime, db) each importing only what is below it, docstrings on every
-module."""
+(receive, pipeline, outputs, dispatch, runtime, db) each importing only what is below it, output builders reading
+one prepared description, docstrings on every module."""
 
 import ast
 from pathlib import Path
@@ -67,3 +67,18 @@ def test_rooms_inside_dicomnode(room):
     offenders = {str(p.relative_to(REPO)): sorted(imported_rooms(p) & INNER_FORBIDDEN[room])
                  for p in modules(f"dicomnode/{room}") if imported_rooms(p) & INNER_FORBIDDEN[room]}
     assert not offenders, f"dicomnode/{room} must not import {sorted(INNER_FORBIDDEN[room])}: {offenders}"
+
+
+# The output builders read one prepared description of the result (dicomnode/outputs/description.py): from the
+# modules that compose it they may take constants and types (colours, the disclaimer, TextLine), never a function.
+BUILDERS = ("sr.py", "sr_landmarks.py", "sc.py", "gsps.py")
+DESCRIBED_BY = {"dicomnode.outputs.overlay", "model.alignment", "model.measurements", "model.scheme"}
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_output_builders_read_the_description(builder):
+    path = REPO / "dicomnode" / "outputs" / builder
+    taken = [(node.module, alias.name) for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.ImportFrom) and node.module in DESCRIBED_BY for alias in node.names]
+    functions = [f"{module}.{name}" for module, name in taken if not (name.isupper() or name[:1].isupper())]
+    assert not functions, f"{builder} calls back into what the description composes: {functions}"
