@@ -15,8 +15,12 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.dimse_primitives import C_ECHO
 from pynetdicom.sop_class import Verification
+from receive_helpers import node_config
+from receive_samples import image_dataset, write_part10
 
 from dicomnode.dispatch.responses import keep_responses
+from dicomnode.dispatch.scu import StoreSession
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -56,3 +60,16 @@ def test_a_quick_response_is_left_for_the_waiting_call(start_storescp, guarded):
             assert left == 0, "pynetdicom's reactor no longer takes a waiting call's response: is the guard needed?"
     finally:
         assoc.release() if assoc.is_established else None
+
+
+def test_the_nodes_store_sessions_are_guarded(start_storescp, tmp_path):
+    """The dispatcher's SCU (dicomnode/dispatch/scu.py) opens its associations with the guard."""
+    port, out = start_storescp()
+    config = node_config(tmp_path / "spool", free_port(),
+                         extra_peers=[{"name": "dest", "ae_title": "DEST", "host": "127.0.0.1", "port": port}])
+    image = write_part10(image_dataset("DX"), tmp_path / "dx.dcm")
+    with StoreSession(config.peer_by_name("dest"), config, [image]) as session:
+        checkpoint = session._assoc._reactor_checkpoint
+        assert type(checkpoint).__module__ == "dicomnode.dispatch.responses" and checkpoint.is_set()
+        assert [result.status for result in session.send_all()] == [0x0000]
+    assert len(list(out.iterdir())) == 1
