@@ -17,8 +17,9 @@ from contextlib import contextmanager
 
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
-
 from receive_helpers import NODE_AE, SENDER_AE
+
+from dicomnode.dispatch.responses import keep_responses
 
 APPLICATION_CONTEXT = b"1.2.840.10008.3.1.1.1"
 VERIFICATION = b"1.2.840.10008.1.1"
@@ -114,7 +115,7 @@ def echo_seconds(port: int, calling: str = SENDER_AE, source: str = "127.0.0.1")
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
     started = time.monotonic()
-    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE, bind_address=(source, 0))
+    assoc = keep_responses(ae.associate("127.0.0.1", port, ae_title=NODE_AE, bind_address=(source, 0)))
     if not assoc.is_established:
         return None
     try:

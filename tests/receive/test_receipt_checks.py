@@ -20,6 +20,7 @@ from receive_samples import SOP_CLASS_BY_MODALITY, compressed, image_dataset
 
 from dicomnode.db import Database
 from dicomnode.db.intake import record_instance
+from dicomnode.dispatch.responses import keep_responses
 
 DX = SOP_CLASS_BY_MODALITY["DX"]
 LIMITS = {"max_image_pixels": 4_000_000, "max_image_bytes": 6_000_000, "max_dataset_bytes": 8 * 1024 * 1024}
@@ -167,7 +168,7 @@ def _send(port: int, files: list[Path]) -> list[int | None]:
     for syntax in (ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, RLELossless):
         ae.add_requested_context(DX, syntax)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
+    assoc = keep_responses(ae.associate("127.0.0.1", port, ae_title=NODE_AE))
     assert assoc.is_established
     statuses = []
     try:

@@ -25,6 +25,7 @@ from receive_helpers import (
 )
 from receive_samples import compressed, dataset_bytes, image_dataset, text_sr_dataset, transfer_syntax_of, write_part10
 
+from dicomnode.dispatch.responses import keep_responses
 from dicomnode.receive import Receiver
 from tests.conftest import free_port, require_tool
 
@@ -160,7 +161,7 @@ def _send_raw(port: int, path: Path, monkeypatch) -> int:
     meta = read_file_meta_info(path)
     ae = AE(ae_title=SENDER_AE)
     ae.add_requested_context(meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID)
-    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
+    assoc = keep_responses(ae.associate("127.0.0.1", port, ae_title=NODE_AE))
     assert assoc.is_established
     try:
         return int(assoc.send_c_store(path).Status)

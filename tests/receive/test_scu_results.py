@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
+from receive_helpers import node_config
 
 from dicomnode.config import ConfigError, load_config
-from dicomnode.outputs.sc import build_sc
 from dicomnode.dispatch.scu import StoreSession
-from receive_helpers import node_config
+from dicomnode.outputs.sc import build_sc
 from tests.conftest import free_port
 from tests.outputs.synthetic_knee import knee_case
 

@@ -16,8 +16,8 @@ from receive_helpers import NODE_AE, SENDER_AE, Recorder, node_config, store_sta
 from receive_samples import image_dataset, write_part10
 
 from dicomnode.config import NodeConfig
-from dicomnode.receive import Receiver
 from dicomnode.dispatch.scu import StoreSession, echo
+from dicomnode.receive import Receiver
 from tests.conftest import free_port, require_tool
 
 
