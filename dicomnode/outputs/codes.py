@@ -21,6 +21,7 @@ from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 
+from model.alignment import check_method
 from model.vocabulary import phase as phase_of
 
 SCHEME_DESIGNATOR = "99KNEEALIGN"
@@ -93,12 +94,10 @@ BONE_SITES = {"femur": FEMUR, "tibia": TIBIA, "fibula": FIBULA}
 
 def angle_code(method: str, low_confidence: bool) -> CodedConcept:
     """Concept name of an aTFA measurement; ``method`` is "fts" or "fnts"."""
+    check_method(method)  # ValueError for an unknown method
     table = {("fts", False): ATFA_FTS, ("fnts", False): ATFA_FNTS,
              ("fts", True): ATFA_FTS_LOW, ("fnts", True): ATFA_FNTS_LOW}
-    try:
-        return table[(method, bool(low_confidence))]
-    except KeyError:
-        raise ValueError(f"unknown aTFA method {method!r}; expected 'fts' or 'fnts'") from None
+    return table[(method, bool(low_confidence))]
 
 
 def panel_code(name: str, low_confidence: bool) -> CodedConcept:

@@ -20,6 +20,7 @@ import numpy as np
 from highdicom.sr import CodedConcept
 
 from dicomnode.outputs import codes
+from dicomnode.outputs.common import LOW_CONFIDENCE_SUFFIX
 from dicomnode.outputs.image_library import spacing_statement
 from dicomnode.outputs.overlay import (
     AxisLine,
@@ -38,7 +39,6 @@ from model.result import KneePrediction
 from model.scheme import LandmarkScheme
 
 FEMORAL_ARM = 0.3  # plateau widths of femoral axis drawn above the joint line in the panel's SCOORDs
-LOW_CONFIDENCE_LABEL = " - LOW CONFIDENCE"
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Description:
     phase_code: CodedConcept
     low_confidence: bool
     status_code: CodedConcept
-    label_suffix: str  # LOW_CONFIDENCE_LABEL or ""
+    label_suffix: str  # LOW_CONFIDENCE_SUFFIX (dicomnode.outputs.common) or ""
     angles: tuple[PlanarMeasurement, ...]  # aTFA by FNTS, then FTS, on their arms
     panel: tuple[PlanarMeasurement, ...]  # the measured panel values (model.measurements), on their lines
     panel_flagged: bool  # one of the panel's own values is low-confidence
@@ -157,7 +157,7 @@ def describe(result: KneePrediction | Description) -> Description:
         phase_code=codes.phase_code(prediction.phase),
         low_confidence=low,
         status_code=codes.STATUS_LOW_CONFIDENCE if low else codes.STATUS_CONFIDENT,
-        label_suffix=LOW_CONFIDENCE_LABEL if low else "",
+        label_suffix=LOW_CONFIDENCE_SUFFIX if low else "",
         angles=tuple(alignment_measurements(prediction)),
         panel=tuple(panel_measurements(prediction)),
         panel_flagged=any(m.status == STATUS_LOW_CONFIDENCE for m in prediction.measurements.values()

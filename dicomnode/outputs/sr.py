@@ -61,6 +61,7 @@ from highdicom.sr import (
 
 from dicomnode.outputs import codes
 from dicomnode.outputs.common import (
+    LOW_CONFIDENCE_SUFFIX,
     NodeIdentity,
     Target,
     derived_uid,
@@ -181,7 +182,7 @@ def build_sr(source: pydicom.Dataset, result: KneePrediction | Description, *, s
     groups = [measurement_group(t, d, f"{d.side} knee aTFA{d.label_suffix}", d.angles,
                                 [] if d.panel else d.panel_notes)]
     if d.panel:  # its label warns when one of its own values is flagged (a JLCA needs no axis the aTFA may lack)
-        label = f"{d.side} knee alignment panel" + (" - LOW CONFIDENCE" if d.panel_flagged else "")
+        label = f"{d.side} knee alignment panel" + (LOW_CONFIDENCE_SUFFIX if d.panel_flagged else "")
         groups.append(measurement_group(t, d, label, d.panel, d.panel_notes))
     return report_document(t, groups, instance_number)
 
