@@ -5,7 +5,9 @@
 
 1. Global stage: the whole radiograph, letterboxed to a square, as acquired; it gives the two reference points
    (medial and lateral tibial plateau corners), the probability that the image shows a right knee, and the
-   probability of an implant (post-op).
+   probability of an implant (post-op). A bundle with an implant stage decides pre/post-op there instead: a small
+   network on the joint alone, in a frame fixed by the reference points (the implant fills a known part of it),
+   which carries over to images of another renderer far better than the global stage's whole-image logit.
 2. Laterality: the image's answer is the order of the two anatomical reference points (a right knee as acquired
    has its lateral plateau corner on the image's left), which the global network learns quickly and reliably;
    its auxiliary right-knee logit gives the probability. The DICOM tag, when present, is always used: an image
@@ -46,7 +48,7 @@ from model.network import decode_heatmaps
 from model.preprocess import UnsupportedImage, letterbox, load_radiograph, to_network_input, warp_to_frame
 from model.result import KneePrediction
 from model.scheme import load_scheme
-from model.vocabulary import GLOBAL_STAGE, PHASE_NAMES, POSTOP, PREOP, local_stage
+from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, PHASE_NAMES, POSTOP, PREOP, STAGES, local_stage
 from model.weights import ModelBundle, load_bundle
 
 # Reference points closer than this fraction of the image's longer side mean no knee was found.
@@ -113,6 +115,13 @@ class KneeAligner:
         aux = torch.sigmoid(out.aux[0]).cpu().numpy() if out.aux is not None else None
         return coords[0].cpu().numpy().astype(np.float64), conf[0].cpu().numpy().astype(np.float64), aux
 
+    def _implant_probability(self, image_left: np.ndarray, reference: np.ndarray) -> float:
+        """The implant stage's probability of an implant, from the joint in its frame (left view)."""
+        spec = self.bundle.implant_frame
+        frame = warp_to_frame(image_left, frame_matrix(reference, spec), spec)
+        _, _, aux = self._run(IMPLANT_STAGE, frame)
+        return float(aux[STAGES[IMPLANT_STAGE].aux.index("implant")])
+
     def _local(self, image_left: np.ndarray, reference: np.ndarray, phase: str):
         matrix = frame_matrix(reference, self.bundle.frame_spec)
         frame = warp_to_frame(image_left, matrix, self.bundle.frame_spec)
@@ -166,14 +175,18 @@ class KneeAligner:
         order_right = bool(reference[1, 0] < reference[0, 0])  # lateral corner left of the medial one
 
         laterality, source, p_side, c_side = self._decide_laterality(laterality_tag, order_right, p_right, warnings)
+        image_left = np.ascontiguousarray(image[:, ::-1]) if laterality == "R" else image
+        ref_left = mirror_points(reference, w) if laterality == "R" else reference
+        if IMPLANT_STAGE in self.nets:
+            t = time.perf_counter()
+            p_implant = self._implant_probability(image_left, ref_left)
+            timings[IMPLANT_STAGE] = (time.perf_counter() - t) * 1000
         phase = POSTOP if p_implant >= IMPLANT_PROBABILITY_SPLIT else PREOP
         c_phase = 1.0
         if max(p_implant, 1.0 - p_implant) < PHASE_CERTAINTY:
             c_phase = 0.0
             warnings.append(f"pre/post-op uncertain (implant probability {p_implant:.2f})")
         scheme = self.schemes[phase]
-        image_left = np.ascontiguousarray(image[:, ::-1]) if laterality == "R" else image
-        ref_left = mirror_points(reference, w) if laterality == "R" else reference
 
         t = time.perf_counter()
         points, conf = self._local(image_left, ref_left, phase)

@@ -3,7 +3,9 @@ stages. Each name is defined here once; everything else reads it from here.
 
 - Phases: ``preop`` (a native knee) and ``postop`` (a knee with an implant); each has its own landmark scheme
   (``model/schemes/<phase>-v1.json``).
-- Stages: the three networks of a bundle, ``global`` (the whole radiograph) and one ``local_<phase>`` per phase.
+- Stages: the networks of a bundle, ``global`` (the whole radiograph), one ``local_<phase>`` per phase, and the
+  optional ``implant`` stage (the pre/post-op decision from the joint in the reference frame; bundles without it
+  decide with the global stage's implant logit).
 """
 
 from __future__ import annotations
@@ -42,13 +44,16 @@ def phase(name: str) -> Phase:
 
 
 GLOBAL_STAGE = "global"
+IMPLANT_STAGE = "implant"
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str  # as stored, e.g. "local_preop"
-    phase: str | None  # the phase a local stage's network is for; None for the global search
+    phase: str | None  # the phase a local stage's network is for; None for the global and implant stages
     meaning: str
+    aux: tuple[str, ...] = ()  # the network's auxiliary logits, in order (each a probability of "<name>")
+    required: bool = True  # every bundle has it (an optional stage has a fallback in inference)
 
 
 def local_stage(phase_name: str) -> str:
@@ -57,11 +62,15 @@ def local_stage(phase_name: str) -> str:
 
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage(GLOBAL_STAGE, None, "whole radiograph: the two reference points, right-knee and implant logits"),
+    Stage(GLOBAL_STAGE, None, "whole radiograph: the two reference points, right-knee and implant logits",
+          aux=("right", "implant")),
     *(Stage(local_stage(p.name), p.name, f"{p.word} landmarks in the frame fixed by the reference points")
       for p in PHASES.values()),
+    Stage(IMPLANT_STAGE, None, "the joint in the frame fixed by the reference points: the reference points and an "
+          "implant logit", aux=("implant",), required=False),
 )}
-STAGE_NAMES = tuple(STAGES)
+STAGE_NAMES = tuple(STAGES)  # in training order
+REQUIRED_STAGES = tuple(s.name for s in STAGES.values() if s.required)
 
 
 def stage(name: str) -> Stage:

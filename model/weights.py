@@ -1,5 +1,5 @@
-"""Model bundles: the three networks (global; local pre-op; local post-op) in one safetensors file, with their
-configuration in its metadata and a human-readable model card (JSON) beside it.
+"""Model bundles: the networks (global; local pre-op; local post-op; optionally the implant stage) in one
+safetensors file, with their configuration in its metadata and a human-readable model card (JSON) beside it.
 
 Loading checks the bundle against the shipped landmark schemes and refuses a mismatch with a clear error.
 """
@@ -18,10 +18,10 @@ from safetensors.torch import save_file
 from model.frames import FrameSpec
 from model.network import HourglassConfig, LandmarkNet
 from model.scheme import load_scheme
-from model.vocabulary import GLOBAL_STAGE, PHASE_NAMES, STAGE_NAMES, local_stage
+from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, PHASE_NAMES, REQUIRED_STAGES, STAGES
 
 FORMAT = "kneealign-bundle/1"
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "kneealign-v1.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "kneealign-v1.1.safetensors"
 
 
 class WeightsError(ValueError):
@@ -40,6 +40,27 @@ class ModelBundle:
     version: str = "0.0.0-untrained"
     confidence_threshold: float = 0.5
     sha256: str | None = None  # of the weights file as loaded (None for a bundle built in memory)
+    implant_cfg: HourglassConfig | None = None  # the optional implant stage (2 points, 1 logit) and its frame
+    implant_frame: FrameSpec | None = None
+
+    def __post_init__(self) -> None:
+        if (self.implant_cfg is None) != (self.implant_frame is None):
+            raise WeightsError("the implant stage needs both a network configuration and a frame")
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages this bundle has networks for."""
+        return tuple(s for s in STAGES if s != IMPLANT_STAGE or self.implant_cfg is not None)
+
+    def config_of(self, stage: str) -> HourglassConfig:
+        """The network configuration of ``stage``."""
+        if stage == GLOBAL_STAGE:
+            return self.global_cfg
+        if stage == IMPLANT_STAGE:
+            if self.implant_cfg is None:
+                raise WeightsError("this bundle has no implant stage")
+            return self.implant_cfg
+        return self.local_cfgs[STAGES[stage].phase]
 
     def header(self) -> dict:
         return {
@@ -52,13 +73,13 @@ class ModelBundle:
             "frame": self.frame_spec.to_dict(),
             "schemes": {p: load_scheme(p).id for p in PHASE_NAMES},
             "confidence_threshold": self.confidence_threshold,
+            **({IMPLANT_STAGE: {"network": self.implant_cfg.to_dict(), "frame": self.implant_frame.to_dict()}}
+               if self.implant_cfg is not None and self.implant_frame is not None else {}),
         }
 
     def build_networks(self) -> dict[str, LandmarkNet]:
-        """Instantiate the three networks and load their weights (random init where none are stored)."""
-        nets = {GLOBAL_STAGE: LandmarkNet(self.global_cfg)}
-        for phase in PHASE_NAMES:
-            nets[local_stage(phase)] = LandmarkNet(self.local_cfgs[phase])
+        """Instantiate the bundle's networks and load their weights (random init where none are stored)."""
+        nets = {stage: LandmarkNet(self.config_of(stage)) for stage in self.stages}
         for stage, net in nets.items():
             if stage in self.state:
                 try:
@@ -69,10 +90,13 @@ class ModelBundle:
 
     @classmethod
     def untrained(cls, global_cfg: HourglassConfig, local_cfgs: dict[str, HourglassConfig],
-                  frame_spec: FrameSpec | None = None, global_size: int = 256, seed: int = 0) -> "ModelBundle":
+                  frame_spec: FrameSpec | None = None, global_size: int = 256, seed: int = 0,
+                  implant_cfg: HourglassConfig | None = None, implant_frame: FrameSpec | None = None
+                  ) -> "ModelBundle":
         """A bundle with freshly initialised networks (for tests and as the start of training)."""
         torch.manual_seed(seed)
-        bundle = cls(global_cfg, dict(local_cfgs), frame_spec or FrameSpec(), global_size)
+        bundle = cls(global_cfg, dict(local_cfgs), frame_spec or FrameSpec(), global_size,
+                     implant_cfg=implant_cfg, implant_frame=implant_frame)
         bundle.state = {k: v.state_dict() for k, v in bundle.build_networks().items()}
         bundle.card = {"training_data": "none: untrained weights, outputs are meaningless"}
         return bundle
@@ -119,6 +143,9 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
         local = {p: HourglassConfig.from_dict(header["local"][p]) for p in PHASE_NAMES}
         glob = HourglassConfig.from_dict(header[GLOBAL_STAGE])
         frame = FrameSpec(**header["frame"])
+        implant = header.get(IMPLANT_STAGE)
+        implant_cfg = HourglassConfig.from_dict(implant["network"]) if implant is not None else None
+        implant_frame = FrameSpec(**implant["frame"]) if implant is not None else None
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{path}: bad network configuration in header: {exc}") from None
     for phase in PHASE_NAMES:
@@ -127,14 +154,17 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
                                f"scheme has {load_scheme(phase).n_points}")
     if glob.n_points != 2 or glob.n_aux != 2:
         raise WeightsError(f"{path}: global network must predict 2 points and 2 auxiliary logits")
-    missing = [s for s in STAGE_NAMES if s not in state]
+    if implant_cfg is not None and (implant_cfg.n_points != 2 or implant_cfg.n_aux != 1):
+        raise WeightsError(f"{path}: implant network must predict 2 points and 1 auxiliary logit")
+    missing = [s for s in REQUIRED_STAGES + ((IMPLANT_STAGE,) if implant_cfg else ()) if s not in state]
     if missing:
         raise WeightsError(f"{path}: no weights for stage(s) {missing}")
     card_path = path.with_suffix(".json")
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     return ModelBundle(glob, local, frame, int(header["global_size"]), state, card,
                        name=header.get("name", "kneealign"), version=header.get("version", "unknown"),
-                       confidence_threshold=float(header.get("confidence_threshold", 0.5)), sha256=checksum)
+                       confidence_threshold=float(header.get("confidence_threshold", 0.5)), sha256=checksum,
+                       implant_cfg=implant_cfg, implant_frame=implant_frame)
 
 
 def file_sha256(path: str | Path) -> str:

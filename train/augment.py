@@ -77,6 +77,16 @@ class FrameJitter(_Params):
     field: FieldAug = FieldAug()
 
 
+class ImplantAug(FrameJitter):
+    """The implant stage's frame: jittered more than a local stage's (it must tolerate a poor global stage), and
+    mirrored (the pre/post-op decision must not depend on the side the image was read as)."""
+
+    scale: float = 0.15
+    rotation_deg: float = 12.0
+    shift: float = 0.12
+    mirror_p: float = 0.5
+
+
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return float(rng.uniform(bounds[0], bounds[1]))
 

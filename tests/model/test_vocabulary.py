@@ -6,10 +6,12 @@ import pytest
 from model.scheme import load_scheme
 from model.vocabulary import (
     GLOBAL_STAGE,
+    IMPLANT_STAGE,
     PHASE_NAMES,
     PHASES,
     POSTOP,
     PREOP,
+    REQUIRED_STAGES,
     STAGE_NAMES,
     STAGES,
     local_stage,
@@ -20,7 +22,10 @@ from model.vocabulary import (
 
 def test_the_stored_spellings_do_not_change():
     assert PHASE_NAMES == (PREOP, POSTOP) == ("preop", "postop")
-    assert STAGE_NAMES == (GLOBAL_STAGE, "local_preop", "local_postop")
+    assert STAGE_NAMES == (GLOBAL_STAGE, "local_preop", "local_postop", IMPLANT_STAGE) == (
+        "global", "local_preop", "local_postop", "implant")
+    assert REQUIRED_STAGES == STAGE_NAMES[:3] and not STAGES[IMPLANT_STAGE].required
+    assert STAGES[GLOBAL_STAGE].aux == ("right", "implant") and STAGES[IMPLANT_STAGE].aux == ("implant",)
     assert [PHASES[n].has_implants for n in PHASE_NAMES] == [False, True]
     assert PHASES[POSTOP].title == "Post-operative" and PHASES[PREOP].word == "pre-op"
 

@@ -10,9 +10,17 @@ import pytest
 
 from model.frames import FrameSpec, apply_affine, mirror_points
 from model.scheme import load_scheme
-from train.augment import FrameJitter, GlobalAug, IntensityAug, augment_global, augment_intensity, jitter_reference
+from train.augment import (
+    FrameJitter,
+    GlobalAug,
+    ImplantAug,
+    IntensityAug,
+    augment_global,
+    augment_intensity,
+    jitter_reference,
+)
 from train.data.sample import KneeSample
-from train.data.stages import global_batch, global_example, local_batch, local_example
+from train.data.stages import global_batch, global_example, implant_batch, implant_example, local_batch, local_example
 
 NEUTRAL = IntensityAug(gamma=(1, 1), contrast=(1, 1), brightness=0, blur_p=0, noise_p=0, cutout_p=0)
 
@@ -158,3 +166,20 @@ def test_domain_randomisation_stays_in_range_and_changes_the_image():
                               cutout_p=0)
     mono = augment_intensity(image, np.random.default_rng(1), curve_only)
     assert np.all(np.diff(mono[0]) >= -1e-6)  # a tone curve keeps the order of intensities
+
+
+@pytest.mark.parametrize("phase", ["preop", "postop"])
+def test_implant_example_labels_and_mirrors_with_its_points(phase):
+    spec = FrameSpec(half_width=1.0, above=1.0, below=1.0, width_px=48, height_px=48)
+    s = _knee("R", phase)
+    frame, pts, label = implant_example(s, spec, None, None)
+    assert frame.shape == (48, 48) and label.tolist() == [float(phase == "postop")]
+    assert np.allclose(pts, spec.reference_points_px)
+    plain = ImplantAug(scale=0, rotation_deg=0, shift=0, mirror_p=1.0, intensity=NEUTRAL)
+    m_frame, m_pts, m_label = implant_example(s, spec, np.random.default_rng(0), plain)
+    assert np.allclose(m_frame, frame[:, ::-1], atol=1e-6)  # the mirror is the only change
+    assert np.allclose(m_pts[:, 0], 47 - pts[:, 0]) and np.allclose(m_pts[:, 1], pts[:, 1])
+    assert m_label.tolist() == label.tolist()
+    batch = implant_batch([s, _knee("L", "postop")], spec, np.random.default_rng(1), ImplantAug())
+    assert batch.images.shape == (2, 1, 48, 48) and batch.coords.shape == (2, 2, 2)
+    assert batch.aux[:, 0].tolist() == [float(phase == "postop"), 1.0]

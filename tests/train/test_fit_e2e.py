@@ -96,3 +96,26 @@ def test_partial_run_takes_missing_stages_from_init_weights(tmp_path, toy_manife
         assert np.array_equal(v.numpy(), b.state["global"][k].numpy())
     assert any(not np.array_equal(v.numpy(), b.state["local_postop"][k].numpy())
                for k, v in a.state["local_postop"].items())
+
+
+def test_an_implant_stage_trained_onto_init_weights(tmp_path, toy_manifest, tiny_config):
+    """Only the implant stage is trained; the others come from the init bundle unchanged, and the result decides
+    the phase with its implant stage (the global stage is no longer asked)."""
+    data = {"source": "manifest", "manifest": str(toy_manifest), "train_split": None, "val_split": "val"}
+    first = tiny_config(tmp_path / "a", data, iterations=3)
+    base, _ = fit(_write(tmp_path, first), progress=False)
+    second = tiny_config(tmp_path / "b", data, iterations=6)
+    second["init_weights"] = str(base)
+    second["implant_frame"] = {"half_width": 1.0, "above": 1.0, "below": 1.0, "width_px": 32, "height_px": 32}
+    second["stages"] = {"implant": {**first["stages"]["local_preop"], "augment": {"mirror_p": 0.5}}}
+    out, results = fit(_write(tmp_path, second), progress=False)
+    assert list(results) == ["implant"] and "implant_acc" in results["implant"].validation
+    bundle = load_bundle(out)
+    assert bundle.stages == ("global", "local_preop", "local_postop", "implant")
+    assert bundle.implant_cfg.n_aux == 1 and bundle.implant_frame.width_px == 32
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert set(card["stages_from_init_weights"]) == {"global", "local_preop", "local_postop"}
+    assert card["init_weights_training_data"] == json.loads(base.with_suffix(".json").read_text())["training_data"]
+    for k, v in load_bundle(base).state["global"].items():
+        assert np.array_equal(v.numpy(), bundle.state["global"][k].numpy())
+    assert "implant" in KneeAligner(bundle).nets

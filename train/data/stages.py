@@ -6,6 +6,8 @@
 - Local: right knees mirrored to left, the frame fixed by the ground-truth reference points (jittered in
   training), targets are every landmark of the phase's scheme in frame pixels, with a mask for points that
   fall outside the frame.
+- Implant: like a local stage, in the implant stage's own frame around the joint, jittered more and mirrored half the
+  time; targets are the two reference points and the auxiliary label ``[implant present]``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from train.augment import (
     FieldAug,
     FrameJitter,
     GlobalAug,
+    ImplantAug,
     augment_global,
     augment_intensity,
     jitter_reference,
@@ -36,7 +39,7 @@ class Batch:
     images: torch.Tensor  # (B, 1, H, W) network input
     coords: torch.Tensor  # (B, N, 2) input pixels
     weight: torch.Tensor  # (B, N) 1 = supervise this point
-    aux: torch.Tensor | None = None  # (B, 2) global stage labels
+    aux: torch.Tensor | None = None  # (B, n_aux) labels of the global or implant stage
 
     def to(self, device: torch.device) -> Batch:
         return Batch(self.images.to(device), self.coords.to(device), self.weight.to(device),
@@ -79,6 +82,18 @@ def local_example(sample: KneeSample, spec: FrameSpec, rng: np.random.Generator 
     return frame, apply_affine(matrix, points), matrix
 
 
+def implant_example(sample: KneeSample, spec: FrameSpec, rng: np.random.Generator | None,
+                    params: ImplantAug | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(frame image, the two reference points (2, 2) in frame px, [implant present])`` in the implant frame."""
+    frame, points, _ = local_example(sample, spec, rng, params)
+    points = points[list(sample.scheme.roles["reference"])]
+    if rng is not None and params is not None and rng.random() < params.mirror_p:
+        frame = np.ascontiguousarray(frame[:, ::-1])
+        points = points.copy()
+        points[:, 0] = (spec.width_px - 1) - points[:, 0]
+    return frame, points, np.array([float(PHASES[sample.phase].has_implants)], dtype=np.float32)
+
+
 def _field(image: np.ndarray, points: np.ndarray, reference: np.ndarray, rng: np.random.Generator,
            params: FieldAug) -> tuple[np.ndarray, np.ndarray]:
     if params.p and rng.random() < params.p:
@@ -96,16 +111,20 @@ def _stack(images: list[np.ndarray], coords: list[np.ndarray], weights: list[np.
     )
 
 
+def _labelled_batch(examples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], width: int, height: int) -> Batch:
+    images, coords, aux = zip(*examples)
+    return _stack(list(images), list(coords), [_inside(p, width, height).astype(np.float32) for p in coords],
+                  list(aux))
+
+
 def global_batch(samples: Sequence[KneeSample], size: int, rng: np.random.Generator | None = None,
                  params: GlobalAug | None = None) -> Batch:
-    images, coords, weights, aux = [], [], [], []
-    for s in samples:
-        im, pts, a = global_example(s, size, rng, params)
-        images.append(im)
-        coords.append(pts)
-        weights.append(_inside(pts, size, size).astype(np.float32))
-        aux.append(a)
-    return _stack(images, coords, weights, aux)
+    return _labelled_batch([global_example(s, size, rng, params) for s in samples], size, size)
+
+
+def implant_batch(samples: Sequence[KneeSample], spec: FrameSpec, rng: np.random.Generator | None = None,
+                  params: ImplantAug | None = None) -> Batch:
+    return _labelled_batch([implant_example(s, spec, rng, params) for s in samples], spec.width_px, spec.height_px)
 
 
 def local_batch(samples: Sequence[KneeSample], spec: FrameSpec, rng: np.random.Generator | None = None,

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from model.frames import FrameSpec
 from model.network import HourglassConfig
 from model.scheme import load_scheme
-from model.vocabulary import GLOBAL_STAGE, STAGE_NAMES, STAGES
-from train.augment import FrameJitter, GlobalAug
+from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, STAGE_NAMES, STAGES
+from train.augment import FrameJitter, GlobalAug, ImplantAug
 
 
 class _Strict(BaseModel):
@@ -59,6 +59,13 @@ class GlobalStageConfig(StageConfig):
 
 class LocalStageConfig(StageConfig):
     augment: FrameJitter = FrameJitter()
+
+
+class ImplantStageConfig(StageConfig):
+    augment: ImplantAug = ImplantAug()
+
+
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {GLOBAL_STAGE: GlobalStageConfig, IMPLANT_STAGE: ImplantStageConfig}
 
 
 class Xray3DData(_Strict):
@@ -136,8 +143,10 @@ class RunConfig(_Strict):
     init_weights: str | None = None  # bundle whose stages seed the networks (and fill stages not trained)
     global_size: int = 256
     frame: FrameSpec = FrameSpec()
+    # The implant stage's frame: the joint, one plateau width around the plateau's centre, at 48 px per width.
+    implant_frame: FrameSpec = FrameSpec(half_width=1.0, above=1.0, below=1.0, width_px=96, height_px=96)
     data: SyntheticData | ManifestData = Field(discriminator="source")
-    stages: dict[Literal[STAGE_NAMES], GlobalStageConfig | LocalStageConfig]
+    stages: dict[Literal[STAGE_NAMES], GlobalStageConfig | LocalStageConfig | ImplantStageConfig]
 
     @model_validator(mode="before")
     @classmethod
@@ -145,7 +154,7 @@ class RunConfig(_Strict):
         stages = values.get("stages") or {}
         typed = {}
         for name, cfg in stages.items():
-            kind = GlobalStageConfig if name == GLOBAL_STAGE else LocalStageConfig
+            kind = STAGE_CONFIGS.get(name, LocalStageConfig)
             typed[name] = kind.model_validate(cfg) if isinstance(cfg, dict) else cfg
         values["stages"] = typed
         return values
@@ -154,15 +163,16 @@ class RunConfig(_Strict):
     def _check(self) -> RunConfig:
         if not self.stages:
             raise ValueError(f"stages: name at least one of {', '.join(STAGE_NAMES)}")
-        _ = self.frame.scale_px  # raises when the frame's pixels are not square
+        _ = self.frame.scale_px, self.implant_frame.scale_px  # raise when a frame's pixels are not square
         return self
 
     def hourglass(self, stage: str) -> HourglassConfig:
         """The network configuration of ``stage`` (point counts from the schemes)."""
         net = self.stages[stage].network
-        if stage == GLOBAL_STAGE:
-            return net.hourglass(n_points=2, n_aux=2)
-        return net.hourglass(n_points=load_scheme(STAGES[stage].phase).n_points)
+        about = STAGES[stage]
+        if about.phase is None:  # the global and implant stages find the two reference points
+            return net.hourglass(n_points=2, n_aux=len(about.aux))
+        return net.hourglass(n_points=load_scheme(about.phase).n_points)
 
 
 class ConfigError(ValueError):

@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from model.network import LandmarkNet
 from model.scheme import load_scheme
-from model.vocabulary import GLOBAL_STAGE, STAGE_NAMES, STAGES
-from train.data.stages import Batch, global_batch, local_batch
+from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, STAGE_NAMES, STAGES
+from train.data.stages import Batch, global_batch, implant_batch, local_batch
 from train.data.store import SampleStore
 from train.fitting.config import RunConfig, StageConfig
 from train.fitting.objective import stage_loss, validation_errors
@@ -49,7 +49,7 @@ def learning_rate(cfg: StageConfig, step: int) -> float:
 
 
 def reference_indices(stage: str) -> tuple[int, int]:
-    if stage == GLOBAL_STAGE:
+    if STAGES[stage].phase is None:  # the global and implant stages predict just the two reference points
         return (0, 1)
     return load_scheme(STAGES[stage].phase).roles["reference"]
 
@@ -59,6 +59,8 @@ def make_batch(stage: str, cfg: RunConfig, samples: list, rng: np.random.Generat
     scfg = cfg.stages[stage]
     if stage == GLOBAL_STAGE:
         return global_batch(samples, cfg.global_size, rng, scfg.augment if rng is not None else None)
+    if stage == IMPLANT_STAGE:
+        return implant_batch(samples, cfg.implant_frame, rng, scfg.augment if rng is not None else None)
     return local_batch(samples, cfg.frame, rng, scfg.augment if rng is not None else None)
 
 
@@ -147,7 +149,7 @@ def fit_stage(stage: str, cfg: RunConfig, train: SampleStore, val: SampleStore, 
         ema = losses[-1] if ema is None else 0.95 * ema + 0.05 * losses[-1]
         done = step + 1
         if val_batches and (done % cfg.validate_every == 0 or done == scfg.iterations):
-            validation = validation_errors(net, val_batches, device, ref)
+            validation = validation_errors(net, val_batches, device, ref, STAGES[stage].aux)
         if done % cfg.checkpoint_every == 0 or done == scfg.iterations:
             checkpoint(done)
         if done % 25 == 0 or done == scfg.iterations or done % cfg.validate_every == 0:
@@ -158,6 +160,6 @@ def fit_stage(stage: str, cfg: RunConfig, train: SampleStore, val: SampleStore, 
         bar.update()
     bar.close()
     if start >= scfg.iterations and val_batches:
-        validation = validation_errors(net, val_batches, device, ref)
+        validation = validation_errors(net, val_batches, device, ref, STAGES[stage].aux)
     return StageResult(stage, {k: v.detach().cpu() for k, v in net.state_dict().items()}, scfg.iterations,
                        elapsed, float(np.median(step_times)) if step_times else float("nan"), losses, validation)

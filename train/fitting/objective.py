@@ -43,14 +43,14 @@ def stage_loss(out: NetOutput, batch: Batch, cfg: LossConfig, stride: int) -> tu
 
 @torch.no_grad()
 def validation_errors(net: LandmarkNet, batches: list[Batch], device: torch.device,
-                      reference: tuple[int, int]) -> dict[str, float]:
+                      reference: tuple[int, int], aux_names: tuple[str, ...] = ()) -> dict[str, float]:
     """Mean point error over pre-built validation batches, with the inference decoder (local soft-argmax at the
     peak) in input pixels (``err_px``) and in percent of the reference length (distance between target points
     ``reference``, ``err_pct``), and with the training soft-argmax over the whole map (``err_pct_soft``).
 
-    For the global stage also the accuracy of each auxiliary label (``right_acc``, ``implant_acc``) and of the
-    side read from the order of the two reference points (``order_right_acc``). The network is put back in
-    training mode."""
+    With auxiliary labels ``aux_names`` also the accuracy of each (``<name>_acc``, e.g. ``implant_acc``) and, when
+    one is "right", of the side read from the order of the two reference points (``order_right_acc``). The network
+    is put back in training mode."""
     net.eval()
     errors, rel, rel_soft, aux_hits, order_hits = [], [], [], [], []
     for batch in batches:
@@ -66,17 +66,17 @@ def validation_errors(net: LandmarkNet, batches: list[Batch], device: torch.devi
         rel.append((100 * per_image / ref).cpu().numpy())
         rel_soft.append((100 * per_image_soft / ref).cpu().numpy())
         if out.aux is not None and b.aux is not None:
-            right = b.aux[:, 0] > 0.5
             aux_hits.append(((out.aux > 0) == (b.aux > 0.5)).float().cpu())
-            # The medial/lateral order of the two points also tells the side: lateral is at +x on a left knee.
-            order_hits.append(((coords[:, 1, 0] < coords[:, 0, 0]) == right).float().cpu())
+            if "right" in aux_names:  # the order of the points also tells the side: lateral at +x on a left knee
+                right = b.aux[:, aux_names.index("right")] > 0.5
+                order_hits.append(((coords[:, 1, 0] < coords[:, 0, 0]) == right).float().cpu())
     net.train()
     result = {"err_px": float(np.concatenate(errors).mean()), "err_pct": float(np.concatenate(rel).mean()),
               "err_pct_soft": float(np.concatenate(rel_soft).mean())}
     if aux_hits:
         hits = torch.cat(aux_hits)
-        result["right_acc"] = float(hits[:, 0].mean())
-        result["implant_acc"] = float(hits[:, 1].mean())
+        result.update({f"{name}_acc": float(hits[:, k].mean()) for k, name in enumerate(aux_names)})
+    if order_hits:
         result["order_right_acc"] = float(torch.cat(order_hits).mean())
     return result
 

@@ -1,5 +1,5 @@
-"""``knee-train fit CONFIG``: train the configured stages in order (global, local pre-op, local post-op) and
-write a ``ModelBundle`` (safetensors) with its model card."""
+"""``knee-train fit CONFIG``: train the configured stages in order (global, local pre-op, local post-op, implant)
+and write a ``ModelBundle`` (safetensors) with its model card; stages not trained come from ``init_weights``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 
 from model.inference import resolve_device
 from model.network import LandmarkNet, count_parameters
-from model.vocabulary import GLOBAL_STAGE, PHASE_NAMES, STAGE_NAMES, STAGES, local_stage
+from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, PHASE_NAMES, REQUIRED_STAGES, STAGE_NAMES, local_stage
 from model.weights import ModelBundle, load_bundle, save_bundle
 from train.fitting.config import ConfigError, RunConfig, SyntheticData, load_config
 from train.fitting.loop import StageResult, fit_stage
@@ -25,17 +25,20 @@ log = logging.getLogger(__name__)
 RENDERER_NAMES = {"2d": "train.synth (2D outlines)", "3d": "train.xray3d (3D solids projected)"}
 
 
-def limitations(data: SyntheticData) -> str:
-    """The model card's limitations of weights trained on synthetic radiographs."""
+def limitations(data: SyntheticData, trained: list[str] | None = None) -> str:
+    """The model card's limitations of weights trained on synthetic radiographs (``trained``: the stages this run
+    trained, when the others come from init_weights)."""
     sources = " and ".join(RENDERER_NAMES[r] for r in data.renderers)
-    return (f"Trained only on synthetic radiographs from {sources}; accuracy on real radiographs is not "
-            "established and must be measured on local annotated data (knee-train evaluate) before clinical use. "
-            "Figures on a renderer the weights were trained on are a ceiling, not an estimate: see the "
-            "leave-one-renderer-out figures in the README.")
+    which = f"The {', '.join(trained)} stage(s) were trained" if trained else "Trained"
+    return (f"{which} only on synthetic radiographs from {sources}"
+            + ("; the other stages come from init_weights (see init_weights_training_data)" if trained else "")
+            + "; accuracy on real radiographs is not established and must be measured on local annotated data "
+            "(knee-train evaluate) before clinical use. Figures on a renderer the weights were trained on are a "
+            "ceiling, not an estimate: see the leave-one-renderer-out figures in the README.")
 
 
 def _init_bundle(cfg: RunConfig) -> ModelBundle | None:
-    missing = [s for s in STAGE_NAMES if s not in cfg.stages]
+    missing = [s for s in REQUIRED_STAGES if s not in cfg.stages]
     if cfg.init_weights is None:
         if missing:
             raise ConfigError(f"stages {missing} are not trained by this config: give init_weights, a bundle to "
@@ -71,9 +74,14 @@ def build_card(cfg: RunConfig, config_path: Path, results: dict[str, StageResult
     return {
         "training_data": cfg.data.describe(),
         "training_data_kind": "SYNTHETIC" if synthetic else "ANNOTATED IMAGES",
-        "limitations": limitations(cfg.data) if synthetic else "Measure on held-out local data before clinical use.",
+        "limitations": (limitations(cfg.data, list(results) if init and set(init.stages) - set(results) else None)
+                        if synthetic
+                        else "Measure on held-out local data before clinical use."),
         "stages": {s: _stage_card(cfg, r) for s, r in results.items()},
-        "stages_from_init_weights": {s: str(cfg.init_weights) for s in STAGE_NAMES if s not in results and init},
+        "stages_from_init_weights": {s: str(cfg.init_weights) for s in (init.stages if init else ())
+                                     if s not in results},
+        # What those stages were trained on (this run's training_data describes only the stages it trained).
+        "init_weights_training_data": init.card.get("training_data") if init else None,
         "training": {
             "command": f"knee-train fit {config_path}",
             "config": cfg.model_dump(mode="json"),
@@ -104,24 +112,27 @@ def fit(config_path: str | Path, progress: bool = True) -> tuple[Path, dict[str,
         if stage not in cfg.stages:
             continue
         init_state = None
-        if init is not None and stage in init.state:
-            init_cfg = init.global_cfg if stage == GLOBAL_STAGE else init.local_cfgs[STAGES[stage].phase]
-            init_state = init.state[stage] if init_cfg == cfg.hourglass(stage) else None
+        if init is not None and stage in init.stages and stage in init.state:
+            same = init.config_of(stage) == cfg.hourglass(stage)
+            same = same and (stage != IMPLANT_STAGE or init.implant_frame == cfg.implant_frame)
+            init_state = init.state[stage] if same else None
         results[stage] = fit_stage(stage, cfg, train, val, device, init_state, progress)
     state = {s: r.state for s, r in results.items()}
     if init is not None:
-        state = {**{s: init.state[s] for s in STAGE_NAMES if s not in results}, **state}
+        state = {**{s: init.state[s] for s in init.stages if s not in results}, **state}
 
     def net_cfg(stage: str):
-        if stage in results:
-            return cfg.hourglass(stage)
-        return init.global_cfg if stage == GLOBAL_STAGE else init.local_cfgs[STAGES[stage].phase]
+        return cfg.hourglass(stage) if stage in results else init.config_of(stage)
 
+    implant_trained = IMPLANT_STAGE in results
+    has_implant = implant_trained or (init is not None and IMPLANT_STAGE in init.stages)
     bundle = ModelBundle(
         global_cfg=net_cfg(GLOBAL_STAGE),
         local_cfgs={p: net_cfg(local_stage(p)) for p in PHASE_NAMES},
         frame_spec=cfg.frame, global_size=cfg.global_size, state=state,
         card=build_card(cfg, config_path, results, device, init),
         name=cfg.name, version=cfg.version, confidence_threshold=cfg.confidence_threshold,
+        implant_cfg=net_cfg(IMPLANT_STAGE) if has_implant else None,
+        implant_frame=(cfg.implant_frame if implant_trained else init.implant_frame) if has_implant else None,
     )
     return save_bundle(bundle, cfg.output), results

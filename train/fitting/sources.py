@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from model.vocabulary import GLOBAL_STAGE, PHASE_NAMES, POSTOP, PREOP, STAGE_NAMES, STAGES
+from model.vocabulary import PHASE_NAMES, POSTOP, PREOP, STAGE_NAMES, STAGES
 from train.data.manifest import load_manifest
 from train.data.sample import coarsen
 from train.data.splits import training_seeds, validation_seeds
@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def phases_needed(cfg: RunConfig) -> list[str]:
-    """The phases a run's stages train on: the global stage sees both."""
-    if GLOBAL_STAGE in cfg.stages:
+    """The phases a run's stages train on: the global and implant stages see both."""
+    if any(STAGES[s].phase is None for s in cfg.stages):
         return list(PHASE_NAMES)
     return [STAGES[s].phase for s in STAGE_NAMES if s in cfg.stages]
 
