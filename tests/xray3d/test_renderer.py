@@ -181,3 +181,23 @@ def test_the_dicom_files_of_the_renderer(tmp_path):
 
     out = subprocess.run([require_tool("dciodvfy"), str(three[0])], capture_output=True, text=True, check=False)
     assert not [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+
+@pytest.mark.parametrize(("seed", "phase", "laterality"), [(3, "preop", "L"), (4, "postop", "R"), (5, "preop", "R")])
+def test_the_tibial_flare_points_run_down_their_own_side(seed, phase, laterality):
+    """The 4 metaphyseal points of each tibial outline lie between their plateau corner and the first shaft level
+    (0.6 reference lengths), on that corner's side, in order: a walk round the far side of the bone would put them on
+    the other corner and far down the shaft (renderer 1.0 did)."""
+    img = render_case(sample_case(seed, phase, laterality=laterality), pixel_spacing_mm=1.0)
+    scheme = load_scheme(phase)
+    pts = mirror_points(img.landmarks, img.image.shape[1]) if laterality == "R" else img.landmarks
+    ref = pts[list(scheme.roles["reference"])]
+    length = np.linalg.norm(ref[1] - ref[0])
+    x = (ref[1] - ref[0]) / length  # medial to lateral
+    frame = (pts - ref.mean(axis=0)) @ np.column_stack([x, [-x[1], x[0]]]) / length  # (across, down) in widths
+    for name, sign in (("tibia_medial_outline", -1.0), ("tibia_lateral_outline", 1.0)):
+        curve = next(c for c in scheme.curves if c.name == name)
+        flare = frame[list(curve.indices)[:4]]
+        assert np.all((flare[:, 1] > 0.0) & (flare[:, 1] < 0.6)), (name, flare)
+        assert np.all(np.diff(flare[:, 1]) > 0), (name, flare)
+        assert np.all(sign * flare[:, 0] > 0.1), (name, flare)

@@ -224,9 +224,12 @@ def _tibia_points(t: Contour, L: float) -> list[np.ndarray]:
     over_top = t.direction_away_from(s_m, s_l, lambda p: -p[:, 1])
     plateau = t.sample(s_m, s_l, over_top, 23)
     sides = []
-    for side, corner in (("medial", s_m), ("lateral", s_l)):
+    for side, corner, other in (("medial", s_m, s_l), ("lateral", s_l, s_m)):
         shaft = [t.crossing(lv * L, side) for lv in TIBIA_LEVELS]
-        way = t.direction_away_from(corner, shaft[0][1], lambda p: p[:, 1])
+        # Down this side's flare: the way from the corner to the first shaft level that does not pass the other
+        # corner (the way round the far side also runs distally, along the whole shaft, and would be taken by a
+        # "more distal on average" rule).
+        way = not t.direction_through(corner, shaft[0][1], other)
         sides.append(np.vstack([t.sample(corner, shaft[0][1], way, 4, (False, False)), [p for p, _ in shaft]]))
     return [plateau, *sides]
 
