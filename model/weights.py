@@ -152,10 +152,10 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
         if local[phase].n_points != load_scheme(phase).n_points:
             raise WeightsError(f"{path}: local {phase} network predicts {local[phase].n_points} points, "
                                f"scheme has {load_scheme(phase).n_points}")
-    if glob.n_points != 2 or glob.n_aux != 2:
-        raise WeightsError(f"{path}: global network must predict 2 points and 2 auxiliary logits")
-    if implant_cfg is not None and (implant_cfg.n_points != 2 or implant_cfg.n_aux != 1):
-        raise WeightsError(f"{path}: implant network must predict 2 points and 1 auxiliary logit")
+    for stage, cfg in ((GLOBAL_STAGE, glob), (IMPLANT_STAGE, implant_cfg)):  # the two reference points and logits
+        n_aux = len(STAGES[stage].aux)
+        if cfg is not None and (cfg.n_points != 2 or cfg.n_aux != n_aux):
+            raise WeightsError(f"{path}: {stage} network must predict 2 points and {n_aux} auxiliary logit(s)")
     missing = [s for s in REQUIRED_STAGES + ((IMPLANT_STAGE,) if implant_cfg else ()) if s not in state]
     if missing:
         raise WeightsError(f"{path}: no weights for stage(s) {missing}")
