@@ -48,7 +48,7 @@ def test_an_implant_stage_with_the_wrong_outputs_or_no_weights_is_refused(tmp_pa
 
 
 def test_a_bundle_without_an_implant_stage_decides_with_the_global_stage():
-    """kneealign-v1 (kept in the repository beside the shipped v1.1) has no implant stage: the global stage's implant
+    """kneealign-v1 (kept in the repository beside the shipped weights) has no implant stage: the global stage's implant
     logit decides, as before the stage existed."""
     bundle = load_bundle(DEFAULT_WEIGHTS.parent / "kneealign-v1.safetensors")
     assert IMPLANT_STAGE not in bundle.stages
