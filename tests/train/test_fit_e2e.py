@@ -119,3 +119,15 @@ def test_an_implant_stage_trained_onto_init_weights(tmp_path, toy_manifest, tiny
     for k, v in load_bundle(base).state["global"].items():
         assert np.array_equal(v.numpy(), bundle.state["global"][k].numpy())
     assert "implant" in KneeAligner(bundle).nets
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "train" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_run_config_validates_and_starts_from_weights_in_the_repository(path):
+    """The configs the docs tell users to run: each validates, and one that starts from weights in model/weights/
+    names a file that is there (the others start from an earlier run's output, named in their header)."""
+    cfg = load_config(path)
+    if cfg.init_weights and str(cfg.init_weights).startswith("model/weights/"):
+        assert (REPO / cfg.init_weights).exists(), cfg.init_weights
