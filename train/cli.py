@@ -53,7 +53,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from train.report import markdown_report, write_figures
 
     command = args.command_line
-    data = resolve_data(args.data, args.n_per_phase, args.workers)
+    data = resolve_data(args.data, args.n_per_phase, args.workers, not args.no_progress)
     cases, summary = run_evaluation(args.weights, data, args.device, args.use_tags, not args.no_progress)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,7 +77,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _invariance(args: argparse.Namespace) -> int:
     from train.evaluate import invariance, resolve_data
 
-    data = resolve_data(args.data, args.n_per_phase, args.workers)
+    data = resolve_data(args.data, args.n_per_phase, args.workers, not args.no_progress)
     result = invariance(args.weights, data, tuple(args.angles), args.device, not args.no_progress)
     result["command"] = args.command_line
     out = Path(args.out)

@@ -100,9 +100,9 @@ def _entries_data(name: str, entries: list[ManifestEntry]) -> EvalData:
     return EvalData(name, len(entries), lambda: (load_entry(e) for e in entries), lambda i: load_entry(entries[i]))
 
 
-def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1) -> EvalData:
+def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1, progress: bool = True) -> EvalData:
     """``synthetic:<set>``, ``xray3d:<set>``, ``mixed:<set>``, a directory of DICOM + ground-truth JSON, or a
-    manifest file."""
+    manifest file. ``progress``: a progress bar while synthetic cases render."""
     prefix, _, name = spec.partition(":")
     if prefix in RENDERER_PREFIXES and name:
         if name not in SYNTHETIC_SETS:
@@ -113,7 +113,7 @@ def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1) ->
                 for renderer in RENDERER_PREFIXES[prefix] for phase in PHASE_NAMES
                 for seed in (held_out_seeds(seeds_of, phase, n_per_phase) if n_per_phase
                              else held_out_seeds(seeds_of, phase))]
-        return EvalData(spec, len(jobs), lambda: render_samples(jobs, workers, desc=spec),
+        return EvalData(spec, len(jobs), lambda: render_samples(jobs, workers, desc=spec, progress=progress),
                         lambda i: synthetic_sample(*jobs[i]))
     path = Path(spec)
     if path.is_dir():
@@ -230,7 +230,8 @@ def summarize_cases(cases: list[CaseResult]) -> dict:
                                   np.array([c.atfa_fnts_same_levels for c in adapted])).as_dict(),
                 "fts": agreement(np.array([c.atfa_fts_pred for c in adapted]),
                                  np.array([c.atfa_fts_same_levels for c in adapted])).as_dict(),
-                "level_shift_fnts_mad_deg": float(np.mean([abs(c.atfa_fnts_same_levels - c.atfa_fnts) for c in adapted])),
+                "level_shift_fnts_mad_deg": float(np.mean([abs(c.atfa_fnts_same_levels - c.atfa_fnts)
+                                                           for c in adapted])),
                 "level_shift_fts_mad_deg": float(np.mean([abs(c.atfa_fts_same_levels - c.atfa_fts) for c in adapted])),
             }
         shown = [c for c in sel if c.exposed_femur is not None and c.exposed_tibia is not None]
@@ -270,7 +271,9 @@ def _reasons(cases: list[CaseResult]) -> dict[str, int]:
     as N: "implausible tibial plateau width N mm")."""
     counts: dict[str, int] = {}
     for c in cases:
-        for kind in {re.sub(r"-?\d+(\.\d+)? ?(mm|deg|°)", r"N \2", w.split(":")[0].split("(")[0].strip()) for w in c.warnings}:
+        kinds = {re.sub(r"-?\d+(\.\d+)? ?(mm|deg|°)", r"N \2", w.split(":")[0].split("(")[0].strip())
+                 for w in c.warnings}
+        for kind in kinds:
             counts[kind] = counts.get(kind, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 

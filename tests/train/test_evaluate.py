@@ -158,3 +158,11 @@ def test_renderer_sets_resolve_to_their_renderer():
     assert mixed.n == 4
     with pytest.raises(ValueError, match="xray3d:test"):
         resolve_data("xray3d:nonsense")
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_render_bar_of_a_synthetic_set_follows_the_progress_flag(capsys, progress):
+    """``--no-progress`` silences the bar of the cases rendering too (it filled the logs of long runs)."""
+    data = resolve_data("synthetic:test", n_per_phase=1, progress=progress)
+    assert len(list(data.samples())) == 2
+    assert ("synthetic:test" in capsys.readouterr().err) is progress

@@ -70,10 +70,10 @@ def _render_job(job: tuple) -> KneeSample:
 
 
 def render_samples(jobs: Sequence[tuple], workers: int = 1,
-                   desc: str = "render") -> Iterator[KneeSample]:
+                   desc: str = "render", progress: bool = True) -> Iterator[KneeSample]:
     """Render ``(seed, phase, hard, spacing_mm[, open_field[, renderer]])`` jobs (``synthetic_sample``'s arguments) in
     order, in ``workers`` processes when > 1."""
-    bar = tqdm(total=len(jobs), desc=desc, unit="img", dynamic_ncols=True, leave=False)
+    bar = tqdm(total=len(jobs), desc=desc, unit="img", dynamic_ncols=True, leave=False, disable=not progress)
     try:
         if workers <= 1:
             for job in jobs:
