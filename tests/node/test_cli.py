@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
 import yaml
@@ -58,8 +57,7 @@ def test_process_writes_files_and_prints_one_json_line_per_image(tmp_path, tiny_
 
 def test_process_reports_errors_and_exits_non_zero(tmp_path, tiny_weights):
     (tmp_path / "junk.dcm").write_bytes(b"not dicom")
-    knee = write(radiograph_dataset(pixels=(np.arange(64 * 64) % 4096).reshape(64, 64).astype(np.uint16)),
-                 tmp_path / "k.dcm")
+    knee = write(synthetic_knee(12), tmp_path / "k.dcm")  # a knee, so that the model measures it whatever its weights
     run = dicomnode("process", "junk.dcm", str(knee), "--out", "out", "--outputs", "sr",
                     "--weights", str(tiny_weights), cwd=tmp_path)
     assert run.returncode == 1
