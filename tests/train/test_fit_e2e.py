@@ -12,6 +12,7 @@ import yaml
 
 from model.inference import KneeAligner
 from model.weights import load_bundle
+from tests.conftest import REPO
 from train.fitting import ConfigError, fit, load_config
 
 
@@ -119,9 +120,6 @@ def test_an_implant_stage_trained_onto_init_weights(tmp_path, toy_manifest, tiny
     for k, v in load_bundle(base).state["global"].items():
         assert np.array_equal(v.numpy(), bundle.state["global"][k].numpy())
     assert "implant" in KneeAligner(bundle).nets
-
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "train" / "configs").glob("*.yaml")), ids=lambda p: p.name)

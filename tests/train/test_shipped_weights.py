@@ -11,6 +11,7 @@ import pytest
 
 from model.inference import KneeAligner
 from train.data.splits import validation_seeds
+from train.data.synthetic import render_synthetic
 from train.synth import build_dataset, render_case, sample_case
 
 
@@ -58,19 +59,6 @@ def test_the_shipped_implant_stage_tells_the_phase_on_both_renderers(aligner, re
             assert (p_implant > 0.9) if phase == "postop" else (p_implant < 0.1), (renderer, seed, p_implant)
 
 
-def _render_3d(seed: int, phase: str):
-    """The 3D renderer's case of ``seed``, drawn again as the dataset code does when its outline misses a level."""
-    from train.xray3d import render_case, sample_case
-    from train.xray3d.outlines import OutlineError
-
-    for draw in range(3):
-        try:
-            return render_case(sample_case(seed, phase, draw=draw))
-        except OutlineError:
-            continue
-    raise AssertionError(f"no draw of seed {seed} renders")
-
-
 def test_the_shipped_weights_measure_the_3d_renderers_knees_or_say_they_cannot(aligner, tmp_path):
     """The shipped weights were trained on both renderers. On 6 + 6 of the 3D renderer's validation cases, written as
     DICOM with their laterality tags: every result reported as confident has the right side and phase and an FNTS
@@ -80,7 +68,7 @@ def test_the_shipped_weights_measure_the_3d_renderers_knees_or_say_they_cannot(a
     confident = 0
     for phase in ("preop", "postop"):
         for seed in validation_seeds(phase, 6):
-            image = _render_3d(seed, phase)
+            image = render_synthetic(seed, phase, renderer="3d")
             path = tmp_path / f"{seed}.dcm"
             build_dataset(image, laterality_tags=True).save_as(path, enforce_file_format=True)
             pred = aligner.predict(pydicom.dcmread(path))

@@ -22,9 +22,10 @@ RENDERERS = ("2d", "3d")
 MAX_DRAWS = 5  # the projection renderer draws a seed's case again when its outline misses a landmark level
 
 
-def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False,
-                     spacing_mm: float | None = None, open_field: bool = False, renderer: str = "2d") -> KneeSample:
-    """Render the case of ``seed`` and normalise it exactly as ``model.preprocess`` does for DICOM input.
+def render_synthetic(seed: int, phase: str | None = None, hard: bool = False, spacing_mm: float | None = None,
+                     open_field: bool = False, renderer: str = "2d"):
+    """The renderer's image of the case of ``seed`` (``train.synth`` or ``train.xray3d``, with its DICOM attributes
+    and ground truth); a projection whose outline misses a landmark level is drawn again, up to ``MAX_DRAWS`` times.
     ``open_field`` removes the collimator (the image's own borders still crop)."""
     if renderer == "2d":  # each renderer is imported only when used
         from train.synth import render_case, sample_case
@@ -40,11 +41,18 @@ def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False,
         if open_field:
             case = dataclasses.replace(case, acquisition=dataclasses.replace(case.acquisition, collimation=None))
         try:
-            img = render_case(case, pixel_spacing_mm=spacing_mm)
-            break
+            return render_case(case, pixel_spacing_mm=spacing_mm)
         except redrawn:
             if draw == MAX_DRAWS - 1:
                 raise
+    raise AssertionError("unreachable")
+
+
+def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False,
+                     spacing_mm: float | None = None, open_field: bool = False, renderer: str = "2d") -> KneeSample:
+    """Render the case of ``seed`` (``render_synthetic``) and normalise it exactly as ``model.preprocess`` does for
+    DICOM input."""
+    img = render_synthetic(seed, phase, hard, spacing_mm, open_field, renderer)
     meta = {"visible": img.visible}  # per landmark: inside the image and the exposed field
     if renderer == "3d":
         meta["atfa_axes_deg"] = float(img.atfa_axes_deg)
