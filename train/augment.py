@@ -5,8 +5,10 @@
 - Local stage: frame jitter, i.e. the reference points that fix the frame are perturbed (scale, rotation, shift)
   before ``model.frames.frame_matrix``, so the local network learns to tolerate global-stage errors.
 - Both: intensity changes (gamma, contrast, brightness, blur, noise, cut-out) on the [0, 1] network image, and the
-  domain randomisation real departments call for: a random monotone tone curve, edge enhancement (unsharp
-  masking), grid lines, burned-in text and markers anywhere; and, before either stage's input is made, the field
+  domain randomisation real departments call for: a random monotone tone curve, local histogram equalisation,
+  a window narrow enough to burn bone out to flat white, a smooth gain field (heel effect, scatter), correlated
+  texture that grows with brightness, edge enhancement (unsharp masking), grid lines, burned-in text and markers
+  anywhere; and, before either stage's input is made, the field
   of view of a tightly collimated knee film (``FieldAug``: a crop or shutters leaving as little as ~0.5 plateau
   widths of each shaft, the plateau up to ~70 % of the image width).
 
@@ -45,6 +47,15 @@ class IntensityAug(_Params):
     unsharp_sigma: tuple[float, float] = (1.0, 6.0)  # pixels of the network input
     grid_p: float = 0.0  # stationary grid lines
     glyph_p: float = 0.0  # white letters or text burned in anywhere
+    equalize_p: float = 0.0  # local histogram equalisation (CLAHE), like a detector's multi-scale processing
+    equalize_clip: tuple[float, float] = (1.5, 4.0)
+    saturate_p: float = 0.0  # a narrow window: everything above an upper quantile is flat white, like metal
+    saturate_quantile: tuple[float, float] = (0.8, 0.98)
+    shading_p: float = 0.0  # a smooth gain field across the image: heel effect, scatter, uneven processing
+    shading_strength: tuple[float, float] = (0.1, 0.5)
+    texture_p: float = 0.0  # correlated noise that grows with brightness: trabecular and quantum mottle
+    texture_amount: tuple[float, float] = (0.03, 0.15)
+    texture_sigma: tuple[float, float] = (0.7, 3.0)  # pixels of the network input
 
 
 class FieldAug(_Params):
@@ -193,14 +204,49 @@ def _glyphs(out: np.ndarray, rng: np.random.Generator) -> None:
     np.maximum(out, canvas.astype(np.float32) / 255.0, out=out)
 
 
+def _equalize(out: np.ndarray, rng: np.random.Generator, clip: tuple[float, float]) -> np.ndarray:
+    """CLAHE on a 16-bit copy with a random tile grid, blended with the input."""
+    tiles = int(rng.integers(3, 11))
+    clahe = cv2.createCLAHE(clipLimit=_uniform(rng, clip), tileGridSize=(tiles, tiles))
+    eq = clahe.apply(np.round(out * 65535).astype(np.uint16)).astype(np.float32) / 65535
+    alpha = float(rng.uniform(0.5, 1.0))
+    return (alpha * eq + (1 - alpha) * out).astype(np.float32)
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
+    """A smooth random field in [-1, 1]: a ``cells`` x ``cells`` grid of uniform values, upsampled cubically."""
+    coarse = rng.uniform(-1.0, 1.0, size=(cells, cells)).astype(np.float32)
+    return np.clip(cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC), -1.0, 1.0)
+
+
+def _texture(out: np.ndarray, rng: np.random.Generator, params: IntensityAug) -> np.ndarray:
+    noise = cv2.GaussianBlur(rng.standard_normal(out.shape).astype(np.float32), (0, 0),
+                             _uniform(rng, params.texture_sigma))
+    noise *= 1.0 / max(float(noise.std()), 1e-6)
+    return out + _uniform(rng, params.texture_amount) * out * noise
+
+
 def augment_intensity(image: np.ndarray, rng: np.random.Generator, params: IntensityAug) -> np.ndarray:
     """Random gamma, contrast, brightness, blur, noise and cut-out on a float image in [0, 1]; optionally a tone
-    curve, edge enhancement, grid lines and burned-in glyphs."""
+    curve, local equalisation, a saturating window, a gain field, texture, edge enhancement, grid lines and
+    burned-in glyphs."""
     out = np.clip(image, 0.0, 1.0).astype(np.float32, copy=True)
     if params.curve_p and rng.random() < params.curve_p:
         out = _tone_curve(out, rng)
+    if params.equalize_p and rng.random() < params.equalize_p:
+        out = _equalize(out, rng, params.equalize_clip)
     out = np.power(out, _uniform(rng, params.gamma), dtype=np.float32)
     out = out * _uniform(rng, params.contrast) + float(rng.uniform(-params.brightness, params.brightness))
+    if params.saturate_p and rng.random() < params.saturate_p:
+        lit = out[::4, ::4]
+        lit = lit[lit > 0.05]  # the quantile of what was exposed, not of the collimated background
+        if lit.size:
+            out = out / max(float(np.quantile(lit, _uniform(rng, params.saturate_quantile))), 1e-3)
+    if params.shading_p and rng.random() < params.shading_p:
+        field = _smooth_field(rng, out.shape, int(rng.integers(2, 5)))
+        out = out * (1.0 + _uniform(rng, params.shading_strength) * field)
+    if params.texture_p and rng.random() < params.texture_p:
+        out = _texture(out, rng, params)
     if rng.random() < params.blur_p:
         out = cv2.GaussianBlur(out, (0, 0), _uniform(rng, params.blur_sigma))
     if params.unsharp_p and rng.random() < params.unsharp_p:

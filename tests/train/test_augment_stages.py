@@ -168,6 +168,45 @@ def test_domain_randomisation_stays_in_range_and_changes_the_image():
     assert np.all(np.diff(mono[0]) >= -1e-6)  # a tone curve keeps the order of intensities
 
 
+def _only(**kwargs) -> IntensityAug:
+    """One appearance change alone: the neutral settings plus ``kwargs``."""
+    return NEUTRAL.model_copy(update=kwargs)
+
+
+def test_a_saturating_window_burns_the_brightest_exposed_part_to_flat_white():
+    image = np.zeros((128, 128), np.float32)
+    image[:, 64:] = np.linspace(0.1, 0.9, 64, dtype=np.float32)  # the left half is collimated background
+    out = augment_intensity(image, np.random.default_rng(0), _only(saturate_p=1.0, saturate_quantile=(0.8, 0.8)))
+    white = (out >= 1.0).mean(axis=0)
+    # the top 20 % of the exposed part (the quantile of the whole image would burn out the top 40 %)
+    assert np.all(white[-8:] == 1.0) and np.all(white[64:110] == 0.0)
+    assert np.all(np.diff(out[0]) >= 0) and np.all(out[:, :64] == 0.0)  # monotone; background stays black
+
+
+def test_the_gain_field_is_smooth_and_changes_the_whole_image():
+    flat = np.full((128, 128), 0.5, np.float32)
+    out = augment_intensity(flat, np.random.default_rng(2), _only(shading_p=1.0, shading_strength=(0.4, 0.4)))
+    assert out.std() > 0.02 and out.max() - out.min() > 0.1
+    assert np.abs(np.diff(out, axis=0)).max() < 0.02 and np.abs(np.diff(out, axis=1)).max() < 0.02
+
+
+def test_texture_grows_with_brightness():
+    image = np.full((128, 128), 0.1, np.float32)
+    image[:, 64:] = 0.8
+    out = augment_intensity(image, np.random.default_rng(3), _only(texture_p=1.0, texture_amount=(0.1, 0.1)))
+    dark, bright = out[:, :60].std(), out[:, 68:].std()
+    assert bright > 5 * dark > 0
+    assert abs(out[:, 68:].mean() - 0.8) < 0.02  # texture, not a change of brightness
+
+
+def test_local_equalisation_raises_the_contrast_of_a_dull_image():
+    rng = np.random.default_rng(4)
+    dull = (0.45 + 0.1 * cv2.GaussianBlur(rng.random((128, 128)).astype(np.float32), (0, 0), 4.0)).astype(np.float32)
+    out = augment_intensity(dull, np.random.default_rng(5), _only(equalize_p=1.0))
+    assert out.std() > 2 * dull.std()
+    assert np.corrcoef(out.ravel(), dull.ravel())[0, 1] > 0.5  # the same picture, stretched
+
+
 @pytest.mark.parametrize("phase", ["preop", "postop"])
 def test_implant_example_labels_and_mirrors_with_its_points(phase):
     spec = FrameSpec(half_width=1.0, above=1.0, below=1.0, width_px=48, height_px=48)

@@ -88,3 +88,23 @@ def test_render_store_hard_fraction():
 
     store = render_store({"preop": training_seeds("preop", 4)}, spacing_mm=3.0, hard_fraction=0.5)
     assert [store[i].source.endswith(":hard") for i in range(4)] == [False, False, True, True]
+
+
+def test_a_run_can_watch_a_renderer_it_never_trains_on(tmp_path, tiny_config, capsys):
+    """Validation cases from the 3D renderer only, training cases from the 2D generator only: the learning curve
+    of a leave-one-renderer-out run on the renderer it is kept from; ``progress=False`` renders without a bar."""
+    from train.fitting.config import load_config
+    from train.fitting.sources import build_data
+
+    data = {"source": "synthetic", "n_train_preop": 2, "n_train_postop": 2, "n_val_per_phase": 0,
+            "spacing_mm": 3.0, "render_workers": 1, "xray3d": {"n_val_per_phase": 1, "spacing_mm": 3.0}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tmp_path, data)))
+    cfg = load_config(path)
+    train, val = build_data(cfg, progress=False)
+    assert [train[i].source.split(":")[0] for i in range(len(train))] == ["synthetic"] * 4
+    assert [val[i].source for i in range(len(val))] == [f"xray3d:{validation_seeds(p, 1)[0]}"
+                                                         for p in ("preop", "postop")]
+    assert cfg.data.renderers == ["2d"]
+    assert "never trained on" in cfg.data.describe()
+    assert "render" not in capsys.readouterr().err

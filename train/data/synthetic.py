@@ -97,11 +97,12 @@ def render_samples(jobs: Sequence[tuple], workers: int = 1,
 
 
 def render_store(seeds_by_phase: dict[str, Sequence[int]], spacing_mm: float | None, workers: int = 1,
-                 hard_fraction: float = 0.0, renderer: str = "2d") -> SampleStore:
+                 hard_fraction: float = 0.0, renderer: str = "2d", progress: bool = True) -> SampleStore:
     """Render every seed of every phase into a ``SampleStore``; the last ``hard_fraction`` of each phase's seeds
     are drawn from the renderer's hard distribution."""
     jobs = []
     for phase, seeds in seeds_by_phase.items():
         first_hard = len(seeds) - round(hard_fraction * len(seeds))
         jobs += [(seed, phase, i >= first_hard, spacing_mm, False, renderer) for i, seed in enumerate(seeds)]
-    return SampleStore(render_samples(jobs, workers, desc=f"render {len(jobs)} {renderer} synthetic cases"))
+    return SampleStore(render_samples(jobs, workers, desc=f"render {len(jobs)} {renderer} synthetic cases",
+                                      progress=progress))

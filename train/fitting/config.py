@@ -104,6 +104,9 @@ class SyntheticData(_Strict):
                          f" from its hard distribution), rendered at {self.spacing_mm} mm/pixel")
         if self.xray3d is not None and (self.xray3d.n_train_preop or self.xray3d.n_train_postop):
             parts.append(self.xray3d.describe())
+        elif self.xray3d is not None and self.xray3d.n_val_per_phase:
+            parts.append(f"validated on {self.xray3d.n_val_per_phase} + {self.xray3d.n_val_per_phase} radiographs "
+                         "from train.xray3d, never trained on")
         return "SYNTHETIC: " + "; ".join(parts) + "; no real patient images"
 
     @property

@@ -105,7 +105,7 @@ def fit(config_path: str | Path, progress: bool = True) -> tuple[Path, dict[str,
         cv2.setNumThreads(1)  # augmentation runs between steps; its threads would only contend with torch's
     device = resolve_device(cfg.device)
     init = _init_bundle(cfg)
-    train, val = build_data(cfg)
+    train, val = build_data(cfg, progress)
     log.info("training data: %d samples (%.0f MB), validation: %d", len(train), train.nbytes / 2**20, len(val))
     results: dict[str, StageResult] = {}
     for stage in STAGE_NAMES:

@@ -25,8 +25,8 @@ def phases_needed(cfg: RunConfig) -> list[str]:
 
 
 def _rendered(renderer: str, counts: dict[str, int], n_val: int, spacing: float, hard_fraction: float,
-              workers: int, cache_file: str | None, phases: list[str], seed_offset: int = 0
-              ) -> tuple[SampleStore, SampleStore]:
+              workers: int, cache_file: str | None, phases: list[str], seed_offset: int = 0,
+              progress: bool = True) -> tuple[SampleStore, SampleStore]:
     """Training and validation cases of one renderer, from its cache file when that was made the same way."""
     train_seeds = {p: training_seeds(p, counts[p], seed_offset) for p in phases if counts[p]}
     val_seeds = {p: validation_seeds(p, n_val) for p in phases if n_val}
@@ -42,25 +42,27 @@ def _rendered(renderer: str, counts: dict[str, int], n_val: int, spacing: float,
             log.info("loaded %d rendered %s cases from %s", len(store), renderer, cache_file)
             return store.split(saved["n_train"])
         log.info("cache %s was made for other seeds or spacing: rendering again", cache_file)
-    train = render_store(train_seeds, spacing, workers, hard_fraction, renderer)
-    val = render_store(val_seeds, spacing, workers, renderer=renderer)
+    train = render_store(train_seeds, spacing, workers, hard_fraction, renderer, progress)
+    val = render_store(val_seeds, spacing, workers, renderer=renderer, progress=progress)
     if cache_file:
         SampleStore.concat(train, val).save(cache_file, {"description": description, "n_train": len(train)})
     return train, val
 
 
-def _synthetic(data: SyntheticData, phases: list[str]) -> tuple[SampleStore, SampleStore]:
+def _synthetic(data: SyntheticData, phases: list[str], progress: bool = True) -> tuple[SampleStore, SampleStore]:
     trains, vals = [], []
     counts = {PREOP: data.n_train_preop, POSTOP: data.n_train_postop}
     if any(counts[p] for p in phases):
         t, v = _rendered("2d", counts, data.n_val_per_phase, data.spacing_mm, data.hard_fraction,
-                         data.render_workers, data.cache_file, phases, data.seed_offset)
+                         data.render_workers, data.cache_file, phases, data.seed_offset, progress)
         trains.append(t)
         vals.append(v)
     x3 = data.xray3d
-    if x3 is not None and any({PREOP: x3.n_train_preop, POSTOP: x3.n_train_postop}[p] for p in phases):
+    if x3 is not None and (any({PREOP: x3.n_train_preop, POSTOP: x3.n_train_postop}[p] for p in phases)
+                           or x3.n_val_per_phase):  # validation only: a run that never trains on it watches it
         t, v = _rendered("3d", {PREOP: x3.n_train_preop, POSTOP: x3.n_train_postop}, x3.n_val_per_phase,
-                         x3.spacing_mm, x3.hard_fraction, data.render_workers, x3.cache_file, phases)
+                         x3.spacing_mm, x3.hard_fraction, data.render_workers, x3.cache_file, phases,
+                         progress=progress)
         trains.append(t)
         vals.append(v)
     if not trains:
@@ -78,9 +80,9 @@ def _manifest(data: ManifestData, phases: list[str]) -> tuple[SampleStore, Sampl
     return train, val
 
 
-def build_data(cfg: RunConfig) -> tuple[SampleStore, SampleStore]:
+def build_data(cfg: RunConfig, progress: bool = True) -> tuple[SampleStore, SampleStore]:
     """``(train, val)`` stores for the run's stages."""
     phases = phases_needed(cfg)
     if isinstance(cfg.data, SyntheticData):
-        return _synthetic(cfg.data, phases)
+        return _synthetic(cfg.data, phases, progress)
     return _manifest(cfg.data, phases)
