@@ -220,6 +220,7 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], cells: int) 
 
 
 def _texture(out: np.ndarray, rng: np.random.Generator, params: IntensityAug) -> np.ndarray:
+    """Add smooth correlated noise of unit spread, scaled by the brightness: bone gets grain, background little."""
     noise = cv2.GaussianBlur(rng.standard_normal(out.shape).astype(np.float32), (0, 0),
                              _uniform(rng, params.texture_sigma))
     noise *= 1.0 / max(float(noise.std()), 1e-6)

@@ -108,3 +108,17 @@ def test_a_run_can_watch_a_renderer_it_never_trains_on(tmp_path, tiny_config, ca
     assert cfg.data.renderers == ["2d"]
     assert "never trained on" in cfg.data.describe()
     assert "render" not in capsys.readouterr().err
+
+
+def test_validation_cases_alone_are_not_a_training_set(tmp_path, tiny_config):
+    """A config whose only cases are the 3D renderer's validation cases stops with the data error, before
+    anything is rendered, instead of a later, vaguer error from the stage."""
+    from train.fitting.config import load_config
+    from train.fitting.sources import build_data
+
+    data = {"source": "synthetic", "n_train_preop": 0, "n_train_postop": 0, "n_val_per_phase": 0,
+            "spacing_mm": 3.0, "render_workers": 1, "xray3d": {"n_val_per_phase": 1, "spacing_mm": 3.0}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tmp_path, data)))
+    with pytest.raises(ValueError, match="no training cases"):
+        build_data(load_config(path), progress=False)

@@ -50,23 +50,23 @@ def _rendered(renderer: str, counts: dict[str, int], n_val: int, spacing: float,
 
 
 def _synthetic(data: SyntheticData, phases: list[str], progress: bool = True) -> tuple[SampleStore, SampleStore]:
-    trains, vals = [], []
     counts = {PREOP: data.n_train_preop, POSTOP: data.n_train_postop}
+    x3 = data.xray3d
+    counts3 = {PREOP: x3.n_train_preop, POSTOP: x3.n_train_postop} if x3 is not None else {PREOP: 0, POSTOP: 0}
+    if not any(counts[p] or counts3[p] for p in phases):  # checked before anything is rendered
+        raise ValueError("data: no training cases (set n_train_preop/n_train_postop or xray3d counts)")
+    trains, vals = [], []
     if any(counts[p] for p in phases):
         t, v = _rendered("2d", counts, data.n_val_per_phase, data.spacing_mm, data.hard_fraction,
                          data.render_workers, data.cache_file, phases, data.seed_offset, progress)
         trains.append(t)
         vals.append(v)
-    x3 = data.xray3d
-    if x3 is not None and (any({PREOP: x3.n_train_preop, POSTOP: x3.n_train_postop}[p] for p in phases)
-                           or x3.n_val_per_phase):  # validation only: a run that never trains on it watches it
-        t, v = _rendered("3d", {PREOP: x3.n_train_preop, POSTOP: x3.n_train_postop}, x3.n_val_per_phase,
-                         x3.spacing_mm, x3.hard_fraction, data.render_workers, x3.cache_file, phases,
-                         progress=progress)
+    if x3 is not None and (any(counts3[p] for p in phases) or x3.n_val_per_phase):
+        # validation only (no training counts): a run that never trains on the 3D renderer still watches it
+        t, v = _rendered("3d", counts3, x3.n_val_per_phase, x3.spacing_mm, x3.hard_fraction, data.render_workers,
+                         x3.cache_file, phases, progress=progress)
         trains.append(t)
         vals.append(v)
-    if not trains:
-        raise ValueError("data: no training cases (set n_train_preop/n_train_postop or xray3d counts)")
     return SampleStore.concat(*trains), SampleStore.concat(*vals)
 
 
