@@ -14,3 +14,10 @@ def clean_renders():
     """Noise-free renders at 0.3 mm of 4 pre-op and 4 post-op cases (each with its case)."""
     return [render_case(sample_case(9000 + i, phase="preop" if i < 4 else "postop"), COARSE_MM, clean=True)
             for i in range(8)]
+
+
+@pytest.fixture(scope="session")
+def design_renders():
+    """Noise-free renders at 0.3 mm of 4 post-op cases with implants from the wider range of designs."""
+    return [render_case(sample_case(9100 + i, phase="postop", implant_designs=True), COARSE_MM, clean=True)
+            for i in range(4)]

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pydicom
+import pytest
 
 from train.synth import case_seed, generate, render_case, sample_case
 
@@ -41,3 +42,21 @@ def test_generate_can_leave_out_laterality_tags(tmp_path):
         truth = json.loads(path.with_suffix(".json").read_text())
         assert truth["laterality"] in ("L", "R") and truth["laterality_tags"] is False
         assert len(truth["landmarks"]) == 181
+
+
+def test_generate_can_draw_implants_of_other_designs(tmp_path):
+    """``knee-train synth --implant-designs``: the same knees (angles) and fields, other implants (the 47 implant
+    points move; the femur too, a little, as it rests on an insert of another thickness); the projection renderer
+    refuses the option."""
+    plain = generate(2, tmp_path / "a", seed=3, phase="postop", progress=False)
+    varied = generate(2, tmp_path / "b", seed=3, phase="postop", progress=False, implant_designs=True)
+    for a, b in zip(plain, varied):
+        ta, tb = (json.loads(p.with_suffix(".json").read_text()) for p in (a, b))
+        assert ta["atfa_fnts_deg"] == pytest.approx(tb["atfa_fnts_deg"], abs=0.05)  # landmark discretisation
+        assert (ta["rows"], ta["columns"], ta["laterality"]) == (tb["rows"], tb["columns"], tb["laterality"])
+        moved = np.linalg.norm(np.subtract(ta["landmarks"], tb["landmarks"]), axis=1)
+        assert moved[134:].mean() > 5 * max(moved[:134].mean(), 1e-3)
+        implants = [t["parameters"]["anatomy"]["implant"] for t in (ta, tb)]
+        assert implants[0]["keel_width"] != implants[1]["keel_width"]
+    with pytest.raises(ValueError, match="2d renderer only"):
+        generate(1, tmp_path / "c", renderer="3d", implant_designs=True, progress=False)

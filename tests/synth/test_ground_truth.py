@@ -138,8 +138,9 @@ def _legit_exceptions(img) -> tuple[np.ndarray, np.ndarray]:
     return in_keel, under_tray
 
 
-def test_landmarks_lie_on_edges_of_the_clean_render(clean_renders):
-    for img in clean_renders:
+@pytest.mark.parametrize("renders", ["clean_renders", "design_renders"])
+def test_landmarks_lie_on_edges_of_the_clean_render(renders, request):
+    for img in request.getfixturevalue(renders):
         scheme = load_scheme(img.phase)
         strong, placed = _edge_checks(img, img.landmarks)
         judged = ~np.isnan(strong)

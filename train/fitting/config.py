@@ -94,6 +94,7 @@ class SyntheticData(_Strict):
     hard_fraction: float = Field(default=0.0, ge=0, le=1)  # training cases drawn from the hard distribution
     render_workers: int = Field(default=2, ge=1)
     cache_file: str | None = None  # .npz of the rendered store, reused when it matches
+    implant_designs: bool = False  # post-op: implants from the 2D generator's wider range of designs
     xray3d: Xray3DData | None = None  # cases of the second renderer
 
     def describe(self) -> str:
@@ -101,7 +102,8 @@ class SyntheticData(_Strict):
         if self.n_train_preop or self.n_train_postop:
             parts.append(f"{self.n_train_preop} pre-op + {self.n_train_postop} post-op radiographs from train.synth "
                          f"(2D outlines; training seeds from offset {self.seed_offset}; {100 * self.hard_fraction:.0f}%"
-                         f" from its hard distribution), rendered at {self.spacing_mm} mm/pixel")
+                         f" from its hard distribution{'; implants of varied designs' if self.implant_designs else ''})"
+                         f", rendered at {self.spacing_mm} mm/pixel")
         if self.xray3d is not None and (self.xray3d.n_train_preop or self.xray3d.n_train_postop):
             parts.append(self.xray3d.describe())
         elif self.xray3d is not None and self.xray3d.n_val_per_phase:

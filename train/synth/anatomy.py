@@ -10,6 +10,7 @@ axes, positive (valgus) when the tibia turns laterally relative to the femur goi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +117,9 @@ class ImplantParams:
     flange_height_medial: float  # flange top above the distal point of the component
     flange_height_lateral: float
     flange_arch: float  # the closing edge of the component rises this much in the middle
+    # Design variety (``vary_implant_design``); the defaults are the generator's one original design.
+    component_density: float = 1.0  # fraction of a cobalt-chrome line integral (1: far beyond the window)
+    tray_density: float = 1.0  # the same for the tray and its stem (titanium trays are fainter)
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,32 @@ def _implant(rng: np.random.Generator, width: float, long_stem: bool) -> Implant
         flange_height_medial=u(15.0, 26.0),
         flange_height_lateral=u(15.0, 26.0),
         flange_arch=u(0.0, 10.0),
+    )
+
+
+def vary_implant_design(imp: ImplantParams, width: float, rng: np.random.Generator) -> ImplantParams:
+    """Another implant design for the same knee: thicker or thinner trays, keels and stems of other shapes, taller
+    flanges, flat or arched flange lines, and metal that is not always far beyond the display window (titanium,
+    thin parts). Drawn from its own ``rng`` so the rest of the case stays the same."""
+    u = rng.uniform
+    long_stem = imp.stem_length > 60.0
+    tray, cement = u(2.0, 6.5), u(0.2, 1.5)
+    return dataclasses.replace(
+        imp,
+        tray_thickness=tray,
+        tray_overhang_medial=u(-3.0, 3.0),
+        tray_overhang_lateral=u(-3.0, 3.0),
+        cement_under_tray=cement,
+        poly_thickness=min(u(6.0, 16.0), 0.3 * width - 5.0 - tray - cement),
+        keel_width=u(12.0, 40.0),
+        keel_depth=u(4.0, 20.0),
+        stem_width=u(11.0, 18.0) if long_stem else u(8.0, 16.0),
+        stem_length=imp.stem_length if long_stem else u(20.0, 60.0),
+        flange_height_medial=u(15.0, 38.0),
+        flange_height_lateral=u(15.0, 38.0),
+        flange_arch=0.0 if rng.random() < 0.3 else u(0.0, 10.0),
+        component_density=1.0 if rng.random() < 0.6 else u(0.12, 0.6),
+        tray_density=1.0 if rng.random() < 0.5 else u(0.12, 0.6),
     )
 
 

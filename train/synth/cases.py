@@ -17,12 +17,13 @@ from model.alignment import compute_alignment
 from model.scheme import load_scheme
 from model.vocabulary import PHASE_NAMES
 from train.synth.acquisition import Acquisition, sample_acquisition
-from train.synth.anatomy import KneeAnatomy, sample_anatomy
+from train.synth.anatomy import KneeAnatomy, sample_anatomy, vary_implant_design
 from train.synth.landmarks import scheme_points
 from train.synth.render import render
 from train.synth.shapes import build_shapes
 
 GENERATOR_VERSION = "1.0"
+DESIGN_STREAM = 1  # the implant designs' own random stream: np.random.default_rng([seed, DESIGN_STREAM])
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,12 @@ def _seed_of(rng_or_seed: np.random.Generator | int) -> int:
 
 
 def sample_case(rng_or_seed: np.random.Generator | int, phase: str | None = None, hard: bool = False, *,
-                atfa_deg: float | None = None, laterality: str | None = None) -> SynthCase:
+                atfa_deg: float | None = None, laterality: str | None = None,
+                implant_designs: bool = False) -> SynthCase:
     """Sample one case. ``phase=None`` draws pre-op or post-op at even odds; ``atfa_deg`` and
-    ``laterality`` fix those parameters (everything else stays random)."""
+    ``laterality`` fix those parameters (everything else stays random). ``implant_designs`` draws the post-op
+    implant from the wider range of designs (``vary_implant_design``); the knee and the acquisition stay those of
+    the seed without it."""
     seed = _seed_of(rng_or_seed)
     rng = np.random.default_rng(seed)
     if phase is None:
@@ -77,6 +81,9 @@ def sample_case(rng_or_seed: np.random.Generator | int, phase: str | None = None
         raise ValueError(f"phase must be one of {PHASE_NAMES} or None, got {phase!r}")
     anatomy = sample_anatomy(rng, phase, hard=hard, atfa_deg=atfa_deg)
     acquisition = sample_acquisition(rng, hard=hard, laterality=laterality)
+    if implant_designs and anatomy.implant is not None:
+        design = vary_implant_design(anatomy.implant, anatomy.tibia.width, np.random.default_rng([seed, DESIGN_STREAM]))
+        anatomy = dataclasses.replace(anatomy, implant=design)
     return SynthCase(seed, phase, hard, anatomy, acquisition)
 
 

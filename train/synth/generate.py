@@ -1,6 +1,6 @@
 """Generate a folder of synthetic AP knee radiographs as DICOM files with ground-truth JSON beside each.
 
-Backs ``knee-train synth --n N --out DIR [--seed S] [--phase P] [--hard]``. Case ``i`` of a run with
+Backs ``knee-train synth --n N --out DIR [--seed S] [--phase P] [--hard] [--implant-designs]``. Case ``i`` of a run with
 seed ``S`` uses the seed ``case_seed(S, i)``, so any single file can be regenerated alone.
 """
 
@@ -22,17 +22,21 @@ def case_seed(seed: int, index: int) -> int:
 
 def generate(n: int, out_dir: str | Path, seed: int = 0, phase: str | None = None, hard: bool = False,
              compress: str | None = None, drop_laterality: float = 0.0, progress: bool = True,
-             renderer: str = "2d") -> list[Path]:
+             renderer: str = "2d", implant_designs: bool = False) -> list[Path]:
     """Write ``n`` cases to ``out_dir`` as ``synth_s<seed>_<i>.dcm`` + ``.json``; returns the DICOM paths.
     ``renderer``: "2d" (this package) or "3d" (``train.xray3d``, files named ``xray3d_s<seed>_<i>``).
 
     ``phase``: None (mixed), ``"preop"`` or ``"postop"``. ``compress``: None, ``"jpeg2000"`` or ``"rle"``.
     ``drop_laterality``: fraction of files written without laterality tags (chosen per case, reproducibly).
+    ``implant_designs`` (2d only): post-op implants from the generator's wider range of designs.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    options = {"implant_designs": True} if implant_designs else {}
     if renderer == "2d":
         sample, render, stem = sample_case, render_case, "synth"
+    elif implant_designs:
+        raise ValueError("--implant-designs is an option of the 2d renderer only")
     elif renderer == "3d":
         from train.xray3d import render_case as render
         from train.xray3d import sample_case as sample
@@ -44,7 +48,7 @@ def generate(n: int, out_dir: str | Path, seed: int = 0, phase: str | None = Non
     paths = []
     for i in tqdm(range(n), desc="synthetic knees", unit="image", disable=not progress):
         s = case_seed(seed, i)
-        case = sample(s, phase=phase, hard=hard)
+        case = sample(s, phase=phase, hard=hard, **options)
         keep_tags = np.random.default_rng([s, 7]).random() >= drop_laterality
         paths.append(write_dicom(render(case), out / f"{stem}_s{seed}_{i:05d}.dcm", laterality_tags=keep_tags,
                                  compress=compress, number=i + 1))

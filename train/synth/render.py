@@ -188,8 +188,10 @@ def _attenuation(shapes: KneeShapes, anatomy: KneeAnatomy, canvas: Canvas) -> No
         canvas.add_flat(imp.tray_cement_polygon, CEMENT)
         canvas.add_flat(imp.stem_cement_polygon, CEMENT)
         canvas.add_flat(imp.insert_polygon, INSERT)
-        for poly in (imp.tray_polygon, imp.stem_polygon, imp.component_polygon):
-            canvas.add_flat(poly, METAL, metal=True)
+        design = anatomy.implant
+        for poly, density in ((imp.tray_polygon, design.tray_density), (imp.stem_polygon, design.tray_density),
+                              (imp.component_polygon, design.component_density)):
+            canvas.add_flat(poly, METAL * density, metal=True)
 
 
 def _texture(rng: np.random.Generator, acq: Acquisition, shape: tuple[int, int], spacing: float) -> np.ndarray:

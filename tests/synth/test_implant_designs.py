@@ -1,0 +1,58 @@
+"""The 2D generator's wider range of implant designs: only the implant changes, faint metal is drawn faint, and a
+run's rendered cases say (and cache) which range they were drawn from."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from train.data.synthetic import render_store
+from train.fitting.sources import _rendered
+from train.synth import render_case, sample_case
+
+
+def test_designs_change_the_implant_and_nothing_else():
+    for seed in range(40, 46):
+        plain, varied = sample_case(seed, phase="postop"), sample_case(seed, phase="postop", implant_designs=True)
+        assert varied.acquisition == plain.acquisition
+        assert (varied.anatomy.femur, varied.anatomy.tibia) == (plain.anatomy.femur, plain.anatomy.tibia)
+        assert varied.anatomy.implant != plain.anatomy.implant
+        assert plain.anatomy.implant.tray_density == plain.anatomy.implant.component_density == 1.0
+    assert sample_case(40, phase="preop", implant_designs=True) == sample_case(40, phase="preop")
+
+
+def test_the_designs_cover_faint_metal_and_other_shapes():
+    implants = [sample_case(seed, phase="postop", implant_designs=True).anatomy.implant for seed in range(200)]
+    assert 0.3 < np.mean([i.tray_density < 1 for i in implants]) < 0.7
+    assert 0.2 < np.mean([i.component_density < 1 for i in implants]) < 0.6
+    assert max(i.keel_width for i in implants) > 30 and max(i.flange_height_medial for i in implants) > 30
+    assert all(i.poly_thickness > 0 for i in implants)
+
+
+def test_a_faint_tray_is_drawn_fainter_than_cobalt_chrome():
+    case = sample_case(7, phase="postop")
+    implant = case.anatomy.implant
+
+    def tray_value(density: float) -> float:
+        faint = dataclasses.replace(case, anatomy=dataclasses.replace(
+            case.anatomy, implant=dataclasses.replace(implant, tray_density=density)))
+        img = render_case(faint, 0.5, clean=True)
+        # the tray's centre in pixels: half-way between its top and bottom surface points (post-op scheme)
+        top = img.landmarks[-47 + 25:-47 + 31].mean(0)
+        bottom = img.landmarks[-47 + 31:-47 + 37].mean(0)
+        centre = np.round((top + bottom) / 2).astype(int)
+        return float(img.image[centre[1], centre[0]]) * (1 if img.photometric == "MONOCHROME2" else -1)
+
+    assert tray_value(0.15) < tray_value(1.0)
+
+
+def test_rendered_cases_and_their_cache_say_which_designs(tmp_path):
+    store = render_store({"postop": [3]}, 3.0, implant_designs=True, progress=False)
+    assert store[0].source.endswith(":designs")
+    cache = str(tmp_path / "cache.npz")
+    plain, _ = _rendered("2d", {"preop": 0, "postop": 1}, 0, 3.0, 0.0, 1, cache, ["postop"], progress=False)
+    varied, _ = _rendered("2d", {"preop": 0, "postop": 1}, 0, 3.0, 0.0, 1, cache, ["postop"], progress=False,
+                          implant_designs=True)  # the cache of the plain run is not reused
+    assert not plain[0].source.endswith(":designs") and varied[0].source.endswith(":designs")
+    assert not np.array_equal(plain[0].landmarks, varied[0].landmarks)
