@@ -1,7 +1,7 @@
 """``knee-train``: synthetic data, training and evaluation from the command line.
 
     knee-train synth --n 20 --out /tmp/synth [--seed 0] [--phase preop|postop] [--hard] [--compress j2k|rle]
-                     [--renderer 2d|3d] [--implant-designs]
+                     [--renderer 2d|3d] [--variant implant_designs|dense_plates]
     knee-train fit train/configs/cpu-v1.yaml
     knee-train steptime train/configs/cpu-v1.yaml [--steps 10]
     knee-train evaluate --weights model/weights/kneealign-v2.safetensors --data synthetic:test [--out DIR]
@@ -17,13 +17,15 @@ import shlex
 import sys
 from pathlib import Path
 
+from train.synth.anatomy import VARIANTS
+
 
 def _synth(args: argparse.Namespace) -> int:
     from train.synth import generate
 
     compress = {"j2k": "jpeg2000"}.get(args.compress, args.compress)
     generate(args.n, Path(args.out), seed=args.seed, phase=args.phase, hard=args.hard, compress=compress,
-             drop_laterality=args.drop_laterality, renderer=args.renderer, implant_designs=args.implant_designs)
+             drop_laterality=args.drop_laterality, renderer=args.renderer, variants=args.variant)
     print(f"wrote {args.n} synthetic radiographs to {args.out}")
     return 0
 
@@ -111,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of files written without laterality tags")
     p.add_argument("--renderer", choices=["2d", "3d"], default="2d",
                    help="2d: the parametric outline generator; 3d: 3D solids projected like X-rays")
-    p.add_argument("--implant-designs", action="store_true",
-                   help="2d: post-op implants of the wider range of designs (trays, stems, flanges, faint metal)")
+    p.add_argument("--variant", action="append", choices=list(VARIANTS), default=[],
+                   help="2d, repeatable: implant_designs (implants of other designs), dense_plates (pre-op knees "
+                        "with dense subchondral plates and a flat bright plateau rim)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("fit", help="train the stages of a run configuration and write a weights bundle")

@@ -17,7 +17,10 @@ def clean_renders():
 
 
 @pytest.fixture(scope="session")
-def design_renders():
-    """Noise-free renders at 0.3 mm of 4 post-op cases with implants from the wider range of designs."""
-    return [render_case(sample_case(9100 + i, phase="postop", implant_designs=True), COARSE_MM, clean=True)
-            for i in range(4)]
+def variant_renders():
+    """Noise-free renders at 0.3 mm of the generator's variants: 4 post-op cases with implants of other designs,
+    4 pre-op cases with dense plates."""
+    return ([render_case(sample_case(9100 + i, phase="postop", implant_designs=True), COARSE_MM, clean=True)
+             for i in range(4)]
+            + [render_case(sample_case(9200 + i, phase="preop", dense_plates=True), COARSE_MM, clean=True)
+               for i in range(4)])

@@ -45,11 +45,11 @@ def test_generate_can_leave_out_laterality_tags(tmp_path):
 
 
 def test_generate_can_draw_implants_of_other_designs(tmp_path):
-    """``knee-train synth --implant-designs``: the same knees (angles) and fields, other implants (the 47 implant
-    points move; the femur too, a little, as it rests on an insert of another thickness); the projection renderer
-    refuses the option."""
+    """``knee-train synth --variant implant_designs``: the same knees (angles) and fields, other implants (the 47
+    implant points move; the femur too, a little, as it rests on an insert of another thickness); the projection
+    renderer refuses the option."""
     plain = generate(2, tmp_path / "a", seed=3, phase="postop", progress=False)
-    varied = generate(2, tmp_path / "b", seed=3, phase="postop", progress=False, implant_designs=True)
+    varied = generate(2, tmp_path / "b", seed=3, phase="postop", progress=False, variants=["implant_designs"])
     for a, b in zip(plain, varied):
         ta, tb = (json.loads(p.with_suffix(".json").read_text()) for p in (a, b))
         assert ta["atfa_fnts_deg"] == pytest.approx(tb["atfa_fnts_deg"], abs=0.05)  # landmark discretisation
@@ -59,4 +59,15 @@ def test_generate_can_draw_implants_of_other_designs(tmp_path):
         implants = [t["parameters"]["anatomy"]["implant"] for t in (ta, tb)]
         assert implants[0]["keel_width"] != implants[1]["keel_width"]
     with pytest.raises(ValueError, match="2d renderer only"):
-        generate(1, tmp_path / "c", renderer="3d", implant_designs=True, progress=False)
+        generate(1, tmp_path / "c", renderer="3d", variants=["implant_designs"], progress=False)
+
+
+def test_the_command_line_names_the_variants_and_refuses_others(tmp_path, capsys):
+    from train.cli import main
+
+    assert main(["synth", "--n", "1", "--out", str(tmp_path), "--phase", "preop", "--variant", "dense_plates"]) == 0
+    truth = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert truth["parameters"]["anatomy"]["tibia"]["plate_density"] > 1.0
+    with pytest.raises(SystemExit):
+        main(["synth", "--n", "1", "--out", str(tmp_path / "x"), "--variant", "metal_everywhere"])
+    assert "invalid choice" in capsys.readouterr().err

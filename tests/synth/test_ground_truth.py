@@ -138,7 +138,7 @@ def _legit_exceptions(img) -> tuple[np.ndarray, np.ndarray]:
     return in_keel, under_tray
 
 
-@pytest.mark.parametrize("renders", ["clean_renders", "design_renders"])
+@pytest.mark.parametrize("renders", ["clean_renders", "variant_renders"])
 def test_landmarks_lie_on_edges_of_the_clean_render(renders, request):
     for img in request.getfixturevalue(renders):
         scheme = load_scheme(img.phase)

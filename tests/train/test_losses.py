@@ -101,3 +101,25 @@ def test_kl_loss_zero_at_target_and_gradient_is_p_minus_q():
     assert torch.allclose(logits.grad, torch.full_like(q, 1 / 256) - q, atol=1e-6)
     # masked landmarks do not count
     assert float(kl_heatmap_loss(torch.zeros(1, 1, 16, 16), coords, 4, weight=torch.zeros(1, 1))) == 0.0
+
+
+def test_validation_reports_each_label_of_an_auxiliary_logit_apart():
+    """A classifier that calls everything post-op is right on every post-op knee and wrong on every pre-op one:
+    ``implant_acc_1`` 1, ``implant_acc_0`` 0 (the overall ``implant_acc`` alone would hide which side fails)."""
+    import torch
+
+    from model.network import HourglassConfig, LandmarkNet
+    from train.data.stages import Batch
+    from train.fitting.objective import validation_errors
+
+    net = LandmarkNet(HourglassConfig(depth=2, width=8, n_points=2, n_aux=1, stem_stride=2))
+    with torch.no_grad():
+        net.aux_head.weight.zero_()
+        net.aux_head.bias.fill_(5.0)
+    coords = torch.tensor([[[4.0, 8.0], [12.0, 8.0]]]).repeat(3, 1, 1)
+    batch = Batch(torch.rand(3, 1, 16, 16), coords, torch.ones(3, 2), torch.tensor([[0.0], [1.0], [1.0]]))
+    result = validation_errors(net, [batch], torch.device("cpu"), (0, 1), ("implant",))
+    assert result["implant_acc_0"] == 0.0 and result["implant_acc_1"] == 1.0
+    assert abs(result["implant_acc"] - 2 / 3) < 1e-6
+    only_post = Batch(batch.images[1:], coords[1:], torch.ones(2, 2), batch.aux[1:])
+    assert "implant_acc_0" not in validation_errors(net, [only_post], torch.device("cpu"), (0, 1), ("implant",))

@@ -23,17 +23,17 @@ MAX_DRAWS = 5  # the projection renderer draws a seed's case again when its outl
 
 
 def render_synthetic(seed: int, phase: str | None = None, hard: bool = False, spacing_mm: float | None = None,
-                     open_field: bool = False, renderer: str = "2d", implant_designs: bool = False):
+                     open_field: bool = False, renderer: str = "2d", variants: Sequence[str] = ()):
     """The renderer's image of the case of ``seed`` (``train.synth`` or ``train.xray3d``, with its DICOM attributes
     and ground truth); a projection whose outline misses a landmark level is drawn again, up to ``MAX_DRAWS`` times.
-    ``open_field`` removes the collimator (the image's own borders still crop); ``implant_designs`` (2D generator
-    only) draws the implant from its wider range of designs."""
-    options = {"implant_designs": True} if implant_designs else {}
+    ``open_field`` removes the collimator (the image's own borders still crop); ``variants`` (2D generator only)
+    widen its distribution (``train.synth.anatomy.VARIANTS``: ``implant_designs``, ``dense_plates``)."""
+    options = {name: True for name in variants}
     if renderer == "2d":  # each renderer is imported only when used
         from train.synth import render_case, sample_case
         redrawn: tuple[type[Exception], ...] = ()
-    elif implant_designs:
-        raise ValueError("implant_designs is an option of the 2D generator only")
+    elif variants:
+        raise ValueError(f"variants {list(variants)} are options of the 2D generator only")
     elif renderer == "3d":
         from train.xray3d import render_case, sample_case
         from train.xray3d.outlines import OutlineError
@@ -53,10 +53,10 @@ def render_synthetic(seed: int, phase: str | None = None, hard: bool = False, sp
 
 
 def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False, spacing_mm: float | None = None,
-                     open_field: bool = False, renderer: str = "2d", implant_designs: bool = False) -> KneeSample:
+                     open_field: bool = False, renderer: str = "2d", variants: Sequence[str] = ()) -> KneeSample:
     """Render the case of ``seed`` (``render_synthetic``) and normalise it exactly as ``model.preprocess`` does for
     DICOM input."""
-    img = render_synthetic(seed, phase, hard, spacing_mm, open_field, renderer, implant_designs)
+    img = render_synthetic(seed, phase, hard, spacing_mm, open_field, renderer, variants)
     meta = {"visible": img.visible}  # per landmark: inside the image and the exposed field
     if renderer == "3d":
         meta["atfa_axes_deg"] = float(img.atfa_axes_deg)
@@ -68,7 +68,7 @@ def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False, sp
         phase=img.phase,
         pixel_spacing_mm=as_spacing(img.pixel_spacing_mm),
         source=f"{'synthetic' if renderer == '2d' else 'xray3d'}:{seed}{':hard' if hard else ''}"
-               f"{':designs' if implant_designs else ''}",
+               f"{''.join(':' + v for v in variants)}",
         atfa_fts_deg=float(img.atfa_fts_deg),
         atfa_fnts_deg=float(img.atfa_fnts_deg),
         meta=meta,
@@ -84,7 +84,7 @@ def _render_job(job: tuple) -> KneeSample:
 
 def render_samples(jobs: Sequence[tuple], workers: int = 1,
                    desc: str = "render", progress: bool = True) -> Iterator[KneeSample]:
-    """Render ``(seed, phase, hard, spacing_mm[, open_field[, renderer[, implant_designs]]])`` jobs
+    """Render ``(seed, phase, hard, spacing_mm[, open_field[, renderer[, variants]]])`` jobs
     (``synthetic_sample``'s arguments) in order, in ``workers`` processes when > 1."""
     bar = tqdm(total=len(jobs), desc=desc, unit="img", dynamic_ncols=True, leave=False, disable=not progress)
     try:
@@ -103,13 +103,13 @@ def render_samples(jobs: Sequence[tuple], workers: int = 1,
 
 def render_store(seeds_by_phase: dict[str, Sequence[int]], spacing_mm: float | None, workers: int = 1,
                  hard_fraction: float = 0.0, renderer: str = "2d", progress: bool = True,
-                 implant_designs: bool = False) -> SampleStore:
+                 variants: Sequence[str] = ()) -> SampleStore:
     """Render every seed of every phase into a ``SampleStore``; the last ``hard_fraction`` of each phase's seeds
     are drawn from the renderer's hard distribution."""
     jobs = []
     for phase, seeds in seeds_by_phase.items():
         first_hard = len(seeds) - round(hard_fraction * len(seeds))
-        jobs += [(seed, phase, i >= first_hard, spacing_mm, False, renderer, implant_designs)
+        jobs += [(seed, phase, i >= first_hard, spacing_mm, False, renderer, tuple(variants))
                  for i, seed in enumerate(seeds)]
     return SampleStore(render_samples(jobs, workers, desc=f"render {len(jobs)} {renderer} synthetic cases",
                                       progress=progress))

@@ -94,7 +94,9 @@ class SyntheticData(_Strict):
     hard_fraction: float = Field(default=0.0, ge=0, le=1)  # training cases drawn from the hard distribution
     render_workers: int = Field(default=2, ge=1)
     cache_file: str | None = None  # .npz of the rendered store, reused when it matches
-    implant_designs: bool = False  # post-op: implants from the 2D generator's wider range of designs
+    # widenings of the 2D generator: implant_designs (post-op implants of other designs), dense_plates (pre-op knees
+    # with dense subchondral plates and a flat bright plateau rim)
+    variants: list[Literal["implant_designs", "dense_plates"]] = []
     xray3d: Xray3DData | None = None  # cases of the second renderer
 
     def describe(self) -> str:
@@ -102,7 +104,7 @@ class SyntheticData(_Strict):
         if self.n_train_preop or self.n_train_postop:
             parts.append(f"{self.n_train_preop} pre-op + {self.n_train_postop} post-op radiographs from train.synth "
                          f"(2D outlines; training seeds from offset {self.seed_offset}; {100 * self.hard_fraction:.0f}%"
-                         f" from its hard distribution{'; implants of varied designs' if self.implant_designs else ''})"
+                         f" from its hard distribution{''.join('; ' + v for v in self.variants)})"
                          f", rendered at {self.spacing_mm} mm/pixel")
         if self.xray3d is not None and (self.xray3d.n_train_preop or self.xray3d.n_train_postop):
             parts.append(self.xray3d.describe())

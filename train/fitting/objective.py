@@ -48,11 +48,12 @@ def validation_errors(net: LandmarkNet, batches: list[Batch], device: torch.devi
     peak) in input pixels (``err_px``) and in percent of the reference length (distance between target points
     ``reference``, ``err_pct``), and with the training soft-argmax over the whole map (``err_pct_soft``).
 
-    With auxiliary labels ``aux_names`` also the accuracy of each (``<name>_acc``, e.g. ``implant_acc``) and, when
-    one is "right", of the side read from the order of the two reference points (``order_right_acc``). The network
-    is put back in training mode."""
+    With auxiliary labels ``aux_names`` also the accuracy of each (``<name>_acc``, e.g. ``implant_acc``), that among
+    the cases labelled 0 and 1 apart (``<name>_acc_0``, ``<name>_acc_1``: e.g. pre-op knees called pre-op, post-op
+    called post-op; left out when the validation set has none of a label) and, when one is "right", of the side read
+    from the order of the two reference points (``order_right_acc``). The network is put back in training mode."""
     net.eval()
-    errors, rel, rel_soft, aux_hits, order_hits = [], [], [], [], []
+    errors, rel, rel_soft, aux_hits, aux_labels, order_hits = [], [], [], [], [], []
     for batch in batches:
         b = batch.to(device)
         out = net(b.images)
@@ -67,6 +68,7 @@ def validation_errors(net: LandmarkNet, batches: list[Batch], device: torch.devi
         rel_soft.append((100 * per_image_soft / ref).cpu().numpy())
         if out.aux is not None and b.aux is not None:
             aux_hits.append(((out.aux > 0) == (b.aux > 0.5)).float().cpu())
+            aux_labels.append((b.aux > 0.5).cpu())
             if "right" in aux_names:  # the order of the points also tells the side: lateral at +x on a left knee
                 right = b.aux[:, aux_names.index("right")] > 0.5
                 order_hits.append(((coords[:, 1, 0] < coords[:, 0, 0]) == right).float().cpu())
@@ -75,7 +77,13 @@ def validation_errors(net: LandmarkNet, batches: list[Batch], device: torch.devi
               "err_pct_soft": float(np.concatenate(rel_soft).mean())}
     if aux_hits:
         hits = torch.cat(aux_hits)
-        result.update({f"{name}_acc": float(hits[:, k].mean()) for k, name in enumerate(aux_names)})
+        labels = torch.cat(aux_labels)
+        for k, name in enumerate(aux_names):
+            result[f"{name}_acc"] = float(hits[:, k].mean())
+            for value in (0, 1):
+                among = hits[labels[:, k] == bool(value), k]
+                if len(among):
+                    result[f"{name}_acc_{value}"] = float(among.mean())
     if order_hits:
         result["order_right_acc"] = float(torch.cat(order_hits).mean())
     return result

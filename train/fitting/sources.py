@@ -26,7 +26,7 @@ def phases_needed(cfg: RunConfig) -> list[str]:
 
 def _rendered(renderer: str, counts: dict[str, int], n_val: int, spacing: float, hard_fraction: float,
               workers: int, cache_file: str | None, phases: list[str], seed_offset: int = 0,
-              progress: bool = True, implant_designs: bool = False) -> tuple[SampleStore, SampleStore]:
+              progress: bool = True, variants: list[str] | None = None) -> tuple[SampleStore, SampleStore]:
     """Training and validation cases of one renderer, from its cache file when that was made the same way."""
     train_seeds = {p: training_seeds(p, counts[p], seed_offset) for p in phases if counts[p]}
     val_seeds = {p: validation_seeds(p, n_val) for p in phases if n_val}
@@ -36,16 +36,15 @@ def _rendered(renderer: str, counts: dict[str, int], n_val: int, spacing: float,
         from train.xray3d import RENDERER_VERSION as version
     description = {"train": train_seeds, "val": val_seeds, "spacing_mm": spacing, "hard_fraction": hard_fraction,
                    "generator": version, **({"renderer": renderer} if renderer != "2d" else {}),
-                   **({"implant_designs": True} if implant_designs else {})}
+                   **({"variants": sorted(variants)} if variants else {})}
     if cache_file and Path(cache_file).exists():
         store, saved = SampleStore.load(cache_file)
         if saved.get("description") == description:
             log.info("loaded %d rendered %s cases from %s", len(store), renderer, cache_file)
             return store.split(saved["n_train"])
         log.info("cache %s was made for other seeds or spacing: rendering again", cache_file)
-    train = render_store(train_seeds, spacing, workers, hard_fraction, renderer, progress, implant_designs)
-    val = render_store(val_seeds, spacing, workers, renderer=renderer, progress=progress,
-                       implant_designs=implant_designs)
+    train = render_store(train_seeds, spacing, workers, hard_fraction, renderer, progress, variants or ())
+    val = render_store(val_seeds, spacing, workers, renderer=renderer, progress=progress, variants=variants or ())
     if cache_file:
         SampleStore.concat(train, val).save(cache_file, {"description": description, "n_train": len(train)})
     return train, val
@@ -61,7 +60,7 @@ def _synthetic(data: SyntheticData, phases: list[str], progress: bool = True) ->
     if any(counts[p] for p in phases):
         t, v = _rendered("2d", counts, data.n_val_per_phase, data.spacing_mm, data.hard_fraction,
                          data.render_workers, data.cache_file, phases, data.seed_offset, progress,
-                         data.implant_designs)
+                         data.variants)
         trains.append(t)
         vals.append(v)
     if x3 is not None and (any(counts3[p] for p in phases) or x3.n_val_per_phase):

@@ -17,6 +17,8 @@ import numpy as np
 
 from model.vocabulary import PHASE_NAMES, PHASES, POSTOP
 
+VARIANTS = ("implant_designs", "dense_plates")  # optional widenings (``vary_implant_design``, ``vary_native_plates``)
+
 
 @dataclass(frozen=True)
 class TibiaParams:
@@ -39,6 +41,10 @@ class TibiaParams:
     osteophyte_lateral: float
     subchondral_medial: float  # dense subchondral plate under the articular surface (mm, 0 = none)
     subchondral_lateral: float
+    # Denser plates (``vary_native_plates``); the defaults are the generator's original native knee.
+    plate_density: float = 1.0  # times the usual density of the subchondral plates and the posterior rim
+    rim_thickness: float = 0.9  # mm
+    rim_flatness: float = 0.0  # 0: the rim follows the plateau's concavity; 1: a straight band between the corners
 
 
 @dataclass(frozen=True)
@@ -279,6 +285,19 @@ def vary_implant_design(imp: ImplantParams, width: float, rng: np.random.Generat
         component_density=1.0 if rng.random() < 0.6 else u(0.12, 0.6),
         tray_density=1.0 if rng.random() < 0.5 else u(0.12, 0.6),
     )
+
+
+def vary_native_plates(a: KneeAnatomy, rng: np.random.Generator) -> KneeAnatomy:
+    """The same native knee with denser, thicker subchondral plates and a posterior plateau rim that is always there,
+    thicker, brighter and flatter (the plateau's cortical plate seen edge-on): hard negatives for the pre/post-op
+    decision, which otherwise learns "a bright flat band across the tibia" as "a tray". Its own ``rng``."""
+    u = rng.uniform
+    flexion_rim = a.tibia.posterior_rim_offset
+    tibia = dataclasses.replace(
+        a.tibia, subchondral_medial=u(1.0, 4.5), subchondral_lateral=u(1.0, 4.5), plate_density=u(1.5, 8.0),
+        posterior_rim_offset=flexion_rim if flexion_rim > 0 else u(0.5, 4.0), rim_thickness=u(0.9, 3.0),
+        rim_flatness=u(0.0, 1.0))
+    return dataclasses.replace(a, tibia=tibia, femur=dataclasses.replace(a.femur, subchondral=u(0.8, 3.5)))
 
 
 def sample_anatomy(rng: np.random.Generator, phase: str, hard: bool = False,

@@ -17,13 +17,14 @@ from model.alignment import compute_alignment
 from model.scheme import load_scheme
 from model.vocabulary import PHASE_NAMES
 from train.synth.acquisition import Acquisition, sample_acquisition
-from train.synth.anatomy import KneeAnatomy, sample_anatomy, vary_implant_design
+from train.synth.anatomy import KneeAnatomy, sample_anatomy, vary_implant_design, vary_native_plates
 from train.synth.landmarks import scheme_points
 from train.synth.render import render
 from train.synth.shapes import build_shapes
 
 GENERATOR_VERSION = "1.0"
 DESIGN_STREAM = 1  # the implant designs' own random stream: np.random.default_rng([seed, DESIGN_STREAM])
+PLATES_STREAM = 2  # the dense native plates' own stream
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,12 @@ def _seed_of(rng_or_seed: np.random.Generator | int) -> int:
 
 def sample_case(rng_or_seed: np.random.Generator | int, phase: str | None = None, hard: bool = False, *,
                 atfa_deg: float | None = None, laterality: str | None = None,
-                implant_designs: bool = False) -> SynthCase:
+                implant_designs: bool = False, dense_plates: bool = False) -> SynthCase:
     """Sample one case. ``phase=None`` draws pre-op or post-op at even odds; ``atfa_deg`` and
     ``laterality`` fix those parameters (everything else stays random). ``implant_designs`` draws the post-op
     implant from the wider range of designs (``vary_implant_design``); the knee and the acquisition stay those of
-    the seed without it."""
+    the seed without it. ``dense_plates`` gives a pre-op knee denser subchondral plates and a flat bright posterior
+    rim (``vary_native_plates``), likewise from a stream of its own."""
     seed = _seed_of(rng_or_seed)
     rng = np.random.default_rng(seed)
     if phase is None:
@@ -84,6 +86,8 @@ def sample_case(rng_or_seed: np.random.Generator | int, phase: str | None = None
     if implant_designs and anatomy.implant is not None:
         design = vary_implant_design(anatomy.implant, anatomy.tibia.width, np.random.default_rng([seed, DESIGN_STREAM]))
         anatomy = dataclasses.replace(anatomy, implant=design)
+    if dense_plates and anatomy.implant is None:
+        anatomy = vary_native_plates(anatomy, np.random.default_rng([seed, PLATES_STREAM]))
     return SynthCase(seed, phase, hard, anatomy, acquisition)
 
 

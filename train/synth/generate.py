@@ -1,11 +1,12 @@
 """Generate a folder of synthetic AP knee radiographs as DICOM files with ground-truth JSON beside each.
 
-Backs ``knee-train synth --n N --out DIR [--seed S] [--phase P] [--hard] [--implant-designs]``. Case ``i`` of a run with
+Backs ``knee-train synth --n N --out DIR [--seed S] [--phase P] [--hard] [--variant NAME]``. Case ``i`` of a run with
 seed ``S`` uses the seed ``case_seed(S, i)``, so any single file can be regenerated alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +23,21 @@ def case_seed(seed: int, index: int) -> int:
 
 def generate(n: int, out_dir: str | Path, seed: int = 0, phase: str | None = None, hard: bool = False,
              compress: str | None = None, drop_laterality: float = 0.0, progress: bool = True,
-             renderer: str = "2d", implant_designs: bool = False) -> list[Path]:
+             renderer: str = "2d", variants: Sequence[str] = ()) -> list[Path]:
     """Write ``n`` cases to ``out_dir`` as ``synth_s<seed>_<i>.dcm`` + ``.json``; returns the DICOM paths.
     ``renderer``: "2d" (this package) or "3d" (``train.xray3d``, files named ``xray3d_s<seed>_<i>``).
 
     ``phase``: None (mixed), ``"preop"`` or ``"postop"``. ``compress``: None, ``"jpeg2000"`` or ``"rle"``.
     ``drop_laterality``: fraction of files written without laterality tags (chosen per case, reproducibly).
-    ``implant_designs`` (2d only): post-op implants from the generator's wider range of designs.
+    ``variants`` (2d only): widenings of the generator (``VARIANTS``: ``implant_designs``, ``dense_plates``).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    options = {"implant_designs": True} if implant_designs else {}
+    options = {name: True for name in variants}
     if renderer == "2d":
         sample, render, stem = sample_case, render_case, "synth"
-    elif implant_designs:
-        raise ValueError("--implant-designs is an option of the 2d renderer only")
+    elif variants:
+        raise ValueError("--variant is an option of the 2d renderer only")
     elif renderer == "3d":
         from train.xray3d import render_case as render
         from train.xray3d import sample_case as sample

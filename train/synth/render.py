@@ -180,9 +180,9 @@ def _attenuation(shapes: KneeShapes, anatomy: KneeAnatomy, canvas: Canvas) -> No
     for spur in shapes.osteophytes:
         canvas.add_round(spur, Look(4.0, 0.8, MU_TRABECULAR), textured=False)
     for plate in shapes.subchondral:
-        canvas.add_flat(plate, SUBCHONDRAL)
+        canvas.add_flat(plate, SUBCHONDRAL * anatomy.tibia.plate_density)
     if shapes.posterior_rim is not None:
-        canvas.add_flat(shapes.posterior_rim, RIM)
+        canvas.add_flat(shapes.posterior_rim, RIM * anatomy.tibia.plate_density)
     imp = shapes.implant
     if imp is not None:
         canvas.add_flat(imp.tray_cement_polygon, CEMENT)

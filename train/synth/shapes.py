@@ -435,8 +435,8 @@ def build_shapes(a: KneeAnatomy) -> KneeShapes:
     rim = None
     if t.posterior_rim_offset > 0:
         x = np.linspace(-t.width / 2 + 6.0, t.width / 2 - 6.0, 200)
-        y = _plateau_base(t, x) + t.posterior_rim_offset
-        rim = np.vstack([np.stack([x, y], 1), np.stack([x, y + 0.9], 1)[::-1]])
+        y = (1.0 - t.rim_flatness) * _plateau_base(t, x) + t.posterior_rim_offset
+        rim = np.vstack([np.stack([x, y], 1), np.stack([x, y + t.rim_thickness], 1)[::-1]])
     return KneeShapes(
         reference_length=t.width, femur=femur, tibia=tibia, fibula=fibula, patella=_patella(a),
         leg=_leg(a, femur, tibia, fibula), osteophytes=_osteophytes(a, femur, tibia),

@@ -1,5 +1,6 @@
-"""The 2D generator's wider range of implant designs: only the implant changes, faint metal is drawn faint, and a
-run's rendered cases say (and cache) which range they were drawn from."""
+"""The 2D generator's variants: implants of a wider range of designs (only the implant changes, faint metal is drawn
+faint) and native knees with dense plates (only the plates change, the rim can be a flat band); a run's rendered
+cases say (and cache) which variants they were drawn from."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from train.data.synthetic import render_store
 from train.fitting.sources import _rendered
 from train.synth import render_case, sample_case
+from train.synth.shapes import build_shapes
 
 
 def test_designs_change_the_implant_and_nothing_else():
@@ -48,11 +50,33 @@ def test_a_faint_tray_is_drawn_fainter_than_cobalt_chrome():
 
 
 def test_rendered_cases_and_their_cache_say_which_designs(tmp_path):
-    store = render_store({"postop": [3]}, 3.0, implant_designs=True, progress=False)
-    assert store[0].source.endswith(":designs")
+    store = render_store({"postop": [3]}, 3.0, variants=("implant_designs",), progress=False)
+    assert store[0].source.endswith(":implant_designs")
     cache = str(tmp_path / "cache.npz")
     plain, _ = _rendered("2d", {"preop": 0, "postop": 1}, 0, 3.0, 0.0, 1, cache, ["postop"], progress=False)
     varied, _ = _rendered("2d", {"preop": 0, "postop": 1}, 0, 3.0, 0.0, 1, cache, ["postop"], progress=False,
-                          implant_designs=True)  # the cache of the plain run is not reused
-    assert not plain[0].source.endswith(":designs") and varied[0].source.endswith(":designs")
+                          variants=["implant_designs"])  # the cache of the plain run is not reused
+    assert not plain[0].source.endswith(":implant_designs") and varied[0].source.endswith(":implant_designs")
     assert not np.array_equal(plain[0].landmarks, varied[0].landmarks)
+
+
+def test_dense_plates_change_the_plates_of_native_knees_and_nothing_else():
+    for seed in range(50, 56):
+        plain, dense = sample_case(seed, phase="preop"), sample_case(seed, phase="preop", dense_plates=True)
+        assert dense.acquisition == plain.acquisition and dense.anatomy.patella == plain.anatomy.patella
+        t0, t1 = plain.anatomy.tibia, dense.anatomy.tibia
+        assert (t0.width, t0.tilt_deg, t0.medial_depth) == (t1.width, t1.tilt_deg, t1.medial_depth)
+        assert t0.plate_density == 1.0 and t1.plate_density > 1.0 and t1.posterior_rim_offset > 0
+    assert sample_case(50, phase="postop", dense_plates=True) == sample_case(50, phase="postop")
+
+
+def test_a_flat_rim_is_a_straight_band_and_a_curved_one_follows_the_plateau():
+    case = sample_case(51, phase="preop", dense_plates=True)
+
+    def rim_top(flatness: float) -> np.ndarray:
+        tibia = dataclasses.replace(case.anatomy.tibia, rim_flatness=flatness, rim_thickness=2.0)
+        rim = build_shapes(dataclasses.replace(case.anatomy, tibia=tibia)).posterior_rim
+        return rim[: len(rim) // 2, 1]
+
+    assert np.ptp(rim_top(1.0)) < 1e-9
+    assert np.ptp(rim_top(0.0)) > 1.0  # the plateau's concavity, millimetres deep
