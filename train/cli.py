@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="2d: the parametric outline generator; 3d: 3D solids projected like X-rays")
     p.add_argument("--variant", action="append", choices=list(VARIANTS), default=[],
                    help="2d, repeatable: implant_designs (implants of other designs), dense_plates (pre-op knees "
-                        "with dense subchondral plates and a flat bright plateau rim)")
+                        "with dense subchondral plates and a bright plateau rim)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("fit", help="train the stages of a run configuration and write a weights bundle")

@@ -14,6 +14,7 @@ from model.network import HourglassConfig
 from model.scheme import load_scheme
 from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, STAGE_NAMES, STAGES
 from train.augment import FrameJitter, GlobalAug, ImplantAug
+from train.synth.anatomy import VARIANTS
 
 
 class _Strict(BaseModel):
@@ -94,9 +95,9 @@ class SyntheticData(_Strict):
     hard_fraction: float = Field(default=0.0, ge=0, le=1)  # training cases drawn from the hard distribution
     render_workers: int = Field(default=2, ge=1)
     cache_file: str | None = None  # .npz of the rendered store, reused when it matches
-    # widenings of the 2D generator: implant_designs (post-op implants of other designs), dense_plates (pre-op knees
-    # with dense subchondral plates and a flat bright plateau rim)
-    variants: list[Literal["implant_designs", "dense_plates"]] = []
+    # widenings of the 2D generator (train.synth.anatomy.VARIANTS): implant_designs (post-op implants of other
+    # designs), dense_plates (pre-op knees with dense subchondral plates and a bright plateau rim)
+    variants: list[Literal[VARIANTS]] = []
     xray3d: Xray3DData | None = None  # cases of the second renderer
 
     def describe(self) -> str:

@@ -73,7 +73,7 @@ def sample_case(rng_or_seed: np.random.Generator | int, phase: str | None = None
     """Sample one case. ``phase=None`` draws pre-op or post-op at even odds; ``atfa_deg`` and
     ``laterality`` fix those parameters (everything else stays random). ``implant_designs`` draws the post-op
     implant from the wider range of designs (``vary_implant_design``); the knee and the acquisition stay those of
-    the seed without it. ``dense_plates`` gives a pre-op knee denser subchondral plates and a flat bright posterior
+    the seed without it. ``dense_plates`` gives a pre-op knee denser subchondral plates and a bright posterior
     rim (``vary_native_plates``), likewise from a stream of its own."""
     seed = _seed_of(rng_or_seed)
     rng = np.random.default_rng(seed)
