@@ -1,5 +1,5 @@
 """The 2D generator's variants: implants of a wider range of designs (only the implant changes, faint metal is drawn
-faint) and native knees with dense plates (only the plates change, the rim can be a flat band); a run's rendered
+faint) and native knees with dense plates (only the plates change, the rim is a bright band); a run's rendered
 cases say (and cache) which variants they were drawn from."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 
+from model.scheme import load_scheme
 from train.data.synthetic import render_store
 from train.fitting.sources import _rendered
 from train.synth import render_case, sample_case
@@ -40,9 +41,9 @@ def test_a_faint_tray_is_drawn_fainter_than_cobalt_chrome():
         faint = dataclasses.replace(case, anatomy=dataclasses.replace(
             case.anatomy, implant=dataclasses.replace(implant, tray_density=density)))
         img = render_case(faint, 0.5, clean=True)
-        # the tray's centre in pixels: half-way between its top and bottom surface points (post-op scheme)
-        top = img.landmarks[-47 + 25:-47 + 31].mean(0)
-        bottom = img.landmarks[-47 + 31:-47 + 37].mean(0)
+        # the tray's centre in pixels: half-way between its upper (first 6) and lower (last 6) surface points
+        tray = list(load_scheme("postop").curve("tibial_tray").indices)
+        top, bottom = img.landmarks[tray[:6]].mean(0), img.landmarks[tray[6:]].mean(0)
         centre = np.round((top + bottom) / 2).astype(int)
         return float(img.image[centre[1], centre[0]]) * (1 if img.photometric == "MONOCHROME2" else -1)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from model.vocabulary import PHASE_NAMES, POSTOP, PREOP, STAGE_NAMES, STAGES
@@ -26,7 +27,7 @@ def phases_needed(cfg: RunConfig) -> list[str]:
 
 def _rendered(renderer: str, counts: dict[str, int], n_val: int, spacing: float, hard_fraction: float,
               workers: int, cache_file: str | None, phases: list[str], seed_offset: int = 0,
-              progress: bool = True, variants: list[str] | None = None) -> tuple[SampleStore, SampleStore]:
+              progress: bool = True, variants: Sequence[str] = ()) -> tuple[SampleStore, SampleStore]:
     """Training and validation cases of one renderer, from its cache file when that was made the same way."""
     train_seeds = {p: training_seeds(p, counts[p], seed_offset) for p in phases if counts[p]}
     val_seeds = {p: validation_seeds(p, n_val) for p in phases if n_val}
@@ -43,8 +44,8 @@ def _rendered(renderer: str, counts: dict[str, int], n_val: int, spacing: float,
             log.info("loaded %d rendered %s cases from %s", len(store), renderer, cache_file)
             return store.split(saved["n_train"])
         log.info("cache %s was made for other seeds or spacing: rendering again", cache_file)
-    train = render_store(train_seeds, spacing, workers, hard_fraction, renderer, progress, variants or ())
-    val = render_store(val_seeds, spacing, workers, renderer=renderer, progress=progress, variants=variants or ())
+    train = render_store(train_seeds, spacing, workers, hard_fraction, renderer, progress, variants)
+    val = render_store(val_seeds, spacing, workers, renderer=renderer, progress=progress, variants=variants)
     if cache_file:
         SampleStore.concat(train, val).save(cache_file, {"description": description, "n_train": len(train)})
     return train, val
