@@ -59,6 +59,23 @@ def test_collimated_levels_are_not_exposed():
     assert 1.3 not in exposed_levels(image, points, scheme, reference_length_px=100.0)["femur"]
 
 
+def test_a_faint_shaft_beside_bright_metal_is_exposed_and_its_collimated_part_is_not():
+    """A post-op knee's metal takes the top of the display range, so the shaft steps by only 0.06 (the 3D
+    renderer's exposed shafts go as low as that): still exposed; the flat field under the collimator is not."""
+    scheme = load_scheme("preop")
+    image = two_shafts(rows=600, tissue=0.30, bone=0.36)
+    image[280:320, 60:140] = 1.0  # the implant at the joint line
+    points = np.full((scheme.n_points, 2), 100.0)
+    for bone, rows in scheme.shaft_levels.items():
+        for level, med, lat in rows:
+            y = 300 + (100 * level if bone == "tibia" else -100 * level)
+            points[med], points[lat] = (79.5, y), (119.5, y)
+    image[:195] = 0.30  # the collimator over the femur above 1.05 L: flat, as unexposed film is after inversion
+    shown = exposed_levels(image, points, scheme, reference_length_px=100.0)
+    assert shown["tibia"] == {lv for lv, _, _ in scheme.shaft_levels["tibia"]}
+    assert shown["femur"] == {lv for lv, _, _ in scheme.shaft_levels["femur"] if lv <= 1.0}
+
+
 def test_noise_under_the_collimator_is_averaged_away():
     rng = np.random.default_rng(0)
     image = two_shafts(rows=2000, cols=1000)
