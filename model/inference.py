@@ -22,7 +22,8 @@
    (``model.exposure``, ``model.alignment.choose_bone_levels``); too little shaft exposed makes the result
    low-confidence. A whole-result confidence; below the threshold the result is low-confidence.
 5. Consistency: the same measurement on a mirrored copy (laterality swapped) and on a copy rotated by a few
-   degrees must agree within ``CONSISTENCY_TOLERANCE_DEG``; otherwise the result is low-confidence with the reason.
+   degrees, at the same shaft levels, must agree within ``CONSISTENCY_TOLERANCE_DEG``; otherwise the result is
+   low-confidence with the reason.
 6. The measurement panel (``model.measurements``): the configured measurements from the same landmarks and
    axes (a bone without enough exposed shaft makes only the measurements on its axis not measurable), each
    graded by the confidence of its own landmarks and of the landmark set as a whole (laterality, phase, the
@@ -159,8 +160,9 @@ class KneeAligner:
 
     def _measure(self, image: np.ndarray, laterality_tag: str | None,
                  pixel_spacing_mm: tuple[float, float] | None, spacing_source: str | None = None,
-                 panel: bool = True) -> KneePrediction:
-        """One measurement of ``image``; ``panel``: the measurement panel too (not for the consistency copies)."""
+                 panel: bool = True, at_levels: ShaftLevels | None = None) -> KneePrediction:
+        """One measurement of ``image``; ``panel``: the measurement panel too (not for the consistency copies);
+        ``at_levels``: measure the angles at these shaft levels, not at those the image's exposed field gives."""
         timings: dict[str, float] = {}
         warnings: list[str] = []
         t = time.perf_counter()
@@ -212,7 +214,7 @@ class KneeAligner:
         default = ShaftLevels()
         panel_levels = ShaftLevels(femur=bone_levels["femur"] or default.femur,
                                    tibia=tuple(reversed(bone_levels["tibia"])) if bone_levels["tibia"] else default.tibia)
-        levels = None if unmeasurable else panel_levels
+        levels = at_levels or (None if unmeasurable else panel_levels)
         alignment = compute_alignment(landmarks, scheme, laterality, pixel_spacing_mm, levels or default)
         n_before = len(warnings)
         c_aligned, c_whole = self._confidence(conf, scheme, shift, alignment, length, pixel_spacing_mm,
@@ -253,7 +255,9 @@ class KneeAligner:
         mine = {"FNTS": pred.alignment.atfa_fnts_deg, "FTS": pred.alignment.atfa_fts_deg}
         for name, (copy, copy_tag) in copies.items():
             try:
-                other = self._measure(copy, copy_tag, spacing, panel=False)
+                # at the original's levels: the copies test the landmarks, not the exposure check's decision at a
+                # level whose cortex step is near the threshold (other levels move the angle by themselves)
+                other = self._measure(copy, copy_tag, spacing, panel=False, at_levels=pred.alignment.levels)
             except UnsupportedImage:
                 pred.consistency[name] = None
                 self._distrust(pred, f"inconsistent: no knee found in a {name}")

@@ -134,6 +134,34 @@ def test_consistency_copies_are_measured_and_reported(shipped):
     assert json.loads(json.dumps(pred.to_json()))["consistency"] == pred.consistency
 
 
+def test_consistency_copies_are_measured_at_the_originals_shaft_levels(shipped, monkeypatch):
+    """The copies test the landmarks, not the exposed-field check: a copy whose check finds more shaft than the
+    original's did (a cortex step near the threshold) is still measured at the original's levels."""
+    import model.inference as inference
+
+    checks, measured_at = [], []
+    real_check, real_alignment = inference.exposed_levels, inference.compute_alignment
+
+    def original_sees_less_tibia(image, landmarks, scheme, length):
+        shown = real_check(image, landmarks, scheme, length)
+        checks.append(shown)
+        if len(checks) == 1:  # the original image: its distal tibia (beyond 1.0 plateau widths) not shown
+            shown["tibia"] = {lv for lv in shown["tibia"] if lv <= 1.0 + 1e-9}
+        return shown
+
+    def recording_alignment(*args, **kwargs):
+        result = real_alignment(*args, **kwargs)
+        measured_at.append(result.levels)
+        return result
+
+    monkeypatch.setattr(inference, "exposed_levels", original_sees_less_tibia)
+    monkeypatch.setattr(inference, "compute_alignment", recording_alignment)
+    pred = KneeAligner.load(shipped).predict(synthetic_knee_dx("L"))
+    assert len(measured_at) == 3 and 1.3 in checks[1]["tibia"]  # the original and two copies; a copy sees 1.3
+    assert pred.alignment.levels.tibia == (0.6, 1.0)
+    assert measured_at == [pred.alignment.levels] * 3
+
+
 def test_the_prediction_carries_the_measurement_panel(shipped):
     """Every measurement of the panel in the JSON line; a pre-op knee has no components; the detector-only spacing
     is said on the widths; a configured subset keeps the aTFA; the site's range is attached."""
