@@ -199,8 +199,8 @@ def test_an_inconsistent_copy_makes_every_measurement_low_confidence(shipped, mo
     aligner = KneeAligner.load(shipped)
     original = aligner._measure
 
-    def tilted(image, tag, spacing, spacing_source=None, panel=True):
-        pred = original(image, tag, spacing, spacing_source, panel)
+    def tilted(image, tag, spacing, spacing_source=None, panel=True, at_levels=None):
+        pred = original(image, tag, spacing, spacing_source, panel, at_levels)
         if not panel:  # the copies read 5 degrees more
             from dataclasses import replace
             pred.alignment = replace(pred.alignment, atfa_fnts_deg=pred.alignment.atfa_fnts_deg + 5.0)
