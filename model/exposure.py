@@ -12,8 +12,8 @@ points: the image is resampled so that the plateau width spans ``WORK_PX_PER_L``
 also averages the noise away), a profile is taken along the line through the two cortex points, and at each
 point the mean over a few samples outside is compared with the mean over a few samples inside. On the
 normalised image (``model.preprocess``: [0, 1], bone bright) a level under the collimator steps by 0 to a few
-hundredths. Exposed shafts step by 0.17-0.5 on the 2D generator's images but by as little as 0.03-0.06 (1st-5th
-percentile) on the 3D renderer's: a metal implant takes the top of the display range and leaves bone a narrow band,
+hundredths. Exposed shafts step by 0.17-0.5 on the 2D generator's images but by as little as 0.01-0.06 (1st-5th
+percentiles) on the 3D renderer's: a metal implant takes the top of the display range and leaves bone a narrow band,
 and the fibula lies against the tibia's lateral cortex. ``MIN_CORTEX_STEP`` was set on both renderers' training
 seeds with their ground-truth landmarks (``python tests/bench/bench_exposure.py``): at 0.08 (tuned on the 2D
 generator alone) the check lost 24 of 131 post-op and 15 of 133 pre-op bones of the 3D renderer that had enough

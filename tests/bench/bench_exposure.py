@@ -44,6 +44,7 @@ def bone_rows(sample) -> list[dict]:
 
 
 def score(bones: list[dict], threshold: float) -> Counter:
+    """Counts of bones, bones with enough exposed shaft, and the check's lost / shorter / beyond at ``threshold``."""
     from model.alignment import MIN_LEVEL, choose_bone_levels
 
     c: Counter = Counter()

@@ -70,7 +70,7 @@ def test_a_faint_shaft_beside_bright_metal_is_exposed_and_its_collimated_part_is
         for level, med, lat in rows:
             y = 300 + (100 * level if bone == "tibia" else -100 * level)
             points[med], points[lat] = (79.5, y), (119.5, y)
-    image[:195] = 0.30  # the collimator over the femur above 1.05 L: flat, as unexposed film is after inversion
+    image[:195] = 0.30  # the collimator over the femur above 1.05 L: a flat field
     shown = exposed_levels(image, points, scheme, reference_length_px=100.0)
     assert shown["tibia"] == {lv for lv, _, _ in scheme.shaft_levels["tibia"]}
     assert shown["femur"] == {lv for lv, _, _ in scheme.shaft_levels["femur"] if lv <= 1.0}
