@@ -34,13 +34,13 @@ def bone_rows(sample) -> list[dict]:
     pts = sample.landmarks
     inside = (pts[:, 0] >= 0) & (pts[:, 0] <= w - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= h - 1)
     visible = np.asarray(sample.meta["visible"])
-    out = []
-    for bone, rows in sample.scheme.shaft_levels.items():
-        pairs = {level: (m, lt) for level, m, lt in rows if inside[m] and inside[lt]}
-        steps = cortex_steps(sample.image, pts, pairs, length)
-        out.append({"phase": sample.phase, "bone": bone, "extent": exposed_extent(sample, bone),
-                    "levels": {lv: (steps[lv], bool(visible[m] and visible[lt])) for lv, (m, lt) in pairs.items()}})
-    return out
+    pairs = {(bone, level): (m, lt) for bone, rows in sample.scheme.shaft_levels.items()
+             for level, m, lt in rows if inside[m] and inside[lt]}
+    steps = cortex_steps(sample.image, pts, pairs, length)  # one resampling of the image for both bones
+    return [{"phase": sample.phase, "bone": bone, "extent": exposed_extent(sample, bone),
+             "levels": {lv: (steps[(b, lv)], bool(visible[m] and visible[lt]))
+                        for (b, lv), (m, lt) in pairs.items() if b == bone}}
+            for bone in sample.scheme.shaft_levels]
 
 
 def score(bones: list[dict], threshold: float) -> Counter:
