@@ -41,6 +41,9 @@ class KneePrediction:
     measurements: dict[str, Measurement] = field(default_factory=dict)
     model_sha256: str | None = None  # SHA-256 of the weights file (None: weights not loaded from a file)
     pixel_spacing_source: str | None = None  # "PixelSpacing", "ImagerPixelSpacing", or None (no spacing)
+    # How far the final plateau corners lie from the global stage's ("global") and from those that built the final
+    # frame ("frame": the local stage's first pass when refining), in plateau widths (the larger of the two corners)
+    reference_shift: dict[str, float] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -69,6 +72,7 @@ class KneePrediction:
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "warnings": list(self.warnings),
             "consistency": self.consistency,
+            "reference_shift": {k: round(v, 4) for k, v in self.reference_shift.items()},
         }
         align = self.alignment.as_dict()
         out["atfa_fts_deg"] = round(align.pop("atfa_fts_deg"), 2)

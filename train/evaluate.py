@@ -8,7 +8,8 @@ renderer (``xray3d:test`` / ``xray3d:hard`` / ``xray3d:hard-open``), ``mixed:har
 a folder of DICOM files with ground-truth JSON beside them, or a manifest. The reference angles are those of the
 ground-truth landmarks at the paper's fixed shaft levels (its "manual" measurements); when the prediction used
 other (adaptive) levels, the ground truth at those same levels is recorded too, so that the change of definition
-and the landmark error can be told apart.
+and the landmark error can be told apart; and the landmark error is split between the axes (``error_sources``:
+femoral and tibial axis directions, the notch midpoint's offset) to show which landmarks carry it.
 
 When the predicted phase differs from the true one, landmark errors are taken over the points the two schemes
 share (the 134 bone points; post-op adds the implant outlines after them). A case for which inference gives no
@@ -40,7 +41,16 @@ from train.data.manifest import ManifestEntry, load_entry, read_directory, read_
 from train.data.sample import KneeSample
 from train.data.splits import held_out_seeds
 from train.data.synthetic import render_samples, synthetic_sample
-from train.metrics import ICC_FORM, accuracy, agreement, relative_p2c, relative_p2p, summarize
+from train.metrics import (
+    ICC_FORM,
+    accuracy,
+    agreement,
+    error_sources,
+    relative_p2c,
+    relative_p2p,
+    summarize,
+    summarize_error_sources,
+)
 from train.panel_eval import case_panel, summarize_panel
 
 # Synthetic evaluation sets: name -> (held-out seeds of train.data.splits, hard distribution, collimator removed).
@@ -76,6 +86,7 @@ class CaseResult:
     levels_pred: dict | None = None  # shaft levels the prediction's axes used
     atfa_fts_same_levels: float = math.nan  # ground-truth landmarks measured at the prediction's levels
     atfa_fnts_same_levels: float = math.nan
+    error_sources: dict | None = None  # train.metrics.error_sources, when phase and laterality are right
     warnings: list = field(default_factory=list)
     panel: dict = field(default_factory=dict)  # measurement -> truth, prediction, status (train.panel_eval)
     error: str | None = None  # why inference gave no result
@@ -181,6 +192,10 @@ def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags
     if pred.phase == sample.phase:  # the truth at the levels the prediction used
         same = compute_alignment(sample.landmarks, sample.scheme, sample.laterality, levels=levels)
         case.atfa_fts_same_levels, case.atfa_fnts_same_levels = same.atfa_fts_deg, same.atfa_fnts_deg
+        if pred.laterality == sample.laterality:
+            mine = compute_alignment(pred.landmarks, sample.scheme, sample.laterality, levels=levels)
+            corners = sample.landmarks[list(sample.scheme.roles["reference"])]
+            case.error_sources = error_sources(mine, same, sample.laterality, corners)
     case.panel = case_panel(sample, pred)
     case.landmarks_pred = np.round(pred.landmarks, 3).tolist()
     return case
@@ -234,6 +249,9 @@ def summarize_cases(cases: list[CaseResult]) -> dict:
                                                            for c in adapted])),
                 "level_shift_fts_mad_deg": float(np.mean([abs(c.atfa_fts_same_levels - c.atfa_fts) for c in adapted])),
             }
+        sourced = [c.error_sources for c in confident if c.error_sources]
+        if sourced:  # which axis, and how much of it the notch, carries the landmark error
+            block["confident_error_sources"] = summarize_error_sources(sourced)
         shown = [c for c in sel if c.exposed_femur is not None and c.exposed_tibia is not None]
         if shown:  # cases with at least 0.6 plateau widths of both shafts in the field, and how many are measured
             enough = [c for c in shown if c.exposed_femur >= 0.6 - 1e-6 and c.exposed_tibia >= 0.6 - 1e-6]

@@ -1,5 +1,6 @@
 """Evaluation metrics of Hu et al. 2025: rP2P and rP2C per image, summaries over images, and the aTFA
-agreement statistics (ICC(A,1) with its 95% CI, MAD, Bland-Altman, sign errors).
+agreement statistics (ICC(A,1) with its 95% CI, MAD, Bland-Altman, sign errors); and where an aTFA error comes
+from (each axis's direction error, the notch midpoint's offset).
 
 Distances are relative to the reference length: the distance between the two *ground-truth* tibial plateau
 corners (the scheme's ``reference`` role), in percent.
@@ -11,11 +12,13 @@ with Satterthwaite degrees of freedom (the one pingouin reports as ICC2).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats
 
+from model.alignment import AlignmentResult, Axis
 from model.scheme import LandmarkScheme
 
 # ---------------------------------------------------------------------------------------------- landmarks
@@ -215,3 +218,50 @@ def accuracy(predicted: list, truth: list) -> float:
     if not truth:
         return float("nan")
     return float(np.mean([p == t for p, t in zip(predicted, truth)]))
+
+
+# ---------------------------------------------------------------------------------------------- error sources
+# The aTFA is the tibial axis's direction minus the femoral axis's, so its error splits exactly into the two axes'
+# errors; the FNTS femoral axis ends at the notch midpoint, whose offset says which landmarks carry the error.
+
+ERROR_SOURCES = ("femoral_fnts_deg", "femoral_fts_deg", "tibial_deg", "notch_lateral_pct", "notch_distal_pct")
+
+
+def axis_direction_deg(axis: Axis, laterality: str) -> float:
+    """Direction of ``axis`` (proximal to distal) from the image's downward vertical, degrees, positive toward the
+    lateral side (a right knee's image is read mirrored), so that aTFA = tibial direction - femoral direction."""
+    dx = axis.distal[0] - axis.proximal[0]
+    dy = axis.distal[1] - axis.proximal[1]
+    return math.degrees(math.atan2(-dx if laterality == "R" else dx, dy))
+
+
+def error_sources(pred: AlignmentResult, truth: AlignmentResult, laterality: str, reference: np.ndarray) -> dict:
+    """Where an aTFA error comes from: each axis's direction error (prediction minus truth, degrees, positive
+    toward lateral; FNTS error = tibial - femoral_fnts) and the notch midpoint's offset in percent of the plateau
+    width along the true plateau (lateral positive) and across it (distal positive). ``pred`` and ``truth``
+    must be measured at the same shaft levels, with the true laterality; ``reference``: the true (medial,
+    lateral) plateau corners."""
+    def turn(p: Axis, t: Axis) -> float:
+        return (axis_direction_deg(p, laterality) - axis_direction_deg(t, laterality) + 180.0) % 360.0 - 180.0
+
+    medial, lateral = np.asarray(reference, np.float64)
+    length = float(np.linalg.norm(lateral - medial))
+    across = (lateral - medial) / length
+    down = np.array([-across[1], across[0]])
+    down = down if down[1] >= 0 else -down
+    offset = np.subtract(pred.femoral_axis_fnts.distal, truth.femoral_axis_fnts.distal)
+    return {"femoral_fnts_deg": turn(pred.femoral_axis_fnts, truth.femoral_axis_fnts),
+            "femoral_fts_deg": turn(pred.femoral_axis_fts, truth.femoral_axis_fts),
+            "tibial_deg": turn(pred.tibial_axis, truth.tibial_axis),
+            "notch_lateral_pct": 100.0 * float(offset @ across) / length,
+            "notch_distal_pct": 100.0 * float(offset @ down) / length}
+
+
+def summarize_error_sources(rows: list[dict]) -> dict:
+    """Per quantity of ``error_sources``: n, mean (the bias) and mean absolute value over ``rows``."""
+    out = {"n": len(rows)}
+    for key in ERROR_SOURCES:
+        values = np.array([r[key] for r in rows], dtype=np.float64)
+        out[key] = {"mean": float(values.mean()) if len(values) else math.nan,
+                    "mad": float(np.abs(values).mean()) if len(values) else math.nan}
+    return out

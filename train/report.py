@@ -24,6 +24,11 @@ def _f(value: float | None, digits: int = 2) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _pair(stat: dict, unit: str) -> str:
+    """``{"mean": m, "mad": a}`` as "+m / a" with ``unit``."""
+    return f"{stat['mean']:+.2f} / {stat['mad']:.2f}{unit}"
+
+
 def table1(summary: dict) -> str:
     lines = ["| Data | Subset | n | rP2P mean | rP2P median | rP2P 95%ile | rP2C mean | rP2C median | rP2C 95%ile |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -132,6 +137,15 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
                          f"(FTS {same['fts']['mad']:.2f}°); the change of levels itself moves the reference by "
                          f"{same['level_shift_fnts_mad_deg']:.2f}° FNTS, {same['level_shift_fts_mad_deg']:.2f}° FTS "
                          "on average")
+        src = block.get("confident_error_sources")
+        if src and src["n"]:
+            deg = {k: _pair(src[k], "°") for k in ("femoral_fnts_deg", "femoral_fts_deg", "tibial_deg")}
+            pct = {k: _pair(src[k], " %") for k in ("notch_lateral_pct", "notch_distal_pct")}
+            parts.append(f"  - where the error comes from ({src['n']} confident cases with phase and side right, "
+                         "prediction minus ground truth at the same levels, mean / mean absolute; aTFA = tibial - "
+                         f"femoral): femoral axis to the notch {deg['femoral_fnts_deg']}, between the shaft levels "
+                         f"{deg['femoral_fts_deg']}; tibial axis {deg['tibial_deg']}; notch midpoint "
+                         f"{pct['notch_lateral_pct']} lateral, {pct['notch_distal_pct']} distal (of the plateau width)")
         axes = block.get("truth_vs_projected_axes_mad_deg")
         if axes:
             parts.append(f"  - ground-truth landmark angles vs the projected 3D shaft axes: mean |difference| FTS "

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from model.inference import KneeAligner, resolve_device
+from model.inference import GRADED_CHECKS, KneeAligner, resolve_device
 from model.network import HourglassConfig
 from model.weights import ModelBundle, save_bundle
 from tests.model.test_preprocess import make_dx
@@ -65,6 +65,24 @@ def test_threshold_decides_the_status(shipped):
     assert KneeAligner.load(shipped, confidence_threshold=0.0).predict(ds).status == "ok"
     low = KneeAligner.load(shipped, confidence_threshold=1.01).predict(ds)
     assert low.status == "low_confidence" and low.low_confidence
+    # no check failed outright: the result names the weakest graded one rather than no reason at all
+    assert len(low.warnings) == 1 and low.warnings[0].split(" (")[0] in GRADED_CHECKS
+    assert low.measurements["atfa_fnts"].status == "low_confidence"
+
+
+def test_plateau_corners_far_from_the_global_stages_are_named_and_both_distances_reported(shipped, monkeypatch):
+    import model.inference as inference
+
+    monkeypatch.setattr(inference, "REFERENCE_SHIFT_LIMIT", 1e-6)  # any distance at all takes the confidence to 0
+    pred = KneeAligner.load(shipped).predict(synthetic_knee_dx("L"))
+    shift = pred.reference_shift
+    assert set(shift) == {"global", "frame"} and 0.0 < shift["frame"] < 0.1 and 0.0 < shift["global"] < 0.1
+    assert pred.confidence == 0.0 and pred.low_confidence
+    assert pred.warnings == [f"plateau corners far from the global stage's ({100 * shift['global']:.0f} % of the "
+                             "plateau width)"]
+    graded = [m for m in pred.measurements.values() if m.status == "low_confidence"]
+    assert len(graded) >= 3 and all(pred.warnings[0] in m.reason for m in graded)  # it concerns every landmark
+    assert json.loads(json.dumps(pred.to_json()))["reference_shift"] == {k: round(v, 4) for k, v in shift.items()}
 
 
 def test_untrained_networks_never_give_a_confident_number(tiny_weights):

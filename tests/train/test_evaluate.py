@@ -166,3 +166,19 @@ def test_the_render_bar_of_a_synthetic_set_follows_the_progress_flag(capsys, pro
     data = resolve_data("synthetic:test", n_per_phase=1, progress=progress)
     assert len(list(data.samples())) == 2
     assert ("synthetic:test" in capsys.readouterr().err) is progress
+
+
+def test_error_sources_are_summarised_over_confident_cases_and_reported():
+    src = {"femoral_fnts_deg": 2.0, "femoral_fts_deg": 1.0, "tibial_deg": -0.5, "notch_lateral_pct": 3.0,
+           "notch_distal_pct": -1.0}
+    cases = [_case(0, "postop", 5.0, 2.5, 1.0, error_sources=src),
+             _case(1, "postop", 5.0, 5.0, 1.0, error_sources={k: -v for k, v in src.items()}),
+             _case(2, "postop", 5.0, 9.0, 1.0, low=True, error_sources=dict.fromkeys(src, 50.0)),
+             _case(3, "postop", 5.0, 5.0, 1.0)]  # phase or side wrong: no split
+    summary = summarize_cases(cases)
+    block = summary["phases"]["postop"]["confident_error_sources"]
+    assert block["n"] == 2
+    assert block["femoral_fnts_deg"] == {"mean": 0.0, "mad": 2.0} and block["notch_lateral_pct"]["mad"] == 3.0
+    report = markdown_report({**summary, "data": "d", "weights": "w", "model": {"name": "n", "version": "v"},
+                              "laterality_input": "image", "confidence_threshold": 0.5})
+    assert "where the error comes from (2 confident cases" in report and "tibial axis +0.00 / 0.50°" in report

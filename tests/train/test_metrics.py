@@ -7,10 +7,13 @@ import pandas as pd
 import pingouin
 import pytest
 
+from model.alignment import compute_alignment
 from model.scheme import load_scheme
 from train.metrics import (
+    ERROR_SOURCES,
     agreement,
     bland_altman,
+    error_sources,
     icc_a1,
     p2c_distances,
     point_to_segments,
@@ -18,6 +21,7 @@ from train.metrics import (
     relative_p2p,
     sign_errors,
     summarize,
+    summarize_error_sources,
 )
 
 
@@ -143,3 +147,55 @@ def test_agreement_hand_values():
     assert a.max_abs_diff == pytest.approx(1.0)
     assert a.sign_errors == 0
     assert 0.8 < a.icc.icc < 1.0
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_error_sources_split_the_angle_error_between_the_two_axes(laterality):
+    scheme = load_scheme("preop")
+    truth_pts = _landmarks("preop", seed=3)
+    pred_pts = truth_pts + np.random.default_rng(4).normal(0.0, 4.0, truth_pts.shape)
+    truth = compute_alignment(truth_pts, scheme, laterality)
+    pred = compute_alignment(pred_pts, scheme, laterality)
+    src = error_sources(pred, truth, laterality, truth_pts[list(scheme.roles["reference"])])
+    assert set(src) == set(ERROR_SOURCES)
+
+    def wrapped(d):
+        return (d + 180.0) % 360.0 - 180.0
+
+    assert abs(src["tibial_deg"]) > 0.1 and abs(src["femoral_fnts_deg"]) > 0.1  # the noise moved both axes
+    assert wrapped(pred.atfa_fnts_deg - truth.atfa_fnts_deg) == pytest.approx(
+        wrapped(src["tibial_deg"] - src["femoral_fnts_deg"]), abs=1e-9)
+    assert wrapped(pred.atfa_fts_deg - truth.atfa_fts_deg) == pytest.approx(
+        wrapped(src["tibial_deg"] - src["femoral_fts_deg"]), abs=1e-9)
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_error_sources_place_the_notch_along_and_across_the_true_plateau(laterality):
+    scheme = load_scheme("preop")
+    pts = _landmarks("preop", seed=5)
+    medial, lateral = scheme.roles["reference"]
+    if laterality == "R":  # a right knee as acquired: its lateral corner on the image's left
+        pts[medial], pts[lateral] = (300.0, 300.0), (200.0, 300.0)
+    a, b = scheme.roles["femoral_notch"]
+    pts[[a, b]] = [(240.0, 250.0), (260.0, 250.0)]
+    f_prox = scheme.roles["femoral_shaft_proximal"]
+    pts[list(f_prox)] = [(230.0, 120.0), (270.0, 120.0)]  # the femoral shaft straight above the notch
+    moved = pts.copy()
+    lateral_px = 3.0 if laterality == "L" else -3.0
+    moved[[a, b]] += (lateral_px, 2.0)  # 3 % of the plateau width laterally, 2 % distally
+    truth = compute_alignment(pts, scheme, laterality)
+    pred = compute_alignment(moved, scheme, laterality)
+    src = error_sources(pred, truth, laterality, pts[[medial, lateral]])
+    assert src["notch_lateral_pct"] == pytest.approx(3.0) and src["notch_distal_pct"] == pytest.approx(2.0)
+    # the femoral axis (shaft to notch, 132 px) turns laterally by atan(3/132); the tibial axis does not move
+    assert src["femoral_fnts_deg"] == pytest.approx(np.degrees(np.arctan2(3.0, 132.0)), abs=1e-6)
+    assert src["tibial_deg"] == 0.0 and src["femoral_fts_deg"] == 0.0
+    assert pred.atfa_fnts_deg - truth.atfa_fnts_deg == pytest.approx(-src["femoral_fnts_deg"])  # varus-ward
+
+
+def test_error_sources_summary_gives_the_bias_and_the_mean_absolute_value():
+    rows = [dict.fromkeys(ERROR_SOURCES, 1.0), dict.fromkeys(ERROR_SOURCES, -3.0)]
+    out = summarize_error_sources(rows)
+    assert out["n"] == 2
+    assert out["tibial_deg"] == {"mean": pytest.approx(-1.0), "mad": pytest.approx(2.0)}
+    assert np.isnan(summarize_error_sources([])["notch_distal_pct"]["mean"])

@@ -78,3 +78,19 @@ def test_the_shipped_weights_measure_the_3d_renderers_knees_or_say_they_cannot(a
             assert (pred.laterality, pred.phase) == (image.laterality, phase), seed
             assert pred.alignment.atfa_fnts_deg == pytest.approx(image.atfa_fnts_deg, abs=4.0), seed
     assert confident >= 2
+
+
+def test_evaluation_splits_a_real_prediction_error_between_the_axes(aligner):
+    from train.data.synthetic import synthetic_sample
+    from train.evaluate import evaluate_case
+
+    sample = synthetic_sample(validation_seeds("postop", 10)[5], "postop")
+    case = evaluate_case(aligner, sample, 0, use_tags=False)
+    assert case.phase_pred == sample.phase and case.laterality_pred == sample.laterality
+    src = case.error_sources
+    assert src is not None and abs(src["notch_lateral_pct"]) < 5.0 and abs(src["notch_distal_pct"]) < 5.0
+    # the angle's error against the truth at the same levels is the tibial axis's minus the femoral axis's
+    assert case.atfa_fnts_pred - case.atfa_fnts_same_levels == pytest.approx(
+        src["tibial_deg"] - src["femoral_fnts_deg"], abs=1e-6)
+    assert case.atfa_fts_pred - case.atfa_fts_same_levels == pytest.approx(
+        src["tibial_deg"] - src["femoral_fts_deg"], abs=1e-6)

@@ -8,7 +8,8 @@ Rendering uses worker processes (``spawn``, so they never inherit torch's thread
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -22,26 +23,34 @@ RENDERERS = ("2d", "3d")
 MAX_DRAWS = 5  # the projection renderer draws a seed's case again when its outline misses a landmark level
 
 
+def renderer_functions(renderer: str, variants: Sequence[str] = ()) -> tuple[Callable, Callable,
+                                                                           tuple[type[Exception], ...]]:
+    """``(sample_case, render_case, redrawn)`` of ``renderer`` ("2d" or "3d"), each imported only when used:
+    ``sample_case(seed, phase=, hard=, ...)`` with the 2D generator's ``variants`` switched on
+    (``train.synth.anatomy.VARIANTS``; the 3D renderer has none), and the exceptions of ``render_case`` after which
+    a case is drawn again (the projection renderer's outline misses)."""
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
+    if renderer == "3d":
+        if variants:
+            raise ValueError(f"variants {list(variants)} are options of the 2d renderer only")
+        from train.xray3d import render_case, sample_case
+        from train.xray3d.outlines import OutlineError
+        return sample_case, render_case, (OutlineError,)
+    from train.synth import render_case as render_2d
+    from train.synth import sample_case as sample_2d
+    return functools.partial(sample_2d, **dict.fromkeys(variants, True)), render_2d, ()
+
+
 def render_synthetic(seed: int, phase: str | None = None, hard: bool = False, spacing_mm: float | None = None,
                      open_field: bool = False, renderer: str = "2d", variants: Sequence[str] = ()):
     """The renderer's image of the case of ``seed`` (``train.synth`` or ``train.xray3d``, with its DICOM attributes
     and ground truth); a projection whose outline misses a landmark level is drawn again, up to ``MAX_DRAWS`` times.
     ``open_field`` removes the collimator (the image's own borders still crop); ``variants`` (2D generator only)
     widen its distribution (``train.synth.anatomy.VARIANTS``: ``implant_designs``, ``dense_plates``)."""
-    options = {name: True for name in variants}
-    if renderer == "2d":  # each renderer is imported only when used
-        from train.synth import render_case, sample_case
-        redrawn: tuple[type[Exception], ...] = ()
-    elif variants:
-        raise ValueError(f"variants {list(variants)} are options of the 2D generator only")
-    elif renderer == "3d":
-        from train.xray3d import render_case, sample_case
-        from train.xray3d.outlines import OutlineError
-        redrawn = (OutlineError,)  # only the projection renderer's outline misses are drawn again
-    else:
-        raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
+    sample_case, render_case, redrawn = renderer_functions(renderer, variants)
     for draw in range(MAX_DRAWS):
-        case = sample_case(seed, phase=phase, hard=hard, **({"draw": draw} if draw else {}), **options)
+        case = sample_case(seed, phase=phase, hard=hard, **({"draw": draw} if draw else {}))
         if open_field:
             case = dataclasses.replace(case, acquisition=dataclasses.replace(case.acquisition, collimation=None))
         try:

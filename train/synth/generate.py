@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from train.synth.cases import render_case, sample_case
+from train.data.synthetic import renderer_functions
 from train.synth.dicom_writer import write_dicom
 
 
@@ -33,23 +33,14 @@ def generate(n: int, out_dir: str | Path, seed: int = 0, phase: str | None = Non
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    options = {name: True for name in variants}
-    if renderer == "2d":
-        sample, render, stem = sample_case, render_case, "synth"
-    elif variants:
-        raise ValueError("--variant is an option of the 2d renderer only")
-    elif renderer == "3d":
-        from train.xray3d import render_case as render
-        from train.xray3d import sample_case as sample
-        stem = "xray3d"
-    else:
-        raise ValueError(f"renderer must be '2d' or '3d', got {renderer!r}")
+    sample, render, _ = renderer_functions(renderer, variants)
+    stem = "synth" if renderer == "2d" else "xray3d"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in tqdm(range(n), desc="synthetic knees", unit="image", disable=not progress):
         s = case_seed(seed, i)
-        case = sample(s, phase=phase, hard=hard, **options)
+        case = sample(s, phase=phase, hard=hard)
         keep_tags = np.random.default_rng([s, 7]).random() >= drop_laterality
         paths.append(write_dicom(render(case), out / f"{stem}_s{seed}_{i:05d}.dcm", laterality_tags=keep_tags,
                                  compress=compress, number=i + 1))
