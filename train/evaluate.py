@@ -192,10 +192,9 @@ def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags
     if pred.phase == sample.phase:  # the truth at the levels the prediction used
         same = compute_alignment(sample.landmarks, sample.scheme, sample.laterality, levels=levels)
         case.atfa_fts_same_levels, case.atfa_fnts_same_levels = same.atfa_fts_deg, same.atfa_fnts_deg
-        if pred.laterality == sample.laterality:
-            mine = compute_alignment(pred.landmarks, sample.scheme, sample.laterality, levels=levels)
+        if pred.laterality == sample.laterality:  # the prediction's own axes (image pixels, at the same levels)
             corners = sample.landmarks[list(sample.scheme.roles["reference"])]
-            case.error_sources = error_sources(mine, same, sample.laterality, corners)
+            case.error_sources = error_sources(pred.alignment, same, sample.laterality, corners)
     case.panel = case_panel(sample, pred)
     case.landmarks_pred = np.round(pred.landmarks, 3).tolist()
     return case
