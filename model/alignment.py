@@ -10,12 +10,18 @@ knee given in its original (unmirrored) image are mirrored first, so a valgus ri
 - FNTS: femoral axis from the proximal femoral shaft midpoint to the femoral notch midpoint; tibial axis
   as in FTS.
 
-Shaft levels adapt to the exposed field: the paper takes the shafts at 1.3 and 0.8 reference lengths (L, the
-plateau corner distance) from the plateau line. On a tightly collimated film those levels may not be on the image.
-``choose_levels`` takes, for each bone, the most distant level whose cortices are exposed (``far``, at most 1.3 L,
-at least ``MIN_LEVEL``) and pairs it with the level ``AXIS_SPAN`` nearer the joint (the femur's outline goes down to
-0.3 L, the tibia's to 0.6 L). With both shafts exposed to 1.3 L this is exactly the paper's definition. Below the
-minimum no axis is drawn from the image: the bone is not measurable.
+Shaft levels adapt to the exposed field, within limits: the paper takes the shafts at 1.3 and 0.8 reference lengths
+(L, the plateau corner distance) from the plateau line. On a tightly collimated film the far level may not be on the
+image. ``choose_levels`` keeps the paper's near level (0.8 L) and takes, for each bone, the most distant level whose
+cortices are exposed (``far``, at most 1.3 L, at least ``MIN_LEVEL``). With both shafts exposed to 1.3 L this is
+exactly the paper's definition. Nearer the joint than 0.8 L the outline is the metaphysis flaring into the condyles
+or the plateau, and an axis drawn there is a different measurement: on both renderers' ground truth a femoral level of
+0.8 moves the FNTS angle by 0.4-3.3 degrees on average (95th percentile up to 8.5), a tibial axis from 0.6 to 0.8 L
+by 0.9-2.9 (up to 9.2), while the minimum levels here (femur 1.1, tibia 1.0 with the near level at 0.8) keep it
+within 0.7 degrees on average and 1.6 at the 95th percentile (``python tests/bench/bench_shaft_levels.py``; the FTS
+angle, whose femoral axis follows the femur's bow between its two levels, moves more on the 3D renderer: up to 2.1
+degrees on average at a femoral far level of 1.1). Below the minimum no axis is drawn from the image: the bone is
+not measurable.
 """
 
 from __future__ import annotations
@@ -38,17 +44,16 @@ class Axis:
 
 # The paper's levels, and the rules of the adaptive ones (reference lengths from the plateau line).
 FIXED_LEVEL = 1.3
-AXIS_SPAN = 0.5
-NEAREST_LEVEL = {"femur": 0.3, "tibia": 0.6}  # the outlines' shaft points go no nearer to the joint
-MIN_LEVEL = {"femur": 0.6, "tibia": 0.8}  # less exposed shaft than this: the bone's axis is not measurable
+NEAR_LEVEL = 0.8  # the paper's near level, kept for every axis: nearer the joint the shaft is no longer the diaphysis
+MIN_LEVEL = {"femur": 1.1, "tibia": 1.0}  # less exposed shaft than this: the bone's axis is not measurable
 
 
 @dataclass(frozen=True)
 class ShaftLevels:
     """The shaft levels the axes were drawn through, in reference lengths from the plateau line."""
 
-    femur: tuple[float, float] = (FIXED_LEVEL, FIXED_LEVEL - AXIS_SPAN)  # (far, near): above the plateau
-    tibia: tuple[float, float] = (FIXED_LEVEL - AXIS_SPAN, FIXED_LEVEL)  # (near, far): below it
+    femur: tuple[float, float] = (FIXED_LEVEL, NEAR_LEVEL)  # (far, near): above the plateau
+    tibia: tuple[float, float] = (NEAR_LEVEL, FIXED_LEVEL)  # (near, far): below it
 
     @property
     def fixed(self) -> bool:
@@ -64,8 +69,7 @@ def axis_levels(bone: str, far: float) -> tuple[float, float]:
     """The two levels of a bone's shaft axis with its far level at ``far``: ``(far, near)``."""
     if not MIN_LEVEL[bone] - 1e-9 <= far <= FIXED_LEVEL + 1e-9:
         raise ValueError(f"{bone} axis level {far} outside [{MIN_LEVEL[bone]}, {FIXED_LEVEL}]")
-    far = round(far, 1)
-    return far, round(max(NEAREST_LEVEL[bone], far - AXIS_SPAN), 1)
+    return round(far, 1), NEAR_LEVEL
 
 
 def choose_bone_levels(bone: str, exposed: set[float]) -> tuple[float, float] | None:
@@ -77,7 +81,7 @@ def choose_bone_levels(bone: str, exposed: set[float]) -> tuple[float, float] | 
 
 
 def short_shaft_reason(bone: str) -> str:
-    """Why a bone's axis is not measured, e.g. "less than 0.6 plateau widths of femoral shaft exposed"."""
+    """Why a bone's axis is not measured, e.g. "less than 1.1 plateau widths of femoral shaft exposed"."""
     return f"less than {MIN_LEVEL[bone]:.1f} plateau widths of {'femoral' if bone == 'femur' else 'tibial'} shaft exposed"
 
 

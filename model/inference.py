@@ -230,10 +230,8 @@ class KneeAligner:
                                    tibia=tuple(reversed(bone_levels["tibia"])) if bone_levels["tibia"] else default.tibia)
         levels = at_levels or (None if unmeasurable else panel_levels)
         alignment = compute_alignment(landmarks, scheme, laterality, pixel_spacing_mm, levels or default)
-        n_before = len(warnings)
         c_aligned, c_whole, graded = self._confidence(conf, scheme, shifts["global"], alignment, length,
-                                                      pixel_spacing_mm, float(ref_conf.min()), warnings)
-        whole_reasons += [w for w in warnings[n_before:] if "plateau width" in w]
+                                                      pixel_spacing_mm, float(ref_conf.min()), warnings, whole_reasons)
         c_whole *= c_side * c_phase
         confidence = c_aligned * c_whole * (1.0 if levels is not None else 0.0)
         if confidence < self.confidence_threshold and not warnings:  # no check failed outright: name the weakest
@@ -322,13 +320,14 @@ class KneeAligner:
         return from_image, "image", p_image, 1.0
 
     @staticmethod
-    def _confidence(conf, scheme, shift, alignment, length, spacing, global_conf, warnings
+    def _confidence(conf, scheme, shift, alignment, length, spacing, global_conf, warnings, whole_reasons
                     ) -> tuple[float, float, list[tuple[float, str, bool]]]:
         """``(angle part, whole part, graded checks)`` of the result's confidence, each part a product of checks in
         [0, 1]: the angle part concerns the aTFA (its landmarks' heatmap confidence, a plausible angle), the whole part
         the landmark set (the final reference points near the global stage's, ``shift`` away in plateau widths; the
         global stage's confidence; a plausible plateau width). The result's confidence is their product (times
-        laterality and phase). A check that fails outright adds its warning here; the graded ones come back as
+        laterality and phase). A check that fails outright adds its warning to ``warnings`` (and to ``whole_reasons``
+        when it concerns the whole set); the graded ones come back as
         ``(value, reason, concerns the whole set)`` so that a result they bring below the threshold can name the
         weakest."""
         roles = axis_points(scheme, alignment.levels)
@@ -343,7 +342,9 @@ class KneeAligner:
             plateau_mm = length * float(np.sqrt(spacing[0] * spacing[1]))
             if not PLATEAU_WIDTH_MM[0] <= plateau_mm <= PLATEAU_WIDTH_MM[1]:
                 c_width = 0.0
-                warnings.append(f"implausible tibial plateau width {plateau_mm:.0f} mm")
+                reason = f"implausible tibial plateau width {plateau_mm:.0f} mm"
+                warnings.append(reason)
+                whole_reasons.append(reason)
         c_global = min(1.0, global_conf / GLOBAL_CONFIDENCE_FULL)
         heatmaps, corners, unsure = GRADED_CHECKS
         graded = [(c_points, f"{heatmaps} (mean confidence {c_points:.2f})", False),

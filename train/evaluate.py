@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model.alignment import compute_alignment
+from model.alignment import MIN_LEVEL, compute_alignment
 from model.inference import KneeAligner
 from model.preprocess import UnsupportedImage
 from model.scheme import LandmarkScheme, load_scheme
@@ -252,10 +252,14 @@ def summarize_cases(cases: list[CaseResult]) -> dict:
         if sourced:  # which axis, and how much of it the notch, carries the landmark error
             block["confident_error_sources"] = summarize_error_sources(sourced)
         shown = [c for c in sel if c.exposed_femur is not None and c.exposed_tibia is not None]
-        if shown:  # cases with at least 0.6 plateau widths of both shafts in the field, and how many are measured
-            enough = [c for c in shown if c.exposed_femur >= 0.6 - 1e-6 and c.exposed_tibia >= 0.6 - 1e-6]
-            block["measured_with_0_6_shaft"] = {
-                "n": len(enough), "confident": sum(not c.failed and not c.low_confidence for c in enough)}
+        if shown:  # how many are measured among the cases with at least 0.6 plateau widths of both shafts in the field
+            # (the denominator) and among those with the node's minimum of each shaft
+            for key, need in (("measured_with_0_6_shaft", {"femur": 0.6, "tibia": 0.6}),
+                              ("measured_with_minimum_shaft", MIN_LEVEL)):
+                enough = [c for c in shown if c.exposed_femur >= need["femur"] - 1e-6
+                          and c.exposed_tibia >= need["tibia"] - 1e-6]
+                block[key] = {"n": len(enough), "confident": sum(not c.failed and not c.low_confidence for c in enough),
+                              "levels": dict(need)}
         axes = [c for c in done if c.atfa_axes is not None]
         if axes:  # the projection renderer: the landmark definitions against its projected 3D shaft axes
             block["truth_vs_projected_axes_mad_deg"] = {

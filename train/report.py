@@ -125,11 +125,16 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
         parts.append(f"- {PHASES[phase].title}: {block['n']} cases; no result for {block['n_no_result']}; "
                      f"{block['n_low_confidence']} flagged low-confidence; "
                      f"{100 * block['fraction_not_reported']:.1f}% without a confident number")
-        shown = block.get("measured_with_0_6_shaft")
+        shown, minimum = block.get("measured_with_0_6_shaft"), block.get("measured_with_minimum_shaft")
         if shown and shown["n"]:
             parts.append(f"  - measured confidently: {shown['confident']} of the {shown['n']} cases "
                          f"({100 * shown['confident'] / shown['n']:.1f}%) with at least 0.6 plateau widths of both "
-                         "shafts in the exposed field")
+                         "shafts in the exposed field"
+                         + (f"; {minimum['confident']} of the {minimum['n']} "
+                            f"({100 * minimum['confident'] / minimum['n']:.1f}%) with the node's minimum (femur "
+                            f"{minimum['levels']['femur']:.1f}, tibia {minimum['levels']['tibia']:.1f})"
+                            if minimum and minimum["n"]
+                            else ""))
         same = block.get("confident_vs_truth_at_same_levels")
         if same and same["n_not_fixed_levels"]:
             parts.append(f"  - {same['n_not_fixed_levels']} of {same['n']} confident cases used adaptive shaft levels;"

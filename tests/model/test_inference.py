@@ -85,6 +85,17 @@ def test_plateau_corners_far_from_the_global_stages_are_named_and_both_distances
     assert json.loads(json.dumps(pred.to_json()))["reference_shift"] == {k: round(v, 4) for k, v in shift.items()}
 
 
+def test_an_implausible_plateau_width_makes_every_measurement_low_confidence(shipped):
+    """A spacing tag ten times too small puts the plateau at a few millimetres: that concerns the whole landmark set,
+    so the angles and every measured entry of the panel carry the reason."""
+    tiny = [0.03, 0.03]
+    pred = KneeAligner.load(shipped).predict(synthetic_knee_dx("L", PixelSpacing=tiny, ImagerPixelSpacing=tiny))
+    reasons = [w for w in pred.warnings if w.startswith("implausible tibial plateau width")]
+    assert len(reasons) == 1 and pred.confidence == 0.0 and pred.status == "low_confidence"
+    measured = [m for m in pred.measurements.values() if m.value is not None]
+    assert len(measured) >= 3 and all(m.status == "low_confidence" and reasons[0] in m.reason for m in measured)
+
+
 def test_untrained_networks_never_give_a_confident_number(tiny_weights):
     from model.preprocess import UnsupportedImage
 
@@ -176,7 +187,7 @@ def test_consistency_copies_are_measured_at_the_originals_shaft_levels(shipped, 
     monkeypatch.setattr(inference, "compute_alignment", recording_alignment)
     pred = KneeAligner.load(shipped).predict(synthetic_knee_dx("L"))
     assert len(measured_at) == 3 and 1.3 in checks[1]["tibia"]  # the original and two copies; a copy sees 1.3
-    assert pred.alignment.levels.tibia == (0.6, 1.0)
+    assert pred.alignment.levels.tibia == (0.8, 1.0)
     assert measured_at == [pred.alignment.levels] * 3
 
 

@@ -142,11 +142,11 @@ def test_joint_space_statuses():
 
 def test_adaptive_shaft_levels_are_the_axes_of_the_panel():
     pts = build(KneeSpec(87.0, 81.0, 0.0))
-    # Bend the femoral shaft above 0.8 plateau widths: the 0.8/0.3 axis is the built one, the 1.3/0.8 axis is not.
+    # Bend the femoral shaft above 1.1 plateau widths: the 1.1/0.8 axis is the built one, the 1.3/0.8 axis is not.
     for level, med, lat in PRE.shaft_levels["femur"]:
-        if level > 0.8 + 1e-6:
-            pts[[med, lat]] += ((level - 0.8) * 40.0, 0.0)
-    near = compute_measurements(pts, PRE, levels=ShaftLevels(femur=(0.8, 0.3), tibia=(0.8, 1.3)))
+        if level > 1.1 + 1e-6:
+            pts[[med, lat]] += ((level - 1.1) * 100.0, 0.0)
+    near = compute_measurements(pts, PRE, levels=ShaftLevels(femur=(1.1, 0.8), tibia=(0.8, 1.3)))
     assert near["aldfa"].value == pytest.approx(81.0, abs=1e-9)
     far = compute_measurements(pts, PRE)  # the paper's levels
     assert abs(far["aldfa"].value - 81.0) > 5.0

@@ -233,7 +233,7 @@ def test_pixelmed_accepts_the_sr_of_a_cr_without_imager_pixel_spacing(left_case,
     assert "Root Template Validation Complete" in report.output and report.errors == [], report.output
 
 
-@pytest.mark.parametrize("levels", [None, ((1.0, 0.5), (0.5, 1.0))])
+@pytest.mark.parametrize("levels", [None, ((1.1, 0.8), (0.8, 1.0))])
 def test_the_shaft_levels_used_are_stated_in_the_sr_and_on_the_overlay(left_case, levels):
     from dicomnode.outputs.overlay import summary_lines
     from model.alignment import ShaftLevels
@@ -244,7 +244,7 @@ def test_the_shaft_levels_used_are_stated_in_the_sr_and_on_the_overlay(left_case
         pred = dataclasses.replace(pred, alignment=dataclasses.replace(pred.alignment, levels=shaft))
     expected = ("Shaft levels: femur 1.3/0.8, tibia 0.8/1.3 plateau widths from the joint line (the paper's)"
                 if levels is None else
-                "Shaft levels: femur 1.0/0.5, tibia 0.5/1.0 plateau widths from the joint line (adapted to the "
+                "Shaft levels: femur 1.1/0.8, tibia 0.8/1.0 plateau widths from the joint line (adapted to the "
                 "exposed shafts)")
     knee = measurement_groups(build_sr(left_case.source, pred))[0]
     texts = [it.TextValue for it in knee.ContentSequence

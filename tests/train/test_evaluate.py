@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from model.alignment import MIN_LEVEL
 from model.scheme import load_scheme
 from train.cli import main
 from train.evaluate import CaseResult, comparable, resolve_data, summarize_cases
@@ -133,7 +134,7 @@ def test_exposed_shaft_extent_counts_from_the_joint_without_gaps():
 
 
 def test_confidence_among_cases_with_enough_shaft_and_the_change_of_levels():
-    adaptive = {"femur": [1.0, 0.5], "tibia": [0.6, 1.0]}
+    adaptive = {"femur": [1.1, 0.8], "tibia": [0.8, 1.0]}
     fixed = {"femur": [1.3, 0.8], "tibia": [0.8, 1.3]}
     cases = [_case(0, "preop", 5.0, 5.2, 0.5, exposed_femur=1.3, exposed_tibia=1.3, levels_pred=fixed,
                    atfa_fnts_same_levels=5.0, atfa_fts_same_levels=5.0),
@@ -142,7 +143,8 @@ def test_confidence_among_cases_with_enough_shaft_and_the_change_of_levels():
              _case(2, "preop", 5.0, 9.0, 0.5, low=True, exposed_femur=0.7, exposed_tibia=0.7),
              _case(3, "preop", 5.0, 9.0, 0.5, low=True, exposed_femur=0.3, exposed_tibia=1.3)]
     block = summarize_cases(cases)["phases"]["preop"]
-    assert block["measured_with_0_6_shaft"] == {"n": 3, "confident": 2}
+    assert block["measured_with_0_6_shaft"] == {"n": 3, "confident": 2, "levels": {"femur": 0.6, "tibia": 0.6}}
+    assert block["measured_with_minimum_shaft"] == {"n": 1, "confident": 1, "levels": MIN_LEVEL}  # case 0 only
     same = block["confident_vs_truth_at_same_levels"]
     assert same["n"] == 2 and same["n_not_fixed_levels"] == 1
     assert same["fnts"]["mad"] == pytest.approx(0.15)  # (0.2 + 0.1) / 2: the landmark error alone

@@ -289,7 +289,8 @@ def vary_implant_design(imp: ImplantParams, width: float, rng: np.random.Generat
 
 def vary_native_plates(a: KneeAnatomy, rng: np.random.Generator) -> KneeAnatomy:
     """The same native knee with denser, thicker subchondral plates and a posterior plateau rim that is always there,
-    thicker, brighter and flatter (the plateau's cortical plate seen edge-on): hard negatives for the pre/post-op
+    thicker and brighter, anywhere from following the plateau's concavity to a straight band between the corners (the
+    plateau's cortical plate seen edge-on): hard negatives for the pre/post-op
     decision, which otherwise learns "a bright flat band across the tibia" as "a tray". Its own ``rng``."""
     u = rng.uniform
     flexion_rim = a.tibia.posterior_rim_offset
