@@ -85,10 +85,11 @@ def _invariance(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "invariance.json").write_text(json.dumps(result, indent=2) + "\n")
-    for name, block in result["copies"].items():
-        f, t = block["fnts"], block["fts"]
-        print(f"{name}: |FNTS difference| median {f['median']:.2f}, p95 {f['p95']:.2f}, max {f['max']:.2f} deg; "
-              f"|FTS difference| median {t['median']:.2f}, p95 {t['p95']:.2f} deg (n={f['n']})")
+    for key, among in (("copies", "every case"), ("copies_confident", "both confident")):
+        for name, block in result[key].items():
+            f, t = block["fnts"], block["fts"]
+            print(f"{name} ({among}): |FNTS difference| median {f['median']:.2f}, p95 {f['p95']:.2f}, max "
+                  f"{f['max']:.2f} deg; |FTS difference| median {t['median']:.2f}, p95 {t['p95']:.2f} deg (n={f['n']})")
     if result["no_result"]:
         print(f"no result: {result['no_result']}")
     return 0

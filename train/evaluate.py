@@ -88,6 +88,7 @@ class CaseResult:
     atfa_fnts_same_levels: float = math.nan
     error_sources: dict | None = None  # train.metrics.error_sources, when phase and laterality are right
     warnings: list = field(default_factory=list)
+    consistency: dict | None = None  # angle differences of the mirrored and rotated copies (KneePrediction)
     panel: dict = field(default_factory=dict)  # measurement -> truth, prediction, status (train.panel_eval)
     error: str | None = None  # why inference gave no result
     landmarks_pred: list = field(default_factory=list, repr=False)
@@ -187,6 +188,7 @@ def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags
     case.atfa_fts_pred, case.atfa_fnts_pred = pred.alignment.atfa_fts_deg, pred.alignment.atfa_fnts_deg
     case.confidence, case.low_confidence = pred.confidence, pred.low_confidence
     case.warnings = list(pred.warnings)
+    case.consistency = dict(pred.consistency) or None
     levels = pred.alignment.levels
     case.levels_pred = {"femur": list(levels.femur), "tibia": list(levels.tibia)}
     if pred.phase == sample.phase:  # the truth at the levels the prediction used
@@ -319,11 +321,14 @@ def invariance(weights: str | Path | None, data: EvalData, angles: tuple[float, 
                device: str = "auto", progress: bool = True) -> dict:
     """Measure every case as given, mirrored (laterality from the image) and rotated by each of ``angles``; the
     absolute differences of the copies' FNTS and FTS angles from the original's (a rotation and a mirror leave the
-    clinical angle unchanged). The built-in consistency check is off, so that each copy is measured alone."""
+    clinical angle unchanged). The built-in consistency check is off, so that each copy is measured alone, each at
+    the shaft levels its own exposed field gives. ``copies``: over every case; ``copies_confident``: over the pairs
+    that the node would report both as confident (its consistency check aside): two confident readings of one knee."""
     from model.inference import rotated
 
     aligner = KneeAligner.load(weights, device=device, consistency=False)
     diffs: dict[str, dict[str, list[float]]] = {}
+    confident: dict[str, dict[str, list[float]]] = {}
     failed: dict[str, int] = {}
     for sample in tqdm(data.samples(), total=data.n, desc="invariance", disable=not progress, dynamic_ncols=True):
         try:
@@ -339,14 +344,17 @@ def invariance(weights: str | Path | None, data: EvalData, angles: tuple[float, 
             except UnsupportedImage:
                 failed[name] = failed.get(name, 0) + 1
                 continue
-            d = diffs.setdefault(name, {"fnts": [], "fts": []})
-            d["fnts"].append(abs(other.alignment.atfa_fnts_deg - base.alignment.atfa_fnts_deg))
-            d["fts"].append(abs(other.alignment.atfa_fts_deg - base.alignment.atfa_fts_deg))
-    out = {"data": data.name, "n_cases": data.n, "no_result": failed, "copies": {}}
-    for name, d in diffs.items():
-        out["copies"][name] = {m: {"n": len(v), "median": float(np.median(v)), "p95": float(np.percentile(v, 95)),
-                                   "max": float(np.max(v))} for m, v in d.items()}
-    return out
+            for table in (diffs, confident) if not (base.low_confidence or other.low_confidence) else (diffs,):
+                d = table.setdefault(name, {"fnts": [], "fts": []})
+                d["fnts"].append(abs(other.alignment.atfa_fnts_deg - base.alignment.atfa_fnts_deg))
+                d["fts"].append(abs(other.alignment.atfa_fts_deg - base.alignment.atfa_fts_deg))
+    return {"data": data.name, "n_cases": data.n, "no_result": failed,
+            "copies": _difference_stats(diffs), "copies_confident": _difference_stats(confident)}
+
+
+def _difference_stats(diffs: dict[str, dict[str, list[float]]]) -> dict:
+    return {name: {m: {"n": len(v), "median": float(np.median(v)), "p95": float(np.percentile(v, 95)),
+                       "max": float(np.max(v))} for m, v in d.items()} for name, d in diffs.items()}
 
 
 def write_cases(cases: list[CaseResult], path: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from model.inference import KneeAligner
+from model.inference import CONSISTENCY_ROTATION_DEG, KneeAligner
 from train.data.splits import validation_seeds
 from train.data.synthetic import render_synthetic
 from train.synth import build_dataset, render_case, sample_case
@@ -87,6 +87,9 @@ def test_evaluation_splits_a_real_prediction_error_between_the_axes(aligner):
     sample = synthetic_sample(validation_seeds("postop", 10)[5], "postop")
     case = evaluate_case(aligner, sample, 0, use_tags=False)
     assert case.phase_pred == sample.phase and case.laterality_pred == sample.laterality
+    # the consistency copies' differences are kept per case (for offline analysis)
+    assert set(case.consistency) == {"mirrored copy", f"copy rotated by {CONSISTENCY_ROTATION_DEG:g} deg"}
+    assert all(abs(d["FNTS"]) < 1.5 for d in case.consistency.values())
     src = case.error_sources
     assert src is not None and abs(src["notch_lateral_pct"]) < 5.0 and abs(src["notch_distal_pct"]) < 5.0
     # the angle's error against the truth at the same levels is the tibial axis's minus the femoral axis's
@@ -94,3 +97,27 @@ def test_evaluation_splits_a_real_prediction_error_between_the_axes(aligner):
         src["tibial_deg"] - src["femoral_fnts_deg"], abs=1e-6)
     assert case.atfa_fts_pred - case.atfa_fts_same_levels == pytest.approx(
         src["tibial_deg"] - src["femoral_fts_deg"], abs=1e-6)
+
+
+def test_invariance_compares_copies_over_every_case_and_over_the_confident_ones(shipped_weights):
+    """`knee-train invariance` on two cases: a 2D-generator knee as rendered (measured confidently) and the same
+    knee cut to the joint (too little shaft: low confidence). Both count among every case, only the first (whose
+    copies are confident too) among the pairs measured confidently; its copies measure nearly the same angle."""
+    from dataclasses import replace
+
+    from train.data.synthetic import synthetic_sample
+    from train.evaluate import EvalData, invariance
+
+    full = synthetic_sample(validation_seeds("preop", 10)[2], "preop")
+    corners = full.landmarks[list(full.scheme.roles["reference"])]
+    plateau_row, width = int(corners[:, 1].mean()), float(np.linalg.norm(corners[1] - corners[0]))
+    cut = replace(full, image=np.ascontiguousarray(
+        full.image[max(0, int(plateau_row - 0.6 * width)):int(plateau_row + 0.6 * width)]), source="cut")
+    samples = [full, cut]
+    data = EvalData("two", 2, lambda: iter(samples), lambda i: samples[i])
+    result = invariance(shipped_weights, data, angles=(10.0,), progress=False)
+    assert set(result["copies"]) == {"mirrored", "rotated +10 deg"}
+    assert all(block["fnts"]["n"] == 2 for block in result["copies"].values()), result
+    assert all(block["fnts"]["n"] == 1 for block in result["copies_confident"].values()), result
+    for block in result["copies_confident"].values():
+        assert block["fnts"]["max"] < 1.0 and block["fts"]["max"] < 1.5, result
