@@ -344,10 +344,12 @@ def invariance(weights: str | Path | None, data: EvalData, angles: tuple[float, 
             except UnsupportedImage:
                 failed[name] = failed.get(name, 0) + 1
                 continue
-            for table in (diffs, confident) if not (base.low_confidence or other.low_confidence) else (diffs,):
-                d = table.setdefault(name, {"fnts": [], "fts": []})
-                d["fnts"].append(abs(other.alignment.atfa_fnts_deg - base.alignment.atfa_fnts_deg))
-                d["fts"].append(abs(other.alignment.atfa_fts_deg - base.alignment.atfa_fts_deg))
+            diff = {"fnts": abs(other.alignment.atfa_fnts_deg - base.alignment.atfa_fnts_deg),
+                    "fts": abs(other.alignment.atfa_fts_deg - base.alignment.atfa_fts_deg)}
+            both_confident = not (base.low_confidence or other.low_confidence)
+            for table in [diffs, confident] if both_confident else [diffs]:
+                for method, value in diff.items():
+                    table.setdefault(name, {"fnts": [], "fts": []})[method].append(value)
     return {"data": data.name, "n_cases": data.n, "no_result": failed,
             "copies": _difference_stats(diffs), "copies_confident": _difference_stats(confident)}
 
