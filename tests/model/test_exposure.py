@@ -97,8 +97,16 @@ def test_shaft_levels_adapt_to_a_shutter_and_too_little_shaft_is_low_confidence(
     from train.data.splits import validation_seeds
     from train.synth import render_case, sample_case
 
-    case = sample_case(validation_seeds("preop", 41)[-1], "preop", atfa_deg=6.0, laterality="L")
-    img = render_case(case, pixel_spacing_mm=0.3, clean=True)
+    roles = load_scheme("preop").roles
+    far_pairs = [*roles["femoral_shaft_proximal"], *roles["tibial_shaft_distal"]]
+    for seed in validation_seeds("preop", 20):  # the first knee whose shafts reach 0.1 L past the paper's levels
+        img = render_case(sample_case(seed, "preop", atfa_deg=6.0, laterality="L"), pixel_spacing_mm=0.3, clean=True)
+        ref = np.linalg.norm(np.subtract(*img.landmarks[list(roles["reference"])]))
+        rows = img.landmarks[far_pairs, 1]
+        if rows.min() > 0.1 * ref and rows.max() < img.image.shape[0] - 0.1 * ref:
+            break
+    else:
+        pytest.fail("no validation knee shows both shafts well past the paper's levels")
     image = normalize_image(img.image, img.photometric)
     aligner = KneeAligner.load(shipped_weights, consistency=False)
     whole = aligner.predict_image(image, "L", (0.3, 0.3))
