@@ -69,6 +69,13 @@ CONSISTENCY_ROTATION_DEG = 7.0
 # tests/bench/bench_reference_shift.py, docs/results/v2-on-xray3d-test.md). It stays. The result reports it
 # (``reference_shift``: "global"), and how far the corners moved on refinement ("frame").
 REFERENCE_SHIFT_LIMIT = 0.15
+# How each stage's heatmaps become points (model.network.decode_heatmaps). The landmark stages use the soft-argmax
+# they were trained with. The global stage reads the whole radiograph, where an unsure map has several modes and the
+# soft-argmax lands between them: the two corners move together towards the joint's centre and the frame shrinks.
+# Its peak (Taylor-refined) does not. Global stage alone on xray3d:test (200 + 200), corners more than 10 % of the
+# plateau width off (kneealign-v2.2): 28 pre-op + 39 post-op with the soft-argmax, 16 + 16 with the peak; median
+# error 2.90 / 3.42 % -> 2.59 / 3.06 % (python tests/bench/bench_global_decoder.py).
+DECODER = {GLOBAL_STAGE: "peak"}
 # An aTFA beyond this (degrees, either method) is implausible: confidence 0.
 MAX_PLAUSIBLE_ATFA_DEG = 35.0
 # A tibial plateau narrower or wider than this (mm, from the pixel spacing) is implausible: confidence 0.
@@ -121,7 +128,8 @@ class KneeAligner:
         x = torch.from_numpy(to_network_input(image))[None, None].to(self.device)
         with torch.inference_mode():
             out = self.nets[stage](x)
-        coords, conf = decode_heatmaps(out.heatmaps, self.nets[stage].cfg.stem_stride)
+        coords, conf = decode_heatmaps(out.heatmaps, self.nets[stage].cfg.stem_stride,
+                                       method=DECODER.get(stage, "integral"))
         aux = torch.sigmoid(out.aux[0]).cpu().numpy() if out.aux is not None else None
         return coords[0].cpu().numpy().astype(np.float64), conf[0].cpu().numpy().astype(np.float64), aux
 

@@ -61,6 +61,20 @@ def test_integral_decoder_matches_the_training_soft_argmax():
         decode_heatmaps(maps, stride=4, method="argmax")
 
 
+def test_two_modes_pull_the_soft_argmax_between_them_and_not_the_peak():
+    """Why the global stage is read by its peak (model.inference.DECODER): an unsure map with a second mode drags the
+    soft-argmax towards it; the peak stays on the stronger mode."""
+    ys, xs = np.mgrid[0:40, 0:30]
+    strong = -((xs - 8.0) ** 2 + (ys - 10.0) ** 2) / (2 * 1.2**2)
+    weak = -((xs - 22.0) ** 2 + (ys - 30.0) ** 2) / (2 * 1.2**2) - 0.7  # half the mass of the strong mode
+    maps = torch.tensor(np.logaddexp(strong, weak)[None, None], dtype=torch.float32)
+    peak, conf = decode_heatmaps(maps, stride=1, method="peak")
+    integral, _ = decode_heatmaps(maps, stride=1)
+    assert np.allclose(peak[0, 0].numpy(), [8.0, 10.0], atol=0.1)
+    assert np.linalg.norm(integral[0, 0].numpy() - [8.0, 10.0]) > 5.0  # a third of the way to the weaker mode
+    assert 0.5 < conf.item() < 0.8  # the confidence says the map is unsure either way
+
+
 def test_flat_map_gives_low_confidence_and_soft_argmax_centre_bias():
     flat = torch.zeros(1, 1, 40, 30)
     _, conf = decode_heatmaps(flat, stride=1)

@@ -1,0 +1,94 @@
+"""How well does the global stage alone place the two plateau corners, read with each heatmap decoder?
+
+    python tests/bench/bench_global_decoder.py [--n 100] [--weights PATH ...] [--renderers 2d 3d] [--data SET]
+
+The global stage reads the whole radiograph and gives the two tibial plateau corners that fix the landmark stages'
+frame (``model.inference``). Its heatmaps can be decoded by the soft-argmax over the whole map ("integral") or by
+the Taylor-refined peak ("peak", ``model.network.decode_heatmaps``); ``model.inference.DECODER`` names the one the
+node uses. For each bundle, renderer, phase and decoder this bench prints the corner error (the worse of the two
+corners, in % of the true plateau width: median, mean, cases beyond 10 % and 20 %) and how often the corners'
+left-right order gives the right side. By default on both renderers' *validation* seeds (never the held-out sets;
+40 % from the hard distribution, as ``bench_reference_shift.py``); ``--data xray3d:test`` reads a held-out set
+instead, to confirm a choice made on the validation seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+DECODERS = ("integral", "peak")
+
+
+def corner_errors(net, size: int, sample) -> dict[str, tuple[float, bool]]:
+    """Per decoder: (the worse corner's error in % of the plateau width, whether the corners' order is right)."""
+    import torch
+
+    from model.frames import apply_affine, invert_affine
+    from model.network import decode_heatmaps
+    from model.preprocess import letterbox, to_network_input
+
+    truth = sample.landmarks[list(sample.scheme.roles["reference"])]
+    width = float(np.linalg.norm(truth[1] - truth[0]))
+    square, to_square = letterbox(sample.image, size)
+    with torch.inference_mode():
+        out = net(torch.from_numpy(to_network_input(square))[None, None])
+    result = {}
+    for method in DECODERS:
+        coords, _ = decode_heatmaps(out.heatmaps, net.cfg.stem_stride, method=method)
+        points = apply_affine(invert_affine(to_square), coords[0].numpy().astype(np.float64))
+        error = float(np.max(np.linalg.norm(points - truth, axis=1))) / width * 100
+        same_order = (points[1, 0] < points[0, 0]) == (truth[1, 0] < truth[0, 0])
+        result[method] = (error, bool(same_order))
+    return result
+
+
+def summary(rows: list[dict[str, tuple[float, bool]]], method: str) -> str:
+    err = np.array([r[method][0] for r in rows])
+    order = np.mean([r[method][1] for r in rows]) * 100
+    return (f"median {np.median(err):.2f} %, mean {err.mean():.2f} %, > 10 %: {(err > 10).sum()}, "
+            f"> 20 %: {(err > 20).sum()}, side from the corners right {order:.1f} %")
+
+
+def main() -> None:
+    from model.network import LandmarkNet
+    from model.vocabulary import GLOBAL_STAGE, PHASE_NAMES
+    from model.weights import DEFAULT_WEIGHTS, load_bundle
+    from train.data.splits import held_out_seeds, validation_seeds
+    from train.data.synthetic import render_samples
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100, help="cases per phase and renderer")
+    ap.add_argument("--weights", nargs="+", default=[str(DEFAULT_WEIGHTS)], help="bundles (default: the shipped)")
+    ap.add_argument("--workers", type=int, default=2, help="rendering processes")
+    ap.add_argument("--renderers", nargs="+", choices=("2d", "3d"), default=["2d", "3d"])
+    ap.add_argument("--data", choices=("validation", "test"), default="validation",
+                    help="validation seeds (default) or the held-out test set (synthetic:test / xray3d:test)")
+    args = ap.parse_args()
+    nets = {}
+    for path in args.weights:
+        bundle = load_bundle(path)
+        net = LandmarkNet(bundle.config_of(GLOBAL_STAGE))
+        net.load_state_dict(bundle.state[GLOBAL_STAGE])
+        nets[path] = (net.eval(), bundle.global_size)
+    for renderer in args.renderers:
+        if args.data == "validation":
+            jobs = [(seed, phase, k % 5 < 2, None, False, renderer)
+                    for phase in PHASE_NAMES for k, seed in enumerate(validation_seeds(phase, args.n))]
+        else:
+            jobs = [(seed, phase, False, None, False, renderer)
+                    for phase in PHASE_NAMES for seed in held_out_seeds("test", phase, args.n)]
+        rows: dict[str, list[tuple[str, dict]]] = {path: [] for path in nets}
+        for sample in render_samples(jobs, args.workers, progress=False):
+            for path, (net, size) in nets.items():
+                rows[path].append((sample.phase, corner_errors(net, size, sample)))
+        for path in nets:
+            for phase in PHASE_NAMES:
+                sub = [r for p, r in rows[path] if p == phase]
+                for method in DECODERS:
+                    print(f"{renderer} {args.data} {phase} ({len(sub)}) {path} {method}: {summary(sub, method)}")
+
+
+if __name__ == "__main__":
+    main()
