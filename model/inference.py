@@ -72,9 +72,11 @@ REFERENCE_SHIFT_LIMIT = 0.15
 # How each stage's heatmaps become points (model.network.decode_heatmaps). The landmark stages use the soft-argmax
 # they were trained with. The global stage reads the whole radiograph, where an unsure map has several modes and the
 # soft-argmax lands between them: the two corners move together towards the joint's centre and the frame shrinks.
-# Its peak (Taylor-refined) does not. Global stage alone on xray3d:test (200 + 200), corners more than 10 % of the
-# plateau width off (kneealign-v2.2): 28 pre-op + 39 post-op with the soft-argmax, 16 + 16 with the peak; median
-# error 2.90 / 3.42 % -> 2.59 / 3.06 % (python tests/bench/bench_global_decoder.py).
+# Its peak (Taylor-refined) does not. Global stage alone (kneealign-v2.2), corners more than 10 % of the plateau width
+# off, chosen on the validation seeds (python tests/bench/bench_global_decoder.py; 100 pre-op + 100 post-op per
+# renderer): 3D renderer 23 + 23 with the soft-argmax, 14 + 11 with the peak; 2D generator none either way (the peak
+# 0.3 % of the plateau width less precise there, which the landmark stages absorb). Confirmed on xray3d:test (200 +
+# 200, --data test): 28 + 39 -> 16 + 16.
 DECODER = {GLOBAL_STAGE: "peak"}
 # An aTFA beyond this (degrees, either method) is implausible: confidence 0.
 MAX_PLAUSIBLE_ATFA_DEG = 35.0

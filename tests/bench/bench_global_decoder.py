@@ -1,6 +1,7 @@
 """How well does the global stage alone place the two plateau corners, read with each heatmap decoder?
 
-    python tests/bench/bench_global_decoder.py [--n 100] [--weights PATH ...] [--renderers 2d 3d] [--data SET]
+    python tests/bench/bench_global_decoder.py [--n 100] [--weights PATH ...] [--renderers 2d 3d]
+                                                [--data validation|test]
 
 The global stage reads the whole radiograph and gives the two tibial plateau corners that fix the landmark stages'
 frame (``model.inference``). Its heatmaps can be decoded by the soft-argmax over the whole map ("integral") or by
@@ -8,7 +9,7 @@ the Taylor-refined peak ("peak", ``model.network.decode_heatmaps``); ``model.inf
 node uses. For each bundle, renderer, phase and decoder this bench prints the corner error (the worse of the two
 corners, in % of the true plateau width: median, mean, cases beyond 10 % and 20 %) and how often the corners'
 left-right order gives the right side. By default on both renderers' *validation* seeds (never the held-out sets;
-40 % from the hard distribution, as ``bench_reference_shift.py``); ``--data xray3d:test`` reads a held-out set
+40 % from the hard distribution, as ``bench_reference_shift.py``); ``--data test`` reads the held-out test sets
 instead, to confirm a choice made on the validation seeds.
 """
 
