@@ -126,14 +126,23 @@ class KneeAligner:
         return cls(load_bundle(weights), device, confidence_threshold, refine, consistency, measurements,
                    reference_ranges)
 
-    def _run(self, stage: str, image: np.ndarray):
+    def _run(self, stage: str, image: np.ndarray, method: str | None = None):
+        """One stage on one image: points (in the image's pixels), their confidences, the auxiliary outputs;
+        ``method``: the heatmap decoder (default: the one ``DECODER`` names for the stage)."""
         x = torch.from_numpy(to_network_input(image))[None, None].to(self.device)
         with torch.inference_mode():
             out = self.nets[stage](x)
         coords, conf = decode_heatmaps(out.heatmaps, self.nets[stage].cfg.stem_stride,
-                                       method=DECODER.get(stage, "integral"))
+                                       method=method or DECODER.get(stage, "integral"))
         aux = torch.sigmoid(out.aux[0]).cpu().numpy() if out.aux is not None else None
         return coords[0].cpu().numpy().astype(np.float64), conf[0].cpu().numpy().astype(np.float64), aux
+
+    def plateau_corners(self, image: np.ndarray, method: str | None = None):
+        """The global stage on the whole radiograph: the two tibial plateau corners in the image's pixels, their
+        confidences and the auxiliary outputs (P(right), P(implant)); ``method`` as for ``_run``."""
+        square, to_square = letterbox(image, self.bundle.global_size)
+        corners, conf, aux = self._run(GLOBAL_STAGE, square, method)
+        return apply_affine(invert_affine(to_square), corners), conf, aux
 
     def _implant_probability(self, image_left: np.ndarray, reference: np.ndarray) -> float:
         """The implant stage's probability of an implant, from the joint in its frame (left view)."""
@@ -186,9 +195,7 @@ class KneeAligner:
         warnings: list[str] = []
         t = time.perf_counter()
         h, w = image.shape
-        square, to_square = letterbox(image, self.bundle.global_size)
-        ref_sq, ref_conf, aux = self._run(GLOBAL_STAGE, square)
-        reference = apply_affine(invert_affine(to_square), ref_sq)
+        reference, ref_conf, aux = self.plateau_corners(image)
         if np.linalg.norm(reference[1] - reference[0]) < MIN_REFERENCE_FRACTION * max(h, w):
             raise UnsupportedImage("no knee found: the tibial plateau corners could not be told apart")
         p_right, p_implant = float(aux[0]), float(aux[1])

@@ -22,23 +22,13 @@ import numpy as np
 DECODERS = ("integral", "peak")
 
 
-def corner_errors(net, size: int, sample) -> dict[str, tuple[float, bool]]:
+def corner_errors(aligner, sample) -> dict[str, tuple[float, bool]]:
     """Per decoder: (the worse corner's error in % of the plateau width, whether the corners' order is right)."""
-    import torch
-
-    from model.frames import apply_affine, invert_affine
-    from model.network import decode_heatmaps
-    from model.preprocess import letterbox, to_network_input
-
     truth = sample.landmarks[list(sample.scheme.roles["reference"])]
     width = float(np.linalg.norm(truth[1] - truth[0]))
-    square, to_square = letterbox(sample.image, size)
-    with torch.inference_mode():
-        out = net(torch.from_numpy(to_network_input(square))[None, None])
     result = {}
     for method in DECODERS:
-        coords, _ = decode_heatmaps(out.heatmaps, net.cfg.stem_stride, method=method)
-        points = apply_affine(invert_affine(to_square), coords[0].numpy().astype(np.float64))
+        points, _, _ = aligner.plateau_corners(sample.image, method)
         error = float(np.max(np.linalg.norm(points - truth, axis=1))) / width * 100
         same_order = (points[1, 0] < points[0, 0]) == (truth[1, 0] < truth[0, 0])
         result[method] = (error, bool(same_order))
@@ -53,9 +43,9 @@ def summary(rows: list[dict[str, tuple[float, bool]]], method: str) -> str:
 
 
 def main() -> None:
-    from model.network import LandmarkNet
-    from model.vocabulary import GLOBAL_STAGE, PHASE_NAMES
-    from model.weights import DEFAULT_WEIGHTS, load_bundle
+    from model.inference import KneeAligner
+    from model.vocabulary import PHASE_NAMES
+    from model.weights import DEFAULT_WEIGHTS
     from train.data.splits import held_out_seeds, validation_seeds
     from train.data.synthetic import render_samples
 
@@ -67,12 +57,7 @@ def main() -> None:
     ap.add_argument("--data", choices=("validation", "test"), default="validation",
                     help="validation seeds (default) or the held-out test set (synthetic:test / xray3d:test)")
     args = ap.parse_args()
-    nets = {}
-    for path in args.weights:
-        bundle = load_bundle(path)
-        net = LandmarkNet(bundle.config_of(GLOBAL_STAGE))
-        net.load_state_dict(bundle.state[GLOBAL_STAGE])
-        nets[path] = (net.eval(), bundle.global_size)
+    aligners = {path: KneeAligner.load(path, device="cpu") for path in args.weights}
     for renderer in args.renderers:
         if args.data == "validation":
             jobs = [(seed, phase, k % 5 < 2, None, False, renderer)
@@ -80,11 +65,11 @@ def main() -> None:
         else:
             jobs = [(seed, phase, False, None, False, renderer)
                     for phase in PHASE_NAMES for seed in held_out_seeds("test", phase, args.n)]
-        rows: dict[str, list[tuple[str, dict]]] = {path: [] for path in nets}
+        rows: dict[str, list[tuple[str, dict]]] = {path: [] for path in aligners}
         for sample in render_samples(jobs, args.workers, progress=False):
-            for path, (net, size) in nets.items():
-                rows[path].append((sample.phase, corner_errors(net, size, sample)))
-        for path in nets:
+            for path, aligner in aligners.items():
+                rows[path].append((sample.phase, corner_errors(aligner, sample)))
+        for path in aligners:
             for phase in PHASE_NAMES:
                 sub = [r for p, r in rows[path] if p == phase]
                 for method in DECODERS:
