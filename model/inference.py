@@ -243,8 +243,8 @@ class KneeAligner:
         unmeasurable = {bone: short_shaft_reason(bone) for bone, lv in bone_levels.items() if lv is None}
         warnings.extend(unmeasurable.values())
         default = ShaftLevels()
-        panel_levels = ShaftLevels(femur=bone_levels["femur"] or default.femur,
-                                   tibia=tuple(reversed(bone_levels["tibia"])) if bone_levels["tibia"] else default.tibia)
+        tibia_levels = tuple(reversed(bone_levels["tibia"])) if bone_levels["tibia"] else default.tibia
+        panel_levels = ShaftLevels(femur=bone_levels["femur"] or default.femur, tibia=tibia_levels)
         levels = at_levels or (None if unmeasurable else panel_levels)
         alignment = compute_alignment(landmarks, scheme, laterality, pixel_spacing_mm, levels or default)
         c_aligned, c_whole, graded = self._confidence(conf, scheme, shifts["global"], alignment, length,
@@ -285,7 +285,8 @@ class KneeAligner:
         swapped = {"L": "R", "R": "L"}.get(tag) if tag else None
         copies = {"mirrored copy": (np.ascontiguousarray(image[:, ::-1]), swapped)}
         if spacing is None or abs(spacing[0] - spacing[1]) <= 1e-3 * max(spacing):  # rotation needs square pixels
-            copies[f"copy rotated by {CONSISTENCY_ROTATION_DEG:g} deg"] = (rotated(image, CONSISTENCY_ROTATION_DEG), tag)
+            turned = rotated(image, CONSISTENCY_ROTATION_DEG)
+            copies[f"copy rotated by {CONSISTENCY_ROTATION_DEG:g} deg"] = (turned, tag)
         mine = {"FNTS": pred.alignment.atfa_fnts_deg, "FTS": pred.alignment.atfa_fts_deg}
         for name, (copy, copy_tag) in copies.items():
             try:
