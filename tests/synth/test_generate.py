@@ -34,6 +34,26 @@ def test_seeds_differ_between_runs_and_cases():
     assert len(seeds) == 150
 
 
+def test_different_images_of_one_seed_never_share_a_uid(tmp_path):
+    """The same seed drawn as pre-op and post-op, from the hard distribution, with another implant design or
+    without laterality tags is another image: a PACS keeps one instance per SOP Instance UID, so each must have
+    its own UIDs (and its own study and series)."""
+    runs = {"preop": generate(2, tmp_path / "pre", seed=11, phase="preop", progress=False),
+            "postop": generate(2, tmp_path / "post", seed=11, phase="postop", progress=False),
+            "hard": generate(2, tmp_path / "hard", seed=11, phase="postop", hard=True, progress=False),
+            "designs": generate(2, tmp_path / "designs", seed=11, phase="postop", variants=["implant_designs"],
+                                progress=False),
+            "untagged": generate(2, tmp_path / "untagged", seed=11, phase="postop", drop_laterality=1.0,
+                                 progress=False)}
+    for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        uids = [str(pydicom.dcmread(p, stop_before_pixels=True)[keyword].value)
+                for paths in runs.values() for p in paths]
+        assert len(set(uids)) == len(uids), keyword
+    # the same image regenerated keeps its UIDs
+    again = generate(1, tmp_path / "again", seed=11, phase="postop", progress=False)
+    assert pydicom.dcmread(again[0]).SOPInstanceUID == pydicom.dcmread(runs["postop"][0]).SOPInstanceUID
+
+
 def test_generate_can_leave_out_laterality_tags(tmp_path):
     paths = generate(4, tmp_path, seed=1, phase="postop", drop_laterality=1.0, compress="rle", progress=False)
     for path in paths:

@@ -3,13 +3,15 @@
 The dataset carries the modules its IOD asks for (Patient, General Study, General Series, DX Series / CR
 Series, General Equipment, General Image, Image Pixel, DX Anatomy Imaged, DX Image, DX Detector, VOI LUT,
 Acquisition Context, SOP Common), with synthetic, non-identifying values (patient ``SYNTH^KNEE^<n>``).
-UIDs are derived from the case seed, so a file is reproducible on its own. The ground truth goes to
+UIDs are derived from the case seed and from what makes the instance what it is (its pixels' digest, modality,
+laterality tags), so a file is reproducible on its own and two different images never share a UID. The ground truth goes to
 ``<stem>.json`` beside the ``.dcm``. ``laterality_tags=False`` leaves out Image Laterality and
 Laterality (to exercise laterality detection; a DX instance without Image Laterality is not conformant).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -33,8 +35,8 @@ COMPRESSIONS = {None: ExplicitVRLittleEndian, "jpeg2000": JPEG2000Lossless, "rle
 STUDY_DATE, STUDY_TIME = "20250101", "120000"
 
 
-def _uid(seed: int, what: str, namespace: str = "kneealign-synth") -> UID:
-    return generate_uid(entropy_srcs=[namespace, str(seed), what])
+def _uid(identity: list[str], what: str) -> UID:
+    return generate_uid(entropy_srcs=[*identity, what])
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:
@@ -60,14 +62,19 @@ def build_dataset(img: SynthImage, modality: str | None = None, laterality_tags:
         raise ValueError(f"modality must be 'DX' or 'CR', got {modality!r}")
     sop_class = DX_FOR_PRESENTATION if modality == "DX" else CR_IMAGE
     seed = case.seed
-    # Each renderer has its own UID namespace: the same seed of the two renderers is two different images.
+    # The UIDs follow everything that makes the instance what it is: the renderer (each has its own namespace), the
+    # seed, the pixels (the phase, the distribution and the generator's variants draw other images from one seed),
+    # the modality and the laterality tags. Two different images never share a UID (a PACS would keep only one);
+    # the same image regenerated gets the same UIDs.
     namespace = getattr(case, "uid_namespace", "kneealign-synth")
+    pixels = hashlib.sha256(np.ascontiguousarray(img.image, dtype="<u2").tobytes()).hexdigest()
+    identity = [namespace, str(seed), pixels, modality, "tags" if laterality_tags else "no-tags"]
 
     ds = Dataset()
     ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = _uid(seed, "instance", namespace)
-    ds.StudyInstanceUID = _uid(seed, "study", namespace)
-    ds.SeriesInstanceUID = _uid(seed, "series", namespace)
+    ds.SOPInstanceUID = _uid(identity, "instance")
+    ds.StudyInstanceUID = _uid(identity, "study")
+    ds.SeriesInstanceUID = _uid(identity, "series")
     # Patient (synthetic, non-identifying)
     ds.PatientName = f"SYNTH^KNEE^{number:04d}"
     ds.PatientID = f"SYNTH-{seed % 10**12:012d}"
