@@ -4,8 +4,8 @@ The dataset carries the modules its IOD asks for (Patient, General Study, Genera
 Series, General Equipment, General Image, Image Pixel, DX Anatomy Imaged, DX Image, DX Detector, VOI LUT,
 Acquisition Context, SOP Common), with synthetic, non-identifying values (patient ``SYNTH^KNEE^<n>``).
 UIDs are derived from the case seed and from what makes the instance what it is (its pixels' digest, modality,
-laterality tags), so a file is reproducible on its own and two different images never share a UID. The ground truth goes to
-``<stem>.json`` beside the ``.dcm``. ``laterality_tags=False`` leaves out Image Laterality and
+laterality tags), so a file is reproducible on its own and two different images never share a UID. The ground
+truth goes to ``<stem>.json`` beside the ``.dcm``. ``laterality_tags=False`` leaves out Image Laterality and
 Laterality (to exercise laterality detection; a DX instance without Image Laterality is not conformant).
 """
 
