@@ -125,12 +125,12 @@ def echo_seconds(port: int, calling: str = SENDER_AE, source: str = "127.0.0.1")
     return time.monotonic() - started if status and status.Status == 0 else None
 
 
-def logged(caplog, *needles: str, within: float = 5.0) -> bool:
-    """True once a captured log record contains every needle (records of closing connections are written by
-    their threads a moment after the socket closed)."""
+def logged(caplog, *needles: str, within: float = 5.0, times: int = 1) -> bool:
+    """True once `times` captured log records each contain every needle (records of closing connections are
+    written by their threads a moment after the socket closed)."""
     deadline = time.monotonic() + within
     while True:
-        if any(all(n in r.getMessage() for n in needles) for r in list(caplog.records)):
+        if sum(all(n in r.getMessage() for n in needles) for r in list(caplog.records)) >= times:
             return True
         if time.monotonic() > deadline:
             return False
