@@ -132,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="Table 1 and Table 2 of the paper, plots and overlays")
     p.add_argument("--weights", default=None, help="bundle (.safetensors); default: the shipped weights")
     p.add_argument("--data", required=True,
-                   help="synthetic:test|hard|hard-open (2D generator), xray3d:test|hard|hard-open (projection "
-                        "renderer), mixed:hard, a folder of DICOM + ground-truth JSON, or a manifest")
+                   help="synthetic:test|hard|hard-open|val (2D generator), xray3d:test|hard|hard-open|val (projection "
+                        "renderer), mixed:hard, a folder of DICOM + ground-truth JSON, or a manifest (val: the "
+                        "validation seeds, for tuning)")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--n-per-phase", type=int, default=None, help="synthetic sets: only the first N per phase")
     p.add_argument("--use-tags", action="store_true",

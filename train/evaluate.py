@@ -5,7 +5,8 @@ laterality accuracy and the low-confidence flag.
 Data: ``synthetic:test`` / ``synthetic:hard`` / ``synthetic:hard-open`` (the 2D generator's fixed held-out seeds of
 ``train.data.splits``, rendered in memory at each case's own pixel spacing), the same sets of the projection
 renderer (``xray3d:test`` / ``xray3d:hard`` / ``xray3d:hard-open``), ``mixed:hard`` (both renderers' hard sets),
-a folder of DICOM files with ground-truth JSON beside them, or a manifest. The reference angles are those of the
+a folder of DICOM files with ground-truth JSON beside them, or a manifest. ``synthetic:val`` / ``xray3d:val`` are
+the validation seeds (never trained on, never held out): the place to tune a check before it meets a held-out set. The reference angles are those of the
 ground-truth landmarks at the paper's fixed shaft levels (its "manual" measurements); when the prediction used
 other (adaptive) levels, the ground truth at those same levels is recorded too, so that the change of definition
 and the landmark error can be told apart; and the landmark error is split between the axes (``error_sources``:
@@ -39,7 +40,7 @@ from model.scheme import LandmarkScheme, load_scheme
 from model.vocabulary import PHASE_NAMES, PREOP
 from train.data.manifest import ManifestEntry, load_entry, read_directory, read_manifest
 from train.data.sample import KneeSample
-from train.data.splits import held_out_seeds
+from train.data.splits import N_TEST_PER_PHASE, held_out_seeds, validation_seeds
 from train.data.synthetic import render_samples, synthetic_sample
 from train.metrics import (
     ICC_FORM,
@@ -56,7 +57,9 @@ from train.panel_eval import case_panel, summarize_panel
 # Synthetic evaluation sets: name -> (held-out seeds of train.data.splits, hard distribution, collimator removed).
 # "hard-open" is the hard set with its collimator opened: rotation, noise, MONOCHROME1 and long stems without the
 # shafts cut short, so that their effect can be told apart from the crop's. Each renderer has them all.
-SYNTHETIC_SETS = {"test": ("test", False, False), "hard": ("hard", True, False), "hard-open": ("hard", True, True)}
+# "val" draws the validation seeds instead (as many per phase as a held-out set).
+SYNTHETIC_SETS = {"test": ("test", False, False), "hard": ("hard", True, False), "hard-open": ("hard", True, True),
+                  "val": ("val", False, False)}
 RENDERER_PREFIXES = {"synthetic": ("2d",), "xray3d": ("3d",), "mixed": ("2d", "3d")}
 
 
@@ -70,6 +73,8 @@ class CaseResult:
     atfa_fnts: float
     phase_pred: str | None = None  # None: no result (see ``error``)
     laterality_pred: str | None = None
+    laterality_probability: float | None = None  # the image's probability of the side it reads (KneePrediction)
+    phase_probability: float | None = None  # the implant probability
     rp2p: float = math.nan
     rp2c: float = math.nan
     atfa_fts_pred: float = math.nan
@@ -112,6 +117,14 @@ def _entries_data(name: str, entries: list[ManifestEntry]) -> EvalData:
     return EvalData(name, len(entries), lambda: (load_entry(e) for e in entries), lambda i: load_entry(entries[i]))
 
 
+def _set_seeds(name: str, phase: str, n: int | None) -> list[int]:
+    """The seeds of synthetic set ``name`` for ``phase``: the first ``n`` (default: all) of a held-out set, or as
+    many validation seeds."""
+    if name == "val":
+        return validation_seeds(phase, n or N_TEST_PER_PHASE)
+    return held_out_seeds(name, phase, n) if n else held_out_seeds(name, phase)
+
+
 def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1, progress: bool = True) -> EvalData:
     """``synthetic:<set>``, ``xray3d:<set>``, ``mixed:<set>``, a directory of DICOM + ground-truth JSON, or a
     manifest file. ``progress``: a progress bar while synthetic cases render."""
@@ -123,8 +136,7 @@ def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1, pr
         seeds_of, hard, open_field = SYNTHETIC_SETS[name]
         jobs = [(seed, phase, hard, None, open_field, renderer)
                 for renderer in RENDERER_PREFIXES[prefix] for phase in PHASE_NAMES
-                for seed in (held_out_seeds(seeds_of, phase, n_per_phase) if n_per_phase
-                             else held_out_seeds(seeds_of, phase))]
+                for seed in _set_seeds(seeds_of, phase, n_per_phase)]
         return EvalData(spec, len(jobs), lambda: render_samples(jobs, workers, desc=spec, progress=progress),
                         lambda i: synthetic_sample(*jobs[i]))
     path = Path(spec)
@@ -184,6 +196,7 @@ def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags
     case.time_ms = (time.perf_counter() - t0) * 1000
     p, g, scheme = comparable(pred.landmarks, pred.phase, sample.landmarks, sample.phase)
     case.phase_pred, case.laterality_pred = pred.phase, pred.laterality
+    case.laterality_probability, case.phase_probability = pred.laterality_probability, pred.phase_probability
     case.rp2p, case.rp2c = relative_p2p(p, g, scheme), relative_p2c(p, g, scheme)
     case.atfa_fts_pred, case.atfa_fnts_pred = pred.alignment.atfa_fts_deg, pred.alignment.atfa_fnts_deg
     case.confidence, case.low_confidence = pred.confidence, pred.low_confidence

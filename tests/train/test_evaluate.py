@@ -162,6 +162,18 @@ def test_renderer_sets_resolve_to_their_renderer():
         resolve_data("xray3d:nonsense")
 
 
+def test_the_validation_sets_draw_validation_seeds_never_held_out_ones():
+    from train.data.splits import HELD_OUT_RANGE, validation_seeds
+
+    val = resolve_data("xray3d:val", n_per_phase=2)
+    assert val.n == 4
+    sources = [val.reload(i).source for i in (0, 2)]
+    assert sources == [f"xray3d:{validation_seeds(p, 1)[0]}" for p in ("preop", "postop")]
+    seeds = [int(s.split(":")[1]) for s in sources]
+    assert not any(HELD_OUT_RANGE[0] <= seed < HELD_OUT_RANGE[1] for seed in seeds)
+    assert resolve_data("synthetic:val").n == 2 * 376
+
+
 @pytest.mark.parametrize("progress", [True, False])
 def test_the_render_bar_of_a_synthetic_set_follows_the_progress_flag(capsys, progress):
     """``--no-progress`` silences the bar of the cases rendering too (it filled the logs of long runs)."""

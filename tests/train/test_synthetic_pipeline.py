@@ -73,8 +73,9 @@ def test_tiny_synthetic_run_and_held_out_evaluation(tmp_path, caplog, tiny_confi
                  "--out", str(out), "--no-progress", "--no-figures"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_cases"] == 2 and summary["data"] == "synthetic:test"
-    sources = [json.loads(line)["source"] for line in (out / "cases.jsonl").read_text().splitlines()]
-    assert sources == [f"synthetic:{held_out_seeds('test', p)[0]}" for p in ("preop", "postop")]
+    cases = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
+    assert [c["source"] for c in cases] == [f"synthetic:{held_out_seeds('test', p)[0]}" for p in ("preop", "postop")]
+    assert all(0.0 <= c["laterality_probability"] <= 1.0 and 0.0 <= c["phase_probability"] <= 1.0 for c in cases)
 
     written = tmp_path / "dicom"
     assert main(["synth", "--n", "2", "--out", str(written), "--seed", "5", "--compress", "rle"]) == 0
