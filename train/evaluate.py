@@ -6,11 +6,12 @@ Data: ``synthetic:test`` / ``synthetic:hard`` / ``synthetic:hard-open`` (the 2D 
 ``train.data.splits``, rendered in memory at each case's own pixel spacing), the same sets of the projection
 renderer (``xray3d:test`` / ``xray3d:hard`` / ``xray3d:hard-open``), ``mixed:hard`` (both renderers' hard sets),
 a folder of DICOM files with ground-truth JSON beside them, or a manifest. ``synthetic:val`` / ``xray3d:val`` are
-the validation seeds (never trained on, never held out): the place to tune a check before it meets a held-out set. The reference angles are those of the
-ground-truth landmarks at the paper's fixed shaft levels (its "manual" measurements); when the prediction used
-other (adaptive) levels, the ground truth at those same levels is recorded too, so that the change of definition
-and the landmark error can be told apart; and the landmark error is split between the axes (``error_sources``:
-femoral and tibial axis directions, the notch midpoint's offset) to show which landmarks carry it.
+the validation seeds (never trained on, never held out): the place to tune a check before it meets a held-out set.
+The reference angles are those of the ground-truth landmarks at the paper's fixed shaft levels (its "manual"
+measurements); when the prediction used other (adaptive) levels, the ground truth at those same levels is recorded
+too, so that the change of definition and the landmark error can be told apart; and the landmark error is split
+between the axes (``error_sources``: femoral and tibial axis directions, the notch midpoint's offset) to show which
+landmarks carry it.
 
 When the predicted phase differs from the true one, landmark errors are taken over the points the two schemes
 share (the 134 bone points; post-op adds the implant outlines after them). A case for which inference gives no
