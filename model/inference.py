@@ -80,6 +80,14 @@ REFERENCE_SHIFT_LIMIT = 0.15
 DECODER = {GLOBAL_STAGE: "peak"}
 # An aTFA beyond this (degrees, either method) is implausible: confidence 0.
 MAX_PLAUSIBLE_ATFA_DEG = 35.0
+# FTS and FNTS are two readings of one angle: where they differ by more than this (degrees), one of them rests on a
+# misplaced landmark (a post-op notch placed in the wrong part of the component, a side read wrongly): confidence 0.
+# Chosen on the validation seeds with kneealign-v2.2 (knee-train evaluate --data xray3d:val / synthetic:val
+# --n-per-phase 200, docs/results/v2.2-method-disagreement.md): the confident post-op knees read 23.3 deg and 10.5 deg
+# off differ by 10.9 and 9.1 deg, every other confident knee by at most 6.8 deg but one (11.1 deg, read well: the 3D
+# renderer's own FTS and FNTS differ by more than 8 deg on 5 % of its post-op knees); 2D generator at most 3.2 deg.
+# Any value from 7 to 9 gives the same result there.
+MAX_METHOD_DISAGREEMENT_DEG = 8.0
 # A tibial plateau narrower or wider than this (mm, from the pixel spacing) is implausible: confidence 0.
 PLATEAU_WIDTH_MM = (40.0, 120.0)
 # The global stage's confidence counts fully from this value up.
@@ -341,13 +349,12 @@ class KneeAligner:
     def _confidence(conf, scheme, shift, alignment, length, spacing, global_conf, warnings, whole_reasons
                     ) -> tuple[float, float, list[tuple[float, str, bool]]]:
         """``(angle part, whole part, graded checks)`` of the result's confidence, each part a product of checks in
-        [0, 1]: the angle part concerns the aTFA (its landmarks' heatmap confidence, a plausible angle), the whole part
-        the landmark set (the final reference points near the global stage's, ``shift`` away in plateau widths; the
-        global stage's confidence; a plausible plateau width). The result's confidence is their product (times
-        laterality and phase). A check that fails outright adds its warning to ``warnings`` (and to ``whole_reasons``
-        when it concerns the whole set); the graded ones come back as
-        ``(value, reason, concerns the whole set)`` so that a result they bring below the threshold can name the
-        weakest."""
+        [0, 1]: the angle part concerns the aTFA (its landmarks' heatmap confidence, a plausible angle, FTS and FNTS
+        in agreement), the whole part the landmark set (the final reference points near the global stage's, ``shift``
+        away in plateau widths; the global stage's confidence; a plausible plateau width). The result's confidence is
+        their product (times laterality and phase). A check that fails outright adds its warning to ``warnings`` (and
+        to ``whole_reasons`` when it concerns the whole set); the graded ones come back as ``(value, reason, concerns
+        the whole set)`` so that a result they bring below the threshold can name the weakest."""
         roles = axis_points(scheme, alignment.levels)
         c_points = float(np.mean(conf[roles]))
         # The final reference points should lie near the global stage's.
@@ -356,6 +363,11 @@ class KneeAligner:
         if max(abs(alignment.atfa_fts_deg), abs(alignment.atfa_fnts_deg)) > MAX_PLAUSIBLE_ATFA_DEG:
             c_angle = 0.0
             warnings.append(f"implausible angle (> {MAX_PLAUSIBLE_ATFA_DEG:g} degrees)")
+        disagreement = abs(alignment.atfa_fts_deg - alignment.atfa_fnts_deg)
+        if disagreement > MAX_METHOD_DISAGREEMENT_DEG:
+            c_angle = 0.0
+            warnings.append(f"FTS and FNTS disagree by {disagreement:.1f} degrees (more than "
+                            f"{MAX_METHOD_DISAGREEMENT_DEG:g})")
         if spacing is not None:
             plateau_mm = length * float(np.sqrt(spacing[0] * spacing[1]))
             if not PLATEAU_WIDTH_MM[0] <= plateau_mm <= PLATEAU_WIDTH_MM[1]:

@@ -96,6 +96,23 @@ def test_an_implausible_plateau_width_makes_every_measurement_low_confidence(shi
     assert len(measured) >= 3 and all(m.status == "low_confidence" and reasons[0] in m.reason for m in measured)
 
 
+def test_fts_and_fnts_far_apart_make_the_angle_low_confidence_with_the_reason(shipped, monkeypatch):
+    """The two methods read one angle; a gap beyond the limit means a misplaced landmark under one of them."""
+    import model.inference as inference
+
+    ds = synthetic_knee_dx("L")
+    aligner = KneeAligner.load(shipped)
+    pred = aligner.predict(ds)
+    gap = abs(pred.alignment.atfa_fts_deg - pred.alignment.atfa_fnts_deg)
+    assert pred.status == "ok" and 0.05 < gap < inference.MAX_METHOD_DISAGREEMENT_DEG
+    monkeypatch.setattr(inference, "MAX_METHOD_DISAGREEMENT_DEG", gap / 2)
+    low = aligner.predict(ds)
+    assert low.status == "low_confidence" and low.confidence == 0.0
+    assert f"FTS and FNTS disagree by {gap:.1f} degrees (more than {gap / 2:g})" in low.warnings
+    assert low.alignment.atfa_fnts_deg == pytest.approx(pred.alignment.atfa_fnts_deg)  # flagged, not changed
+    assert low.measurements["atfa_fnts"].status == "low_confidence"
+
+
 def test_untrained_networks_never_give_a_confident_number(tiny_weights):
     from model.preprocess import UnsupportedImage
 
