@@ -58,6 +58,11 @@ MIN_REFERENCE_FRACTION = 0.02
 # contradict it with this certainty. The pre/post-op decision (implant classifier) must be at least this certain.
 LATERALITY_CERTAINTY = 0.9
 PHASE_CERTAINTY = 0.9
+# A side read from the image (no tag) also needs the fibula's landmarks at this mean heatmap confidence. Chosen on the
+# validation seeds with kneealign-v2.2 (docs/results/v2.2-fibula-side.md): the 13 knees of xray3d:val read on the
+# wrong side had 0.48-0.74, the confident knees read on the right side at least 0.84 (3D renderer) and 0.92 (2D
+# generator); 0.75 and 0.8 flag the same knees there.
+FIBULA_SIDE_CONFIDENCE = 0.8
 # The mirrored and the rotated copy must measure within this of the original (FTS and FNTS, degrees).
 CONSISTENCY_TOLERANCE_DEG = 1.5
 CONSISTENCY_ROTATION_DEG = 7.0
@@ -244,6 +249,8 @@ class KneeAligner:
             return float(np.max(np.linalg.norm(final_ref - ref, axis=1))) / max(length, 1e-6)
 
         shifts = {"global": moved(ref_left), "frame": moved(frame_ref)}
+        if source == "image" and c_side > 0.0:
+            c_side = self._fibula_confirms_side(conf, scheme, laterality, warnings)
 
         landmarks = mirror_points(points, w) if laterality == "R" else points
         whole_reasons = list(warnings)  # so far every warning concerns the landmark set as a whole
@@ -345,6 +352,21 @@ class KneeAligner:
                             f"side (probability {1.0 - p_image:.2f})")
             return from_image, "image", p_image, 0.0
         return from_image, "image", p_image, 1.0
+
+    @staticmethod
+    def _fibula_confirms_side(conf: np.ndarray, scheme, laterality: str, warnings: list[str]) -> float:
+        """1.0, or 0.0 with a warning when the fibula's landmarks are weak: the landmark stages read a left knee
+        (right ones mirrored), whose fibula lies lateral; a knee mirrored the wrong way shows it on the other side.
+        Only for a side read from the image (a tag is never overruled). A scheme without fibula curves passes."""
+        fibula = [i for curve in scheme.curves if curve.bone == "fibula" for i in curve.indices]
+        if not fibula:
+            return 1.0
+        c_fibula = float(np.mean(conf[fibula]))
+        if c_fibula >= FIBULA_SIDE_CONFIDENCE:
+            return 1.0
+        warnings.append(f"laterality uncertain: the fibula is not found where the side read from the image "
+                        f"({laterality}) puts it (confidence {c_fibula:.2f})")
+        return 0.0
 
     @staticmethod
     def _confidence(conf, scheme, shift, alignment, length, spacing, global_conf, warnings, whole_reasons

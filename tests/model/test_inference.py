@@ -113,6 +113,41 @@ def test_fts_and_fnts_far_apart_make_the_angle_low_confidence_with_the_reason(sh
     assert low.measurements["atfa_fnts"].status == "low_confidence"
 
 
+def test_weak_fibula_landmarks_make_a_side_read_from_the_image_uncertain():
+    """A knee mirrored the wrong way shows its fibula where the landmark stage does not look for it."""
+    import dataclasses
+
+    from model.scheme import load_scheme
+
+    scheme = load_scheme("postop")
+    fibula = [i for c in scheme.curves if c.bone == "fibula" for i in c.indices]
+    assert len(fibula) == 22
+    conf = np.full(scheme.n_points, 0.95)
+    warnings = []
+    assert KneeAligner._fibula_confirms_side(conf, scheme, "L", warnings) == 1.0 and not warnings
+    conf[fibula] = 0.6
+    assert KneeAligner._fibula_confirms_side(conf, scheme, "L", warnings) == 0.0
+    assert warnings == ["laterality uncertain: the fibula is not found where the side read from the image (L) puts "
+                        "it (confidence 0.60)"]
+    no_fibula = dataclasses.replace(scheme, curves=tuple(c for c in scheme.curves if c.bone != "fibula"))
+    assert KneeAligner._fibula_confirms_side(conf, no_fibula, "L", []) == 1.0  # a site's scheme without a fibula
+
+
+def test_the_fibula_check_applies_to_a_side_from_the_image_never_to_a_tag(shipped, monkeypatch):
+    import model.inference as inference
+
+    aligner = KneeAligner.load(shipped)
+    untagged, tagged = synthetic_knee_dx("R", tags=False), synthetic_knee_dx("R")
+    assert aligner.predict(untagged).status == "ok"
+    monkeypatch.setattr(inference, "FIBULA_SIDE_CONFIDENCE", 1.01)  # no fibula is ever confident enough
+    from_image = aligner.predict(untagged)
+    assert from_image.laterality == "R" and from_image.status == "low_confidence"
+    assert any(w.startswith("laterality uncertain: the fibula") for w in from_image.warnings)
+    assert all(m.status != "ok" for m in from_image.measurements.values())  # the side concerns every measurement
+    from_tag = aligner.predict(tagged)
+    assert from_tag.laterality_source == "tag" and from_tag.status == "ok"
+
+
 def test_untrained_networks_never_give_a_confident_number(tiny_weights):
     from model.preprocess import UnsupportedImage
 
