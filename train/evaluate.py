@@ -123,7 +123,7 @@ def _set_seeds(name: str, phase: str, n: int | None) -> list[int]:
     many validation seeds."""
     if name == "val":
         return validation_seeds(phase, n or N_TEST_PER_PHASE)
-    return held_out_seeds(name, phase, n) if n else held_out_seeds(name, phase)
+    return held_out_seeds(name, phase, n or N_TEST_PER_PHASE)
 
 
 def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1, progress: bool = True) -> EvalData:
