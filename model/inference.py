@@ -17,7 +17,11 @@
    from here on.
 3. Local stage: the similarity frame fixed by the reference points is resampled and the phase's network
    (134 pre-op or 181 post-op landmarks) runs on it; optionally once more on the frame rebuilt from its own
-   reference points (refinement). Points are mapped back to the source image (and un-mirrored).
+   reference points (refinement). Points are mapped back to the source image (and un-mirrored). The other
+   phase's network runs once on the first frame too: the post-op one must find the implant's outlines about as
+   surely as the pre-op one finds the native knee exactly when the phase decided is post-op; otherwise the phase
+   is uncertain (low confidence with the reason) and the landmark stages' phase is measured: that cue carries over
+   to another renderer where the implant stage does not.
 4. Alignment: aTFA by FTS and FNTS through the most distant shaft levels whose cortices the image shows
    (``model.exposure``, ``model.alignment.choose_bone_levels``); too little shaft exposed makes the result
    low-confidence. A whole-result confidence; below the threshold the result is low-confidence.
@@ -63,6 +67,15 @@ PHASE_CERTAINTY = 0.9
 # wrong side had 0.48-0.74, the confident knees read on the right side at least 0.84 (3D renderer) and 0.92 (2D
 # generator); 0.75 and 0.8 flag the same knees there.
 FIBULA_SIDE_CONFIDENCE = 0.8
+# The pre/post-op decision must agree with the landmark stages: the post-op stage's mean heatmap confidence on the
+# implant's outlines minus the pre-op stage's on its landmarks (both in the global stage's frame) at or above this
+# says "an implant", below it "none"; where the two disagree the phase is uncertain and the landmark stages' phase is
+# measured. Chosen on the 2D generator's validation seeds alone (python tests/bench/bench_phase_outline.py, 100 per
+# phase; docs/results/phase-outline-check.md): pre-op knees at most -0.102, post-op at least -0.040 with
+# kneealign-v2.2; at most -0.134 and at least -0.008 with the leave-one-renderer-out bundle trained on that generator
+# alone. On the 3D renderer's validation seeds that bundle's implant stage reads the phase of 97 of 200 knees right,
+# this cue 178; the two disagree on 87, where the cue is right on 84.
+IMPLANT_OUTLINE_EVIDENCE = -0.07
 # The mirrored and the rotated copy must measure within this of the original (FTS and FNTS, degrees).
 CONSISTENCY_TOLERANCE_DEG = 1.5
 CONSISTENCY_ROTATION_DEG = 7.0
@@ -203,7 +216,8 @@ class KneeAligner:
     def _measure(self, image: np.ndarray, laterality_tag: str | None,
                  pixel_spacing_mm: tuple[float, float] | None, spacing_source: str | None = None,
                  panel: bool = True, at_levels: ShaftLevels | None = None) -> KneePrediction:
-        """One measurement of ``image``; ``panel``: the measurement panel too (not for the consistency copies);
+        """One measurement of ``image``; ``panel``: the measurement panel and the landmark stages' check of the
+        phase too (not for the consistency copies, whose phase is compared with the original's);
         ``at_levels``: measure the angles at these shaft levels, not at those the image's exposed field gives."""
         timings: dict[str, float] = {}
         warnings: list[str] = []
@@ -228,11 +242,16 @@ class KneeAligner:
         if max(p_implant, 1.0 - p_implant) < PHASE_CERTAINTY:
             c_phase = 0.0
             warnings.append(f"pre/post-op uncertain (implant probability {p_implant:.2f})")
-        scheme = self.schemes[phase]
 
         t = time.perf_counter()
         points, conf = self._local(image_left, ref_left, phase)
         timings["local"] = (time.perf_counter() - t) * 1000
+        if panel and c_phase > 0.0:
+            t = time.perf_counter()
+            phase, points, conf, c_phase = self._check_phase_with_outlines(image_left, ref_left, phase, points, conf,
+                                                                           p_implant, warnings)
+            timings["phase_check"] = (time.perf_counter() - t) * 1000
+        scheme = self.schemes[phase]
         first_ref = points[list(scheme.roles["reference"])]
         collapsed = np.linalg.norm(first_ref[1] - first_ref[0]) < MIN_REFERENCE_FRACTION * max(h, w)
         if collapsed:
@@ -367,6 +386,44 @@ class KneeAligner:
         warnings.append(f"laterality uncertain: the fibula is not found where the side read from the image "
                         f"({laterality}) puts it (confidence {c_fibula:.2f})")
         return 0.0
+
+    def _implant_outline_indices(self) -> list[int]:
+        return [i for curve in self.schemes[POSTOP].curves if curve.bone == "implant" for i in curve.indices]
+
+    def outline_confidences(self, image_left: np.ndarray, reference: np.ndarray) -> tuple[float, float] | None:
+        """``(implant outlines, native knee)``: the post-op stage's mean heatmap confidence on the implant's outlines
+        and the pre-op stage's on its landmarks, both in the frame of ``reference`` (a left view). None when the
+        post-op scheme has no implant curves or the bundle lacks a landmark stage."""
+        if not self._implant_outline_indices() or any(local_stage(p) not in self.nets for p in PHASE_NAMES):
+            return None
+        conf = {p: self._local(image_left, reference, p)[1] for p in PHASE_NAMES}
+        return float(np.mean(conf[POSTOP][self._implant_outline_indices()])), float(np.mean(conf[PREOP]))
+
+    def _check_phase_with_outlines(self, image_left: np.ndarray, reference: np.ndarray, phase: str,
+                                   points: np.ndarray, conf: np.ndarray, p_implant: float, warnings: list[str]):
+        """``(phase, points, confidences, phase confidence)``. The landmark stages must agree with the phase
+        decided: the post-op stage finds the implant's outlines about as surely as the pre-op stage finds the native
+        knee (``IMPLANT_OUTLINE_EVIDENCE``) exactly when it is post-op. ``points``, ``conf``: the decided phase's
+        first landmarks in the frame of ``reference``, where the other phase's stage runs here. When the two
+        disagree, the landmark stages' phase is measured (it carries over to images of another source where the
+        implant stage does not, docs/results/phase-outline-check.md), low-confidence with the reason. Unchanged
+        when the post-op scheme has no implant curves or the bundle lacks the other stage."""
+        other = PREOP if phase == POSTOP else POSTOP
+        implant = self._implant_outline_indices()
+        if not implant or local_stage(other) not in self.nets:
+            return phase, points, conf, 1.0
+        other_points, other_conf = self._local(image_left, reference, other)
+        c_post, c_pre = (conf, other_conf) if phase == POSTOP else (other_conf, conf)
+        c_implant, c_native = float(np.mean(c_post[implant])), float(np.mean(c_pre))
+        finds_implant = c_implant - c_native >= IMPLANT_OUTLINE_EVIDENCE
+        if finds_implant == (phase == POSTOP):
+            return phase, points, conf, 1.0
+        names = {POSTOP: "post-op", PREOP: "pre-op"}
+        what = "find an implant" if finds_implant else "find no implant"
+        warnings.append(f"pre/post-op uncertain: the implant stage reads {names[phase]} (implant probability "
+                        f"{p_implant:.2f}), the landmark stages {what} (implant outlines {c_implant:.2f}, native "
+                        f"knee {c_native:.2f}); measured as {names[other]}")
+        return other, other_points, other_conf, 0.0
 
     @staticmethod
     def _confidence(conf, scheme, shift, alignment, length, spacing, global_conf, warnings, whole_reasons

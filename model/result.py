@@ -22,7 +22,7 @@ class KneePrediction:
     landmark_confidence: np.ndarray  # (N,) in [0, 1]
     scheme_id: str  # e.g. "kneealign-preop@1.0"
     phase: str  # one of model.vocabulary.PHASE_NAMES
-    phase_probability: float  # model's probability of an implant (post-op)
+    phase_probability: float  # the implant stage's probability of an implant (post-op); see model.inference
     laterality: str  # "L" | "R"
     laterality_source: str  # "tag" (the DICOM tag, always used when present) or "image" (no tag)
     alignment: AlignmentResult

@@ -71,15 +71,29 @@ def _with_fixed_implant_answer(bundle: ModelBundle, logit: float) -> ModelBundle
 
 
 @pytest.mark.parametrize(("logit", "phase"), [(8.0, "postop"), (-8.0, "preop")])
-def test_the_implant_stage_decides_the_phase(shipped_weights, logit, phase):
+def test_the_implant_stage_decides_the_phase(shipped_weights, logit, phase, monkeypatch):
     """A pre-op knee: an implant stage that says "implant" with certainty makes it post-op (and the global stage's
-    own logit is not consulted); one that says "no implant" keeps it pre-op; either way the decision is certain."""
+    own logit is not consulted); one that says "no implant" keeps it pre-op; either way the decision is certain.
+    (The landmark stages' check of the phase is set to agree with any decision here; the next test lets it speak.)"""
+    import model.inference as inference
+
+    monkeypatch.setattr(inference, "IMPLANT_OUTLINE_EVIDENCE", -1.01 if logit > 0 else 1.01)
     aligner = KneeAligner(_with_fixed_implant_answer(load_bundle(shipped_weights), logit), consistency=False)
     pred = aligner.predict(synthetic_knee_dx("L"))
     assert pred.phase == phase
     assert pred.phase_probability == pytest.approx(float(torch.sigmoid(torch.tensor(logit))), abs=1e-6)
     assert not any("pre/post-op uncertain" in w for w in pred.warnings)
     assert IMPLANT_STAGE in pred.timings_ms
+
+
+def test_the_landmark_stages_overrule_an_implant_stage_that_sees_an_implant_in_a_native_knee(shipped_weights):
+    """The shipped landmark stages on a pre-op knee find no implant outline: an implant stage certain of an implant
+    is contradicted, and the knee is measured as pre-op with low confidence and the reason."""
+    aligner = KneeAligner(_with_fixed_implant_answer(load_bundle(shipped_weights), 8.0), consistency=False)
+    pred = aligner.predict(synthetic_knee_dx("L"))
+    assert pred.phase == "preop" and pred.phase_probability > 0.99 and pred.low_confidence
+    assert any(w.startswith("pre/post-op uncertain: the implant stage reads post-op (implant probability 1.00), "
+                            "the landmark stages find no implant") for w in pred.warnings)
 
 
 def test_an_undecided_implant_stage_makes_the_result_low_confidence(shipped_weights):

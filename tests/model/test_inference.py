@@ -26,12 +26,12 @@ def shipped(shipped_weights):
     return shipped_weights
 
 
-def synthetic_knee_dx(laterality="R", tags=True, **override):
+def synthetic_knee_dx(laterality="R", tags=True, phase="preop", **override):
     """A synthetic knee (validation seed, coarse spacing for speed) as a DICOM dataset; ``override`` sets tags."""
     from train.data.splits import validation_seeds
     from train.synth import build_dataset, render_case, sample_case
 
-    case = sample_case(validation_seeds("preop", 40)[-1], "preop", atfa_deg=7.0, laterality=laterality)
+    case = sample_case(validation_seeds(phase, 40)[-1], phase, atfa_deg=7.0, laterality=laterality)
     ds = build_dataset(render_case(case, pixel_spacing_mm=0.3), laterality_tags=tags)
     for keyword, value in override.items():
         setattr(ds, keyword, value)
@@ -146,6 +146,49 @@ def test_the_fibula_check_applies_to_a_side_from_the_image_never_to_a_tag(shippe
     assert all(m.status != "ok" for m in from_image.measurements.values())  # the side concerns every measurement
     from_tag = aligner.predict(tagged)
     assert from_tag.laterality_source == "tag" and from_tag.status == "ok"
+
+
+def test_landmark_stages_that_contradict_the_phase_make_it_uncertain(shipped, monkeypatch):
+    """The implant stage decides the phase; the post-op stage must find the implant's outlines about as surely as
+    the pre-op stage finds the native knee (or not, for a knee read as pre-op). If not, the landmark stages' phase
+    is measured, flagged."""
+    import model.inference as inference
+
+    aligner = KneeAligner.load(shipped)
+    preop, postop = synthetic_knee_dx("L"), synthetic_knee_dx("L", phase="postop")
+    for ds, phase in ((preop, "preop"), (postop, "postop")):
+        pred = aligner.predict(ds)
+        assert (pred.phase, pred.status) == (phase, "ok") and not pred.warnings
+    monkeypatch.setattr(inference, "IMPLANT_OUTLINE_EVIDENCE", 1.01)  # no implant outline is ever found
+    assert aligner.predict(preop).status == "ok"
+    unfound = aligner.predict(postop)
+    assert unfound.phase == "preop" and unfound.status == "low_confidence"
+    assert unfound.scheme_id.startswith("kneealign-preop") and len(unfound.landmarks) == 134
+    assert any(w.startswith("pre/post-op uncertain: the implant stage reads post-op (implant probability 1.00), the "
+                            "landmark stages find no implant") and w.endswith("measured as pre-op")
+               for w in unfound.warnings)
+    assert all(m.status != "ok" for m in unfound.measurements.values())  # the phase concerns every measurement
+    monkeypatch.setattr(inference, "IMPLANT_OUTLINE_EVIDENCE", -1.01)  # an implant outline everywhere
+    assert aligner.predict(postop).status == "ok"
+    found = aligner.predict(preop)
+    assert found.phase == "postop" and found.status == "low_confidence" and len(found.landmarks) == 181
+    assert any(w.startswith("pre/post-op uncertain: the implant stage reads pre-op") and "find an implant" in w
+               for w in found.warnings)
+
+
+def test_the_phase_check_passes_a_post_op_scheme_without_implant_curves(shipped):
+    import dataclasses
+
+    aligner = KneeAligner.load(shipped)
+    scheme = aligner.schemes["postop"]
+    aligner.schemes["postop"] = dataclasses.replace(scheme, curves=tuple(c for c in scheme.curves
+                                                                         if c.bone != "implant"))
+    points, conf = np.zeros((scheme.n_points, 2)), np.zeros(scheme.n_points)  # would contradict any phase
+    warnings = []
+    checked = aligner._check_phase_with_outlines(np.zeros((64, 64)), np.array([[20.0, 30], [40, 30]]), "postop",
+                                                 points, conf, 0.99, warnings)
+    assert checked[0] == "postop" and checked[1] is points and checked[3] == 1.0 and not warnings
+    assert aligner.outline_confidences(np.zeros((64, 64)), np.array([[20.0, 30], [40, 30]])) is None
 
 
 def test_untrained_networks_never_give_a_confident_number(tiny_weights):
