@@ -390,14 +390,17 @@ class KneeAligner:
     def _implant_outline_indices(self) -> list[int]:
         return [i for curve in self.schemes[POSTOP].curves if curve.bone == "implant" for i in curve.indices]
 
+    def _outline_evidence(self, conf: Mapping[str, np.ndarray]) -> tuple[float, float]:
+        """``(implant outlines, native knee)`` from each phase's landmark confidences in one frame."""
+        return float(np.mean(conf[POSTOP][self._implant_outline_indices()])), float(np.mean(conf[PREOP]))
+
     def outline_confidences(self, image_left: np.ndarray, reference: np.ndarray) -> tuple[float, float] | None:
         """``(implant outlines, native knee)``: the post-op stage's mean heatmap confidence on the implant's outlines
         and the pre-op stage's on its landmarks, both in the frame of ``reference`` (a left view). None when the
         post-op scheme has no implant curves or the bundle lacks a landmark stage."""
         if not self._implant_outline_indices() or any(local_stage(p) not in self.nets for p in PHASE_NAMES):
             return None
-        conf = {p: self._local(image_left, reference, p)[1] for p in PHASE_NAMES}
-        return float(np.mean(conf[POSTOP][self._implant_outline_indices()])), float(np.mean(conf[PREOP]))
+        return self._outline_evidence({p: self._local(image_left, reference, p)[1] for p in PHASE_NAMES})
 
     def _check_phase_with_outlines(self, image_left: np.ndarray, reference: np.ndarray, phase: str,
                                    points: np.ndarray, conf: np.ndarray, p_implant: float, warnings: list[str]):
@@ -409,18 +412,16 @@ class KneeAligner:
         implant stage does not, docs/results/phase-outline-check.md), low-confidence with the reason. Unchanged
         when the post-op scheme has no implant curves or the bundle lacks the other stage."""
         other = PREOP if phase == POSTOP else POSTOP
-        implant = self._implant_outline_indices()
-        if not implant or local_stage(other) not in self.nets:
+        if not self._implant_outline_indices() or local_stage(other) not in self.nets:
             return phase, points, conf, 1.0
         other_points, other_conf = self._local(image_left, reference, other)
-        c_post, c_pre = (conf, other_conf) if phase == POSTOP else (other_conf, conf)
-        c_implant, c_native = float(np.mean(c_post[implant])), float(np.mean(c_pre))
+        c_implant, c_native = self._outline_evidence({phase: conf, other: other_conf})
         finds_implant = c_implant - c_native >= IMPLANT_OUTLINE_EVIDENCE
         if finds_implant == (phase == POSTOP):
             return phase, points, conf, 1.0
         names = {POSTOP: "post-op", PREOP: "pre-op"}
         what = "find an implant" if finds_implant else "find no implant"
-        warnings.append(f"pre/post-op uncertain: the implant stage reads {names[phase]} (implant probability "
+        warnings.append(f"pre/post-op uncertain: the implant classifier reads {names[phase]} (implant probability "
                         f"{p_implant:.2f}), the landmark stages {what} (implant outlines {c_implant:.2f}, native "
                         f"knee {c_native:.2f}); measured as {names[other]}")
         return other, other_points, other_conf, 0.0
