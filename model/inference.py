@@ -420,10 +420,9 @@ class KneeAligner:
         if finds_implant == (phase == POSTOP):
             return phase, points, conf, 1.0
         names = {POSTOP: "post-op", PREOP: "pre-op"}
-        what = "find an implant" if finds_implant else "find no implant"
-        warnings.append(f"pre/post-op uncertain: the implant classifier reads {names[phase]} (implant probability "
-                        f"{p_implant:.2f}), the landmark stages {what} (implant outlines {c_implant:.2f}, native "
-                        f"knee {c_native:.2f}); measured as {names[other]}")
+        what = "find an implant" if finds_implant else "find none"  # short: the overlay's legend shows it
+        warnings.append(f"pre/post-op uncertain: implant classifier says {names[phase]}, landmark stages {what} "
+                        f"(outlines {c_implant:.2f}, knee {c_native:.2f}); measured as {names[other]}")
         return other, other_points, other_conf, 0.0
 
     @staticmethod
