@@ -53,7 +53,7 @@ from model.network import decode_heatmaps
 from model.preprocess import UnsupportedImage, letterbox, load_radiograph, to_network_input, warp_to_frame
 from model.result import KneePrediction
 from model.scheme import load_scheme
-from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, PHASE_NAMES, POSTOP, PREOP, STAGES, local_stage
+from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, PHASE_NAMES, PHASES, POSTOP, PREOP, STAGES, local_stage
 from model.weights import ModelBundle, load_bundle
 
 # Reference points closer than this fraction of the image's longer side mean no knee was found.
@@ -419,10 +419,9 @@ class KneeAligner:
         finds_implant = c_implant - c_native >= IMPLANT_OUTLINE_EVIDENCE
         if finds_implant == (phase == POSTOP):
             return phase, points, conf, 1.0
-        names = {POSTOP: "post-op", PREOP: "pre-op"}
         what = "find an implant" if finds_implant else "find none"  # short: the overlay's legend shows it
-        warnings.append(f"pre/post-op uncertain: implant classifier says {names[phase]}, landmark stages {what} "
-                        f"(outlines {c_implant:.2f}, knee {c_native:.2f}); measured as {names[other]}")
+        warnings.append(f"pre/post-op uncertain: implant classifier says {PHASES[phase].word}, landmark stages "
+                        f"{what} (outlines {c_implant:.2f}, knee {c_native:.2f}); measured as {PHASES[other].word}")
         return other, other_points, other_conf, 0.0
 
     @staticmethod

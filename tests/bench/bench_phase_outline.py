@@ -36,16 +36,19 @@ def read_phase(aligner, sample) -> tuple[float, float] | None:
 
 def report(rows: list[tuple[str, float, float]], split: float) -> list[str]:
     """Lines for (true phase, implant probability, evidence) rows."""
+    from model.inference import IMPLANT_PROBABILITY_SPLIT
+    from model.vocabulary import PHASE_NAMES, POSTOP, PREOP
+
     lines = []
-    for phase in ("preop", "postop"):
+    for phase in PHASE_NAMES:
         ev = np.array([e for p, _, e in rows if p == phase])
         if len(ev):
             lines.append(f"  {phase}: {len(ev)} knees, evidence min {ev.min():+.3f}, median {np.median(ev):+.3f}, "
                          f"max {ev.max():+.3f}")
     agree = Counter()
     for phase, p_implant, evidence in rows:
-        stage = "postop" if p_implant >= 0.5 else "preop"
-        outlines = "postop" if evidence >= split else "preop"
+        stage = POSTOP if p_implant >= IMPLANT_PROBABILITY_SPLIT else PREOP
+        outlines = POSTOP if evidence >= split else PREOP
         agree[(stage == phase, outlines == phase)] += 1
     n = len(rows)
     stage_right = agree[(True, True)] + agree[(True, False)]
