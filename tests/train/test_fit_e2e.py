@@ -99,6 +99,23 @@ def test_partial_run_takes_missing_stages_from_init_weights(tmp_path, toy_manife
                for k, v in a.state["local_postop"].items())
 
 
+def test_a_stage_from_scratch_ignores_the_init_weights_of_its_shape(tmp_path, toy_manifest, tiny_config):
+    """With lr 0 a stage keeps the weights it starts from: the init bundle's, or random ones with from_scratch."""
+    data = {"source": "manifest", "manifest": str(toy_manifest), "train_split": None, "val_split": "val"}
+    base, _ = fit(_write(tmp_path, tiny_config(tmp_path / "a", data, iterations=3)), progress=False)
+    started = {}
+    for scratch in (False, True):
+        cfg = tiny_config(tmp_path / f"b{scratch}", data, iterations=1)
+        cfg["init_weights"] = str(base)
+        cfg["stages"] = {"local_postop": {**cfg["stages"]["local_postop"], "lr": 0.0, "from_scratch": scratch}}
+        out, _ = fit(_write(tmp_path, cfg), progress=False)
+        started[scratch] = load_bundle(out).state["local_postop"]
+    init = load_bundle(base).state["local_postop"]
+    convs = [k for k, v in init.items() if k.endswith("weight") and v.ndim == 4]
+    assert all(np.array_equal(init[k].numpy(), started[False][k].numpy()) for k in convs)
+    assert not any(np.array_equal(init[k].numpy(), started[True][k].numpy()) for k in convs)
+
+
 def test_an_implant_stage_trained_onto_init_weights(tmp_path, toy_manifest, tiny_config):
     """Only the implant stage is trained; the others come from the init bundle unchanged, and the result decides
     the phase with its implant stage (the global stage is no longer asked)."""

@@ -52,6 +52,7 @@ class StageConfig(_Strict):
     weight_decay: float = 0.0
     grad_clip: float | None = 5.0
     loss: LossConfig = LossConfig()
+    from_scratch: bool = False  # random weights even where init_weights holds a network of this stage's shape
 
 
 class GlobalStageConfig(StageConfig):

@@ -112,7 +112,7 @@ def fit(config_path: str | Path, progress: bool = True) -> tuple[Path, dict[str,
         if stage not in cfg.stages:
             continue
         init_state = None
-        if init is not None and stage in init.stages and stage in init.state:
+        if init is not None and stage in init.stages and stage in init.state and not cfg.stages[stage].from_scratch:
             same = init.config_of(stage) == cfg.hourglass(stage)
             same = same and (stage != IMPLANT_STAGE or init.implant_frame == cfg.implant_frame)
             init_state = init.state[stage] if same else None

@@ -1,0 +1,36 @@
+"""The width comparison's driver (tests/bench/widths_gpu.py): both runs see the same images and schedule, and
+bundles too large for one file come back in parts that join to the original."""
+
+from __future__ import annotations
+
+import yaml
+
+from tests.bench.widths_gpu import CONFIGS, PART, STAGE, copy_out, write_config
+from train.fitting import load_config
+
+
+def test_the_two_widths_share_data_and_schedule_and_differ_only_in_the_network(tmp_path):
+    cfgs = {k: load_config(write_config(v, tmp_path, 1234, None)) for k, v in CONFIGS.items()}
+    narrow, paper = cfgs["narrow"], cfgs["paper"]
+    assert narrow.data == paper.data  # one rendering, shared through the cache files
+    assert narrow.stages[STAGE].iterations == paper.stages[STAGE].iterations == 1234
+    assert narrow.stages[STAGE].from_scratch and paper.stages[STAGE].from_scratch
+    same = {k: v for k, v in narrow.stages[STAGE].model_dump().items() if k != "network"}
+    assert same == {k: v for k, v in paper.stages[STAGE].model_dump().items() if k != "network"}
+    assert (paper.stages[STAGE].network.depth, paper.stages[STAGE].network.width) == (6, 256)
+    assert narrow.output != paper.output and narrow.checkpoint_dir != paper.checkpoint_dir
+
+    dry = yaml.safe_load(write_config(CONFIGS["paper"], tmp_path, 20, 4).read_text())
+    assert dry["data"]["n_train_preop"] == dry["data"]["xray3d"]["n_train_preop"] == 4
+    assert dry["data"]["cache_file"] != paper.data.cache_file  # a dry run never overwrites the real cache
+    assert dry["stages"][STAGE]["warmup"] == 2
+
+
+def test_large_files_come_back_in_parts_that_join(tmp_path):
+    big, small = tmp_path / "big.safetensors", tmp_path / "small.json"
+    big.write_bytes(bytes(range(256)) * (PART // 256 + 5))
+    small.write_text("{}")
+    names = copy_out([big, small], tmp_path / "out")
+    assert names == ["big.safetensors.part-00", "big.safetensors.part-01", "small.json"]
+    joined = b"".join((tmp_path / "out" / n).read_bytes() for n in names[:2])
+    assert joined == big.read_bytes() and (tmp_path / "out" / "small.json").read_text() == "{}"
