@@ -72,6 +72,19 @@ def test_resume_refuses_another_network(tmp_path, toy_manifest, tiny_config):
         fit(_write(tmp_path, cfg), progress=False)
 
 
+def test_a_run_that_starts_again_from_step_0_starts_a_new_learning_curve(tmp_path, toy_manifest, tiny_config):
+    data = {"source": "manifest", "manifest": str(toy_manifest), "train_split": None, "val_split": "val"}
+    cfg = {**tiny_config(tmp_path, data, iterations=3), "resume": False}
+    cfg["stages"] = {"local_preop": cfg["stages"]["local_preop"]}
+    cfg["init_weights"] = str(fit(_write(tmp_path, tiny_config(tmp_path / "a", data, iterations=1)), False)[0])
+    log = Path(cfg["checkpoint_dir"]) / "local_preop" / "log.jsonl"
+    curves = []
+    for _ in range(2):
+        fit(_write(tmp_path, cfg), progress=False)
+        curves.append([json.loads(line)["step"] for line in log.read_text().splitlines()])
+    assert curves[0] == curves[1] == [3]
+
+
 def test_config_errors_name_the_key(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path, {"source": "synthetic"})
     cfg["stages"]["global"]["itertions"] = 3

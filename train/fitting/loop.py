@@ -129,6 +129,8 @@ def fit_stage(stage: str, cfg: RunConfig, train: SampleStore, val: SampleStore, 
     ref = reference_indices(stage)
     log_path = Path(cfg.checkpoint_dir) / stage / "log.jsonl"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if start == 0:
+        log_path.unlink(missing_ok=True)  # a run from step 0 starts a new learning curve, not after an old one's
     validation: dict[str, float] = {}
     step_times: list[float] = []
     net.train()
