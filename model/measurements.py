@@ -7,8 +7,12 @@ angles are measured in pixels (square pixels assumed) and no width in millimetre
 
 Lines (landmark curves and roles of ``model/schemes/*.json``; pairs are ``[medial, lateral]``):
 
-- femoral anatomical axis: through the midpoints of the femoral shaft cortices at the two chosen levels (the FTS
-  femoral axis of ``model.alignment``, adaptive ``ShaftLevels`` respected); tibial anatomical axis likewise.
+- femoral anatomical axis: from the midpoint of the femoral shaft cortices at the more proximal chosen level to the
+  midpoint of the intercondylar notch (the FNTS femoral axis of ``model.alignment``, adaptive ``ShaftLevels``
+  respected): the axis as drawn on a knee film, shaft centre to notch centre, over about 1.3 plateau widths rather
+  than the 0.5 between the two shaft levels, so a landmark's error tilts it less.
+- tibial anatomical axis: through the midpoints of the tibial shaft cortices at the two chosen levels (the tibial
+  axis of both aTFA methods).
 - tibial plateau line: through the two plateau corners (the scheme's ``reference`` points).
 - distal femoral condylar tangent: the line touching both condyles from below, i.e. the common tangent of the
   medial and lateral distal condyle outlines (curves ``medial_condyle_distal``/``lateral_condyle_distal`` with the
@@ -27,7 +31,7 @@ Measurements (angles in degrees, widths in millimetres; varus negative, valgus p
   proximally) and the condylar tangent (normal about 79-83).
 - ``jlca``: joint line convergence angle, from the plateau line to the condylar tangent, positive when the two
   lines converge medially (the lateral side opens, as in a varus knee), negative when they converge laterally.
-  With these signs ``aTFA(FTS) = MPTA - aLDFA - JLCA`` holds exactly.
+  With these signs ``aTFA(FNTS) = MPTA - aLDFA - JLCA`` holds exactly.
 - ``jsw_medial``, ``jsw_lateral``: minimum joint space width of each compartment, the shortest distance measured
   perpendicular to the plateau line (vertical in the joint's own frame) between the condyle's outline and the
   plateau's, over the central ``JSW_CENTRAL_FRACTION`` of the span from the plateau corner to the notch edge.
@@ -53,7 +57,7 @@ from functools import cached_property
 
 import numpy as np
 
-from model.alignment import AlignmentResult, ShaftLevels, compute_alignment
+from model.alignment import ATFA_METHODS, AlignmentResult, ShaftLevels, compute_alignment
 from model.scheme import LandmarkScheme
 from model.vocabulary import PHASE_NAMES, PHASES, POSTOP, PREOP
 
@@ -71,6 +75,7 @@ DETECTOR_SPACING_NOTE = ("detector pixel spacing (ImagerPixelSpacing) only: mill
 JSW_CENTRAL_FRACTION = 0.7  # of each compartment's span from the plateau corner to the notch edge
 JSW_OVERLAP_TOLERANCE_MM = 0.5  # outlines overlapping by up to this read as bone on bone (0 mm)
 JSW_SAMPLES = 48  # positions across each compartment
+PANEL_FEMORAL_AXIS = "fnts"  # the panel's femoral axis: shaft centre to notch centre ("fts": two shaft levels)
 
 
 @dataclass(frozen=True)
@@ -378,7 +383,8 @@ class _Context:
     scheme: LandmarkScheme
     parts: SchemeParts
     alignment: AlignmentResult
-    axis_landmarks: dict[str, tuple[int, ...]]  # bone -> the shaft landmarks of its axis
+    axis_landmarks: dict[str, tuple[int, ...]]  # axis -> its landmarks (``_axis_landmarks``)
+    femoral_axis: str  # the femoral axis of the panel's angles: "fnts" or "fts"
     unmeasurable_axes: Mapping[str, str]
     visible: np.ndarray | None
     spacing_known: bool
@@ -396,8 +402,9 @@ class _Context:
         return f"landmarks outside the image ({names}{more})"
 
     def axis(self, bone: str) -> tuple[np.ndarray, np.ndarray, Segment]:
-        """Proximal and distal points of a bone's anatomical axis (frame units) and its segment in pixels."""
-        ax = self.alignment.femoral_axis_fts if bone == "femur" else self.alignment.tibial_axis
+        """Proximal and distal points of a bone's anatomical axis as the panel takes it (frame units; the femur's
+        is ``femoral_axis``'s) and its segment in pixels."""
+        ax = self.alignment.femoral_axis(self.femoral_axis) if bone == "femur" else self.alignment.tibial_axis
         a = np.array(ax.proximal) * self.frame.scale
         b = np.array(ax.distal) * self.frame.scale
         return a, b, (ax.proximal, ax.distal)
@@ -435,10 +442,14 @@ class _NotMeasurable(Exception):
 
 
 def _check_axes(ctx: _Context, spec: MeasurementSpec) -> list[int]:
+    """The landmarks of the axes ``spec`` uses (each aTFA its own femoral axis, the rest the panel's); raises when one
+    of its bones has no axis."""
     used = []
     for bone in spec.bones:
         if bone in ctx.unmeasurable_axes:
             raise _NotMeasurable(f"{bone} axis not measurable: {ctx.unmeasurable_axes[bone]}")
+        if bone == "femur":
+            bone = spec.name.removeprefix("atfa_") if spec.name.startswith("atfa_") else ctx.femoral_axis
         used += ctx.axis_landmarks[bone]
     return used
 
@@ -453,9 +464,8 @@ def _angle_measurement(ctx: _Context, spec: MeasurementSpec) -> tuple[float, lis
     if name in ("atfa_fts", "atfa_fnts"):
         value = ctx.alignment.atfa_fts_deg if name == "atfa_fts" else ctx.alignment.atfa_fnts_deg
         ax = ctx.alignment.femoral_axis_fts if name == "atfa_fts" else ctx.alignment.femoral_axis_fnts
-        notch = list(ctx.scheme.roles["femoral_notch"]) if name == "atfa_fnts" else []
         t = ctx.alignment.tibial_axis
-        return value, used + notch, [(ax.proximal, ax.distal), (t.proximal, t.distal)], None
+        return value, used, [(ax.proximal, ax.distal), (t.proximal, t.distal)], None
     if name == "mpta":
         a, b, seg = ctx.axis("tibia")
         return mpta_deg(plateau_dir, b - a), used + [med, lat], [seg, plateau_seg], None
@@ -523,13 +533,17 @@ def _jsw(ctx: _Context, side: str) -> tuple[float, list[int], list[Segment], str
     return max(gap.width, 0.0), used, [segment], note
 
 
-def _axis_landmarks(scheme: LandmarkScheme, levels: ShaftLevels, bone: str) -> tuple[int, ...]:
-    """The shaft landmarks of a bone's axis at ``levels`` (as ``model.alignment`` takes them)."""
+def _axis_landmarks(scheme: LandmarkScheme, levels: ShaftLevels) -> dict[str, tuple[int, ...]]:
+    """The landmarks of each axis at ``levels`` (as ``model.alignment`` takes them): the femoral axes ``"fnts"`` (the
+    proximal shaft pair and the notch) and ``"fts"`` (both shaft pairs), and ``"tibia"``."""
     if levels.fixed:
-        roles = ("femoral_shaft_proximal", "femoral_shaft_distal") if bone == "femur" else (
-            "tibial_shaft_proximal", "tibial_shaft_distal")
-        return tuple(i for role in roles for i in scheme.roles[role])
-    return tuple(i for lv in getattr(levels, bone) for i in scheme.shaft_pair(bone, lv))
+        pairs = {bone: [scheme.roles[f"{prefix}_shaft_{end}"] for end in ("proximal", "distal")]
+                 for bone, prefix in (("femur", "femoral"), ("tibia", "tibial"))}
+    else:
+        pairs = {bone: [scheme.shaft_pair(bone, lv) for lv in getattr(levels, bone)] for bone in ("femur", "tibia")}
+    return {"fnts": (*pairs["femur"][0], *scheme.roles["femoral_notch"]),
+            "fts": tuple(i for pair in pairs["femur"] for i in pair),
+            "tibia": tuple(i for pair in pairs["tibia"] for i in pair)}
 
 
 def _phase_reason(spec: MeasurementSpec, phase: str) -> str | None:
@@ -554,6 +568,7 @@ def compute_measurements(
     spacing_source: str | None = None,
     names: Iterable[str] | None = None,
     alignment: AlignmentResult | None = None,
+    femoral_axis: str = PANEL_FEMORAL_AXIS,
 ) -> dict[str, Measurement]:
     """The panel for landmarks ``points`` (source image pixels, a right knee unmirrored) following ``scheme``.
 
@@ -561,17 +576,20 @@ def compute_measurements(
     not measured (measurements needing it are not measurable); ``visible``: per landmark, whether it is in the
     image (None: all are); ``spacing_source``: ``"PixelSpacing"`` or ``"ImagerPixelSpacing"`` (the latter is noted
     on widths); ``names``: which measurements (default all; the aTFA always); ``alignment``: already computed
-    ``compute_alignment`` of the same points and levels, reused. Geometric statuses only (``ok`` or
+    ``compute_alignment`` of the same points and levels, reused; ``femoral_axis``: the femoral axis of aLDFA and the
+    femoral component angle, ``"fnts"`` (the panel's) or ``"fts"`` (for comparison, e.g.
+    ``tests/bench/bench_femoral_axis.py``). Geometric statuses only (``ok`` or
     ``not_measurable``, ``low_confidence`` for implausible values); ``grade`` adds the landmark confidences.
     """
     pts = scheme.check_points(points)
     levels = levels or (alignment.levels if alignment is not None else ShaftLevels())
     if alignment is None:
         alignment = compute_alignment(pts, scheme, laterality, pixel_spacing_mm, levels)
-    axis_landmarks = {bone: _axis_landmarks(scheme, levels, bone) for bone in ("femur", "tibia")}
+    if femoral_axis not in ATFA_METHODS:
+        raise ValueError(f"unknown femoral axis {femoral_axis!r}; expected one of {ATFA_METHODS}")
     ctx = _Context(KneeFrame.of(pts, laterality, pixel_spacing_mm), scheme, SchemeParts.of(scheme), alignment,
-                   axis_landmarks, dict(unmeasurable_axes or {}), None if visible is None else np.asarray(visible, bool),
-                   pixel_spacing_mm is not None, spacing_source)
+                   _axis_landmarks(scheme, levels), femoral_axis, dict(unmeasurable_axes or {}),
+                   None if visible is None else np.asarray(visible, bool), pixel_spacing_mm is not None, spacing_source)
     out: dict[str, Measurement] = {}
     for name in resolve_names(names):
         spec = SPECS[name]

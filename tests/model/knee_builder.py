@@ -89,15 +89,17 @@ def build(spec: KneeSpec, phase: str = "preop") -> np.ndarray:
     edge_l = _arc(c_l, n_tangent, tangent, np.array([-70.0]))[0]
     apex = (edge_m + edge_l) / 2 - 12.0 * n_tangent
     pts[50:59] = np.vstack([_line(edge_m, apex, 5), _line(apex, edge_l, 5)[1:]])
-    # Shafts: every level on the femoral axis (through the notch apex) and on the tibial one (through the origin).
+    if phase == "postop":
+        _implant(pts, spec, femoral, n_plateau, apex)
+    # Shafts: every level on the femoral axis, which runs through the notch midpoint (the ``femoral_notch`` role's, the
+    # FNTS axis' distal point, so the two femoral axes coincide), and on the tibial one (through the origin).
+    notch = pts[list(scheme.roles["femoral_notch"])].mean(axis=0)
     for level, med, lat in scheme.shaft_levels["femur"]:
-        centre = apex - (10.0 + 60.0 * level) * femoral
+        centre = notch - (10.0 + 60.0 * level) * femoral
         pts[med], pts[lat] = centre - 13.0 * lateral_of_femur, centre + 13.0 * lateral_of_femur
     for level, med, lat in scheme.shaft_levels["tibia"]:
         centre = 80.0 * level * tib
         pts[med], pts[lat] = centre - (13.0, 0.0), centre + (13.0, 0.0)
-    if phase == "postop":
-        _implant(pts, spec, femoral, n_plateau, apex)
     return pts
 
 

@@ -77,7 +77,31 @@ def test_atfa_is_mpta_minus_aldfa_minus_jlca_for_any_landmarks():
     for _ in range(20):
         pts = base + rng.normal(0.0, 1.5, base.shape)
         m = compute_measurements(pts, PRE, "L", (0.12, 0.1))
-        assert m["atfa_fts"].value == pytest.approx(m["mpta"].value - m["aldfa"].value - m["jlca"].value, abs=1e-9)
+        assert m["atfa_fnts"].value == pytest.approx(m["mpta"].value - m["aldfa"].value - m["jlca"].value, abs=1e-9)
+
+
+def test_the_panel_takes_the_femoral_axis_from_the_shaft_to_the_notch():
+    pts = build(KneeSpec(86.0, 83.0, 1.0))
+    r = PRE.roles
+    moved = pts.copy()
+    moved[list(r["femoral_shaft_distal"])] += (4.0, 0.0)  # the FTS axis' distal point only
+    before, after = compute_measurements(pts, PRE), compute_measurements(moved, PRE)
+    assert after["aldfa"].value == pytest.approx(before["aldfa"].value, abs=1e-9)
+    assert abs(after["atfa_fts"].value - before["atfa_fts"].value) > 1.0
+    notch = pts.copy()
+    notch[list(r["femoral_notch"])] += (4.0, 0.0)  # the FNTS axis' distal point
+    shifted = compute_measurements(notch, PRE)
+    assert abs(shifted["aldfa"].value - before["aldfa"].value) > 1.0
+    assert shifted["aldfa"].value - before["aldfa"].value == pytest.approx(
+        before["atfa_fnts"].value - shifted["atfa_fnts"].value, abs=1e-9)
+    used = set(before["aldfa"].landmarks)
+    assert set(r["femoral_notch"]) <= used and set(r["femoral_shaft_proximal"]) <= used
+    assert not set(r["femoral_shaft_distal"]) & used
+    fts = compute_measurements(moved, PRE, femoral_axis="fts")  # the two-level axis, kept for comparison
+    assert fts["atfa_fts"].value == pytest.approx(fts["mpta"].value - fts["aldfa"].value - fts["jlca"].value, abs=1e-9)
+    assert abs(fts["aldfa"].value - after["aldfa"].value) > 1.0
+    with pytest.raises(ValueError, match="femoral axis"):
+        compute_measurements(pts, PRE, femoral_axis="mechanical")
 
 
 def test_a_right_knee_read_as_left_changes_the_values():
@@ -150,7 +174,7 @@ def test_adaptive_shaft_levels_are_the_axes_of_the_panel():
     assert near["aldfa"].value == pytest.approx(81.0, abs=1e-9)
     far = compute_measurements(pts, PRE)  # the paper's levels
     assert abs(far["aldfa"].value - 81.0) > 5.0
-    assert far["atfa_fts"].value == pytest.approx(far["mpta"].value - far["aldfa"].value - far["jlca"].value)
+    assert far["atfa_fnts"].value == pytest.approx(far["mpta"].value - far["aldfa"].value - far["jlca"].value)
 
 
 def test_implausible_values_are_low_confidence():
