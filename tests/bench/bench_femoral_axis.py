@@ -25,8 +25,8 @@ AXES = ("fts", "fnts")
 def measure_both(aligner, sample) -> dict | None:
     """``{axis: {angle: (pred, truth, node status, exact, design)}}`` for one knee; None when the node read another
     phase or side, or failed."""
-    from model.preprocess import UnsupportedImage
     from model.measurements import compute_measurements
+    from model.preprocess import UnsupportedImage
 
     try:
         pred = aligner.predict_image(sample.image, sample.laterality, sample.pixel_spacing_mm)
