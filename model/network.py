@@ -2,8 +2,10 @@
 attention gates after Oktay et al. 2018), heatmap outputs and sub-pixel decoding.
 
 The network maps a one-channel image (B, 1, H, W) to one heatmap per landmark at 1/``stem_stride`` of the input
-resolution. ``forward`` also returns differentiable coordinates (a soft-argmax over each whole map, used for the
-Wing loss in training) and optional auxiliary logits (global stage: right knee as acquired, implant present).
+resolution. Every level of the hourglass has the same width (the paper's design) unless ``max_width`` is set: then
+each level below the top is twice as wide as its parent, up to that cap. ``forward`` also returns differentiable
+coordinates (a soft-argmax over each whole map, used for the Wing loss in training) and optional auxiliary logits
+(global stage: right knee as acquired, implant present).
 ``decode_heatmaps`` is the inference decoder: the soft-argmax the network was trained with (or, optionally, the peak
 refined to sub-pixel accuracy), plus a per-landmark confidence (the probability mass around the peak).
 """
@@ -26,12 +28,17 @@ class HourglassConfig:
     stem_stride: int = 4  # heatmap resolution = input / stem_stride (1, 2 or 4)
     attention: bool = True
     in_channels: int = 1
+    # None: every level of the hourglass has ``width`` channels (the paper's); otherwise each level below the top
+    # doubles its parent's width up to ``max_width`` (the coarse levels are cheap, so capacity costs little time)
+    max_width: int | None = None
 
     def __post_init__(self) -> None:
         if self.stem_stride not in (1, 2, 4):
             raise ValueError(f"stem_stride must be 1, 2 or 4, got {self.stem_stride}")
         if self.depth < 1 or self.width < 8 or self.n_points < 1:
             raise ValueError(f"invalid hourglass config {self}")
+        if self.max_width is not None and self.max_width < self.width:
+            raise ValueError(f"max_width {self.max_width} is below width {self.width}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,14 +94,15 @@ class AttentionGate(nn.Module):
 
 
 class Hourglass(nn.Module):
-    """One hourglass level; recursion builds the lower levels."""
+    """One hourglass level; recursion builds the lower levels (twice as wide, up to ``max_width``, when given)."""
 
-    def __init__(self, depth: int, width: int, attention: bool):
+    def __init__(self, depth: int, width: int, attention: bool, max_width: int | None = None):
         super().__init__()
+        inner = min(2 * width, max_width) if max_width else width
         self.skip = Residual(width, width)
-        self.down = Residual(width, width)
-        self.inner = Hourglass(depth - 1, width, attention) if depth > 1 else Residual(width, width)
-        self.up = Residual(width, width)
+        self.down = Residual(width, inner)
+        self.inner = Hourglass(depth - 1, inner, attention, max_width) if depth > 1 else Residual(inner, inner)
+        self.up = Residual(inner, width)
         self.gate = AttentionGate(width) if attention else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +136,7 @@ class LandmarkNet(nn.Module):
             stem.append(nn.MaxPool2d(2))
         stem.append(Residual(w, w))
         self.stem = nn.Sequential(*stem)
-        self.hourglass = Hourglass(cfg.depth, w, cfg.attention)
+        self.hourglass = Hourglass(cfg.depth, w, cfg.attention, cfg.max_width)
         self.head = nn.Sequential(Residual(w, w), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.Conv2d(w, w, 1),
                                   nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.Conv2d(w, cfg.n_points, 1))
         self.aux_head = nn.Linear(w, cfg.n_aux) if cfg.n_aux else None

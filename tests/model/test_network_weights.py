@@ -36,6 +36,38 @@ def test_paper_local_has_attention_gates_on_all_six_levels():
     assert len(gates) == 6
 
 
+def test_growing_widths_double_down_the_hourglass_up_to_the_cap():
+    cfg = HourglassConfig(depth=4, width=8, n_points=3, max_width=32)
+    net = LandmarkNet(cfg).eval()
+    widths, level = [], net.hourglass
+    while hasattr(level, "inner"):
+        widths.append(level.skip.body[-1].out_channels)
+        level = level.inner
+    widths.append(level.body[-1].out_channels)  # the innermost residual block
+    assert widths == [8, 16, 32, 32, 32]
+    with torch.no_grad():
+        out = net(torch.randn(2, 1, 64, 48))
+    assert out.heatmaps.shape == (2, 3, 16, 12)
+    constant = LandmarkNet(HourglassConfig(depth=4, width=8, n_points=3))
+    assert sum(p.numel() for p in net.parameters()) > sum(p.numel() for p in constant.parameters())
+    with pytest.raises(ValueError, match="max_width"):
+        HourglassConfig(depth=4, width=16, n_points=3, max_width=8)
+
+
+def test_bundles_written_before_max_width_load_with_constant_widths(tmp_path):
+    old_header = {k: v for k, v in CPU_LOCAL_PREOP.to_dict().items() if k != "max_width"}
+    assert HourglassConfig.from_dict(old_header) == CPU_LOCAL_PREOP
+    grown = dict(TINY, local_cfgs={"preop": HourglassConfig(3, 8, 134, max_width=16),
+                                   "postop": HourglassConfig(2, 8, 181)})
+    bundle = ModelBundle.untrained(**grown)
+    loaded = load_bundle(save_bundle(bundle, tmp_path / "w.safetensors"))
+    assert loaded.local_cfgs["preop"].max_width == 16
+    x = torch.randn(1, 1, 288, 192)
+    with torch.no_grad():
+        assert torch.equal(bundle.build_networks()["local_preop"].eval()(x).heatmaps,
+                           loaded.build_networks()["local_preop"].eval()(x).heatmaps)
+
+
 def gaussian_maps(centres, h=40, w=30, sigma=1.2):
     ys, xs = np.mgrid[0:h, 0:w]
     maps = [-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2) for cx, cy in centres]

@@ -3,6 +3,7 @@ bundles too large for one file come back in parts that join to the original."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tests.bench.widths_gpu import CONFIGS, PART, STAGE, copy_out, write_config
@@ -24,6 +25,23 @@ def test_the_two_widths_share_data_and_schedule_and_differ_only_in_the_network(t
     assert dry["data"]["n_train_preop"] == dry["data"]["xray3d"]["n_train_preop"] == 4
     assert dry["data"]["cache_file"] != paper.data.cache_file  # a dry run never overwrites the real cache
     assert dry["stages"][STAGE]["warmup"] == 2
+
+
+@pytest.mark.parametrize("name", ["mid", "grow"])
+def test_the_cpu_widths_train_on_the_same_images_and_schedule_as_the_gpu_ones(name):
+    """widths-mid/grow.yaml (docs/results/widths-on-cpu.md) compare with the GPU runs at 2000 iterations only if
+    they read the same cached images and keep the schedule; they differ in the network and the CPU's threads."""
+    narrow = load_config(CONFIGS["narrow"])
+    cpu = load_config(CONFIGS["narrow"].with_name(f"widths-{name}.yaml"))
+    machine = {"render_workers"}
+    assert cpu.data.model_dump(exclude=machine) == narrow.data.model_dump(exclude=machine)
+    keep = {"network", "iterations"}
+    assert cpu.stages[STAGE].model_dump(exclude=keep) == narrow.stages[STAGE].model_dump(exclude=keep)
+    assert cpu.stages[STAGE].iterations == 2000 and cpu.stages[STAGE].from_scratch
+    assert cpu.init_weights == narrow.init_weights and cpu.frame == narrow.frame
+    assert cpu.output != narrow.output and cpu.checkpoint_dir != narrow.checkpoint_dir
+    net = cpu.stages[STAGE].network.hourglass(134)
+    assert net.depth == 6 and (net.width, net.max_width) in {(96, None), (64, 256)}
 
 
 def test_large_files_come_back_in_parts_that_join(tmp_path):

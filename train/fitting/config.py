@@ -26,10 +26,11 @@ class NetworkConfig(_Strict):
     width: int
     stem_stride: Literal[1, 2, 4] = 4
     attention: bool = True
+    max_width: int | None = None  # levels below the top double their width up to this (None: constant width)
 
     def hourglass(self, n_points: int, n_aux: int = 0) -> HourglassConfig:
         return HourglassConfig(depth=self.depth, width=self.width, n_points=n_points, n_aux=n_aux,
-                               stem_stride=self.stem_stride, attention=self.attention)
+                               stem_stride=self.stem_stride, attention=self.attention, max_width=self.max_width)
 
 
 class LossConfig(_Strict):
