@@ -91,6 +91,10 @@ def test_config_errors_name_the_key(tmp_path, tiny_config):
     with pytest.raises(ConfigError, match="itertions"):
         load_config(_write(tmp_path, cfg))
     cfg = tiny_config(tmp_path, {"source": "synthetic"})
+    cfg["stages"]["local_preop"]["network"]["max_width"] = 4  # below the width: refused when read, not when built
+    with pytest.raises(ConfigError, match="max_width 4 is below width 8"):
+        load_config(_write(tmp_path, cfg))
+    cfg = tiny_config(tmp_path, {"source": "synthetic"})
     del cfg["stages"]["local_postop"]
     with pytest.raises(ConfigError, match=r"\['local_postop'\] are not trained by this config: give init_weights"):
         fit(_write(tmp_path, cfg), progress=False)

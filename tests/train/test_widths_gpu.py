@@ -1,5 +1,6 @@
 """The width comparison's driver (tests/bench/widths_gpu.py): both runs see the same images and schedule, and
-bundles too large for one file come back in parts that join to the original."""
+bundles too large for one file come back in parts that join to the original; the CPU widths' configs
+(widths-mid/grow.yaml) share those images and that schedule."""
 
 from __future__ import annotations
 

@@ -28,6 +28,12 @@ class NetworkConfig(_Strict):
     attention: bool = True
     max_width: int | None = None  # levels below the top double their width up to this (None: constant width)
 
+    @model_validator(mode="after")
+    def _cap_not_below_width(self) -> "NetworkConfig":
+        if self.max_width is not None and self.max_width < self.width:
+            raise ValueError(f"max_width {self.max_width} is below width {self.width}")
+        return self
+
     def hourglass(self, n_points: int, n_aux: int = 0) -> HourglassConfig:
         return HourglassConfig(depth=self.depth, width=self.width, n_points=n_points, n_aux=n_aux,
                                stem_stride=self.stem_stride, attention=self.attention, max_width=self.max_width)
