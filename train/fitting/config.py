@@ -29,9 +29,8 @@ class NetworkConfig(_Strict):
     max_width: int | None = None  # levels below the top double their width up to this (None: constant width)
 
     @model_validator(mode="after")
-    def _cap_not_below_width(self) -> "NetworkConfig":
-        if self.max_width is not None and self.max_width < self.width:
-            raise ValueError(f"max_width {self.max_width} is below width {self.width}")
+    def _network_checks_its_own_shape(self) -> "NetworkConfig":
+        self.hourglass(n_points=1)  # HourglassConfig's checks (e.g. max_width below width), when the file is read
         return self
 
     def hourglass(self, n_points: int, n_aux: int = 0) -> HourglassConfig:
