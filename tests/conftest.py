@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -29,8 +30,37 @@ def require_tool(path_or_name: str, version_flag: str | None = None, must_mentio
     return path
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback TCP port free now, chosen outside the kernel's ephemeral range.
+
+    A port the kernel hands out for bind(0) comes from the same range as the local ports of outgoing
+    connections, so between choosing it and a server binding it a client connection (to Orthanc, PostgreSQL,
+    a node) can take it: "Address already in use" once in a few hundred runs. Ports below the ephemeral
+    range are never given to outgoing connections; each is checked free and handed out once per process.
+    """
+    low, _ = _ephemeral_range()
+    candidates = [port for port in range(20000, low) if port not in _HANDED_OUT] if low > 21000 else []
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:  # an unusual port range: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

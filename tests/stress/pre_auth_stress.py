@@ -34,6 +34,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "receive")]
 
 from hostile_peers import Streamer, associate_rq, connect, echo_seconds, rss_bytes  # noqa: E402
 from receive_helpers import Recorder, node_config  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -60,12 +61,6 @@ class PeakRss(threading.Thread):
         self.done.set()
         self.join()
         return self.peak
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def attack(name: str, pid: int, port: int, baseline: int, run) -> None:
@@ -97,7 +92,7 @@ def main() -> None:
         return
     import subprocess
 
-    port = _free_port()
+    port = free_port()
     cap = 10
     with tempfile.TemporaryDirectory() as spool:
         child = subprocess.Popen([sys.executable, __file__, "--serve", spool, str(port)],
