@@ -1,6 +1,7 @@
 """The width comparison's driver (tests/bench/widths_gpu.py): both runs see the same images and schedule, and
 bundles too large for one file come back in parts that join to the original; the CPU widths' configs
-(widths-mid/grow.yaml) share those images and that schedule."""
+(widths-mid/grow.yaml) share those images and that schedule; the leave-one-renderer-out pair
+(loro-2d-narrow/grow.yaml) differs from each other only in the network."""
 
 from __future__ import annotations
 
@@ -43,6 +44,24 @@ def test_the_cpu_widths_train_on_the_same_images_and_schedule_as_the_gpu_ones(na
     assert cpu.output != narrow.output and cpu.checkpoint_dir != narrow.checkpoint_dir
     net = cpu.stages[STAGE].network.hourglass(134)
     assert net.depth == 6 and (net.width, net.max_width) in {(96, None), (64, 256)}
+
+
+def test_the_leave_one_renderer_out_widths_differ_only_in_the_network():
+    """loro-2d-narrow/grow.yaml (docs/results/widths-across-renderers.md) compare widths across renderers only if
+    both train from random weights on the 2D-only images and augmentation of loro-2d-preop.yaml, with one schedule,
+    on top of the same 2D-only stages, and never train on the 3D renderer."""
+    loro = load_config(CONFIGS["narrow"].with_name("loro-2d-preop.yaml"))
+    narrow, grow = (load_config(CONFIGS["narrow"].with_name(f"loro-2d-{k}.yaml")) for k in ("narrow", "grow"))
+    assert narrow.data == grow.data == loro.data
+    assert loro.data.n_train_postop == loro.data.xray3d.n_train_preop == loro.data.xray3d.n_train_postop == 0
+    keep = {"network"}
+    assert narrow.stages[STAGE].model_dump(exclude=keep) == grow.stages[STAGE].model_dump(exclude=keep)
+    assert narrow.stages[STAGE].augment == loro.stages[STAGE].augment and narrow.stages[STAGE].from_scratch
+    assert set(narrow.stages) == set(grow.stages) == {STAGE}
+    assert narrow.init_weights == grow.init_weights == loro.init_weights and narrow.frame == grow.frame == loro.frame
+    assert narrow.output != grow.output and narrow.checkpoint_dir != grow.checkpoint_dir
+    nets = [cfg.stages[STAGE].network.hourglass(134) for cfg in (narrow, grow)]
+    assert [(n.depth, n.width, n.max_width) for n in nets] == [(5, 64, None), (6, 64, 256)]
 
 
 def test_large_files_come_back_in_parts_that_join(tmp_path):
