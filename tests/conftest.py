@@ -46,8 +46,8 @@ def free_port() -> int:
 
     A port the kernel hands out for bind(0) comes from the same range as the local ports of outgoing
     connections, so between choosing it and a server binding it a client connection (to Orthanc, PostgreSQL,
-    a node) can take it: "Address already in use" once in a few hundred runs. Ports below the ephemeral
-    range are never given to outgoing connections; each is checked free and handed out once per process.
+    a node) can take it: a rare "Address already in use" (seen once in CI). Ports below the ephemeral range
+    are never given to outgoing connections; each is checked free and handed out once per process.
     """
     low, _ = _ephemeral_range()
     candidates = [port for port in range(20000, low) if port not in _HANDED_OUT] if low > 21000 else []

@@ -1,7 +1,7 @@
 """The width comparison's driver (tests/bench/widths_gpu.py): both runs see the same images and schedule, and
 bundles too large for one file come back in parts that join to the original; the CPU widths' configs
-(widths-mid/grow.yaml) share those images and that schedule; the leave-one-renderer-out pair
-(loro-2d-narrow/grow.yaml) differs from each other only in the network."""
+(widths-mid/grow.yaml) share those images and that schedule; the two leave-one-renderer-out
+configs (loro-2d-narrow/grow.yaml) differ only in the network."""
 
 from __future__ import annotations
 
