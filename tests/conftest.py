@@ -33,12 +33,11 @@ def require_tool(path_or_name: str, version_flag: str | None = None, must_mentio
 _HANDED_OUT: set[int] = set()
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ephemeral_low() -> int:
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:
@@ -49,10 +48,11 @@ def free_port() -> int:
     a node) can take it: a rare "Address already in use" (seen once in CI). Ports below the ephemeral range
     are never given to outgoing connections; each is checked free and handed out once per process.
     """
-    low, _ = _ephemeral_range()
-    candidates = [port for port in range(20000, low) if port not in _HANDED_OUT] if low > 21000 else []
-    random.shuffle(candidates)
-    for port in candidates[:200]:
+    low = _ephemeral_low()
+    for _ in range(200 if low > 21000 else 0):
+        port = random.randrange(20000, low)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
