@@ -11,7 +11,8 @@ The reference angles are those of the ground-truth landmarks at the paper's fixe
 measurements); when the prediction used other (adaptive) levels, the ground truth at those same levels is recorded
 too, so that the change of definition and the landmark error can be told apart; and the landmark error is split
 between the axes (``error_sources``: femoral and tibial axis directions, the notch midpoint's offset) to show which
-landmarks carry it.
+landmarks carry it; and between the offset each landmark has in every image and the scatter around it
+(``train.landmark_bias``: what a few annotated images of a new source could correct, and what they could not).
 
 When the predicted phase differs from the true one, landmark errors are taken over the points the two schemes
 share (the 134 bone points; post-op adds the implant outlines after them). A case for which inference gives no
@@ -43,6 +44,7 @@ from train.data.manifest import ManifestEntry, load_entry, read_directory, read_
 from train.data.sample import KneeSample
 from train.data.splits import N_TEST_PER_PHASE, held_out_seeds, validation_seeds
 from train.data.synthetic import render_samples, synthetic_sample
+from train.landmark_bias import MIN_CASES, decompose, frame_errors
 from train.metrics import (
     ICC_FORM,
     accuracy,
@@ -93,6 +95,7 @@ class CaseResult:
     atfa_fts_same_levels: float = math.nan  # ground-truth landmarks measured at the prediction's levels
     atfa_fnts_same_levels: float = math.nan
     error_sources: dict | None = None  # train.metrics.error_sources, when phase and laterality are right
+    frame_errors: list | None = field(default=None, repr=False)  # train.landmark_bias.frame_errors, same condition
     warnings: list = field(default_factory=list)
     consistency: dict | None = None  # angle differences of the mirrored and rotated copies (KneePrediction)
     panel: dict = field(default_factory=dict)  # measurement -> truth, prediction, status (train.panel_eval)
@@ -211,6 +214,7 @@ def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags
         if pred.laterality == sample.laterality:  # the prediction's own axes (image pixels, at the same levels)
             corners = sample.landmarks[list(sample.scheme.roles["reference"])]
             case.error_sources = error_sources(pred.alignment, same, sample.laterality, corners)
+            case.frame_errors = np.round(frame_errors(pred.landmarks, sample.landmarks, corners), 3).tolist()
     case.panel = case_panel(sample, pred)
     case.landmarks_pred = np.round(pred.landmarks, 3).tolist()
     return case
@@ -264,6 +268,9 @@ def summarize_cases(cases: list[CaseResult]) -> dict:
                                                            for c in adapted])),
                 "level_shift_fts_mad_deg": float(np.mean([abs(c.atfa_fts_same_levels - c.atfa_fts) for c in adapted])),
             }
+        placed = [c.frame_errors for c in done if c.frame_errors]
+        if len(placed) >= MIN_CASES:  # how much of the landmark error is the same offset in every image
+            block["landmark_offsets"] = decompose(np.array(placed), load_scheme(phase).point_names)
         sourced = [c.error_sources for c in confident if c.error_sources]
         if sourced:  # which axis, and how much of it the notch, carries the landmark error
             block["confident_error_sources"] = summarize_error_sources(sourced)

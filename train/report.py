@@ -151,6 +151,15 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
                          f"femoral): femoral axis to the notch {deg['femoral_fnts_deg']}, between the shaft levels "
                          f"{deg['femoral_fts_deg']}; tibial axis {deg['tibial_deg']}; notch midpoint "
                          f"{pct['notch_lateral_pct']} lateral, {pct['notch_distal_pct']} distal (of the plateau width)")
+        offsets = block.get("landmark_offsets")
+        if offsets:
+            top = ", ".join(f"{o['landmark']} ({o['lateral_pct']:+.1f} / {o['distal_pct']:+.1f} %)"
+                            for o in offsets["largest"][:3])
+            parts.append(f"  - the same offset in every image ({offsets['n']} cases with phase and side right, "
+                         f"train.landmark_bias): mean landmark error {offsets['p2p_mean_pct']:.2f} %, per-landmark "
+                         f"median offsets {offsets['offset_mean_pct']:.2f} % on average (largest, lateral / distal: "
+                         f"{top}); without the offsets measured on the other half of the cases "
+                         f"{offsets['p2p_offset_removed_mean_pct']:.2f} % (of the plateau width)")
         axes = block.get("truth_vs_projected_axes_mad_deg")
         if axes:
             parts.append(f"  - ground-truth landmark angles vs the projected 3D shaft axes: mean |difference| FTS "
