@@ -133,6 +133,25 @@ def test_a_stage_from_scratch_ignores_the_init_weights_of_its_shape(tmp_path, to
     assert not any(np.array_equal(init[k].numpy(), started[True][k].numpy()) for k in convs)
 
 
+def test_a_stage_whose_network_differs_from_its_init_weights_is_refused_unless_from_scratch(tmp_path, toy_manifest,
+                                                                                               tiny_config):
+    """Fine-tuning a bundle with another network for a stage (e.g. an old config after the shipped pre-op stage grew)
+    would silently start that stage from random weights; it is refused before any data is read, naming both networks,
+    and from_scratch: true says it is meant."""
+    data = {"source": "manifest", "manifest": str(toy_manifest), "train_split": None, "val_split": "val"}
+    base, _ = fit(_write(tmp_path, tiny_config(tmp_path / "a", data, iterations=2)), progress=False)
+    cfg = tiny_config(tmp_path / "b", data, iterations=1)
+    cfg["init_weights"] = str(base)
+    wider = {**cfg["stages"]["local_postop"], "network": {"depth": 2, "width": 12, "stem_stride": 2}}
+    cfg["stages"] = {"local_postop": wider}
+    with pytest.raises(ConfigError, match=r"stage local_postop: .*'width': 8.*'width': 12.*from_scratch: true"):
+        fit(_write(tmp_path, cfg), progress=False)
+    cfg["stages"] = {"local_postop": {**wider, "from_scratch": True}}
+    out, _ = fit(_write(tmp_path, cfg), progress=False)
+    assert load_bundle(out).config_of("local_postop").width == 12
+    assert load_bundle(out).config_of("local_preop").width == 8  # the stages not trained are the init bundle's
+
+
 def test_an_implant_stage_trained_onto_init_weights(tmp_path, toy_manifest, tiny_config):
     """Only the implant stage is trained; the others come from the init bundle unchanged, and the result decides
     the phase with its implant stage (the global stage is no longer asked)."""

@@ -48,6 +48,18 @@ def _init_bundle(cfg: RunConfig) -> ModelBundle | None:
     if bundle.frame_spec != cfg.frame or bundle.global_size != cfg.global_size:
         raise ConfigError(f"init_weights {cfg.init_weights} use frame {bundle.frame_spec} / global size "
                           f"{bundle.global_size}; this config has {cfg.frame} / {cfg.global_size}")
+    for stage, scfg in cfg.stages.items():  # a stage that cannot start from its init weights must say so
+        if stage not in bundle.stages or scfg.from_scratch:
+            continue
+        if bundle.config_of(stage) != cfg.hourglass(stage):
+            raise ConfigError(f"stage {stage}: init_weights {cfg.init_weights} hold the network "
+                              f"{bundle.config_of(stage).to_dict()}, this config asks for "
+                              f"{cfg.hourglass(stage).to_dict()}; give the same network to train on from those "
+                              "weights, or from_scratch: true to start this stage from random weights")
+        if stage == IMPLANT_STAGE and bundle.implant_frame != cfg.implant_frame:
+            raise ConfigError(f"stage {stage}: init_weights {cfg.init_weights} use implant frame "
+                              f"{bundle.implant_frame}, this config {cfg.implant_frame}; give the same frame, or "
+                              "from_scratch: true to start this stage from random weights")
     return bundle
 
 
@@ -111,11 +123,9 @@ def fit(config_path: str | Path, progress: bool = True) -> tuple[Path, dict[str,
     for stage in STAGE_NAMES:
         if stage not in cfg.stages:
             continue
-        init_state = None
+        init_state = None  # random weights; _init_bundle refused a stage whose init weights do not fit
         if init is not None and stage in init.stages and stage in init.state and not cfg.stages[stage].from_scratch:
-            same = init.config_of(stage) == cfg.hourglass(stage)
-            same = same and (stage != IMPLANT_STAGE or init.implant_frame == cfg.implant_frame)
-            init_state = init.state[stage] if same else None
+            init_state = init.state[stage]
         results[stage] = fit_stage(stage, cfg, train, val, device, init_state, progress)
     state = {s: r.state for s, r in results.items()}
     if init is not None:
