@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from train.metrics import plateau_frame
+
 MIN_CASES = 4  # two per half for the out-of-sample estimate
 
 
 def frame_errors(pred: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``(K, 2)`` errors of predicted landmarks (prediction minus truth) in percent of the plateau width, along the
-    true plateau toward the lateral corner and across it distally. ``reference``: the true (medial, lateral) plateau
-    corners; image y grows downward (distally for a knee within +-90 degrees of upright)."""
-    medial, lateral = np.asarray(reference, np.float64)
-    length = float(np.linalg.norm(lateral - medial))
-    across = (lateral - medial) / length
-    down = np.array([-across[1], across[0]])
-    down = down if down[1] >= 0 else -down
+    true plateau toward the lateral corner and across it distally (``train.metrics.plateau_frame``). ``reference``: the
+    true (medial, lateral) plateau corners."""
+    length, across, down = plateau_frame(reference)
     d = np.asarray(pred, np.float64) - np.asarray(truth, np.float64)
     return 100.0 * np.stack([d @ across, d @ down], axis=1) / length
 

@@ -235,6 +235,17 @@ def axis_direction_deg(axis: Axis, laterality: str) -> float:
     return math.degrees(math.atan2(-dx if laterality == "R" else dx, dy))
 
 
+def plateau_frame(reference: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The true knee's own frame from its (medial, lateral) plateau corners: the plateau width, the unit vector along
+    the plateau toward the lateral corner, and the unit vector across it pointing down the image (distally for a
+    knee within +-90 degrees of upright)."""
+    medial, lateral = np.asarray(reference, np.float64)
+    length = float(np.linalg.norm(lateral - medial))
+    across = (lateral - medial) / length
+    down = np.array([-across[1], across[0]])
+    return length, across, (down if down[1] >= 0 else -down)
+
+
 def error_sources(pred: AlignmentResult, truth: AlignmentResult, laterality: str, reference: np.ndarray) -> dict:
     """Where an aTFA error comes from: each axis's direction error (prediction minus truth, degrees, positive
     toward lateral; FNTS error = tibial - femoral_fnts) and the notch midpoint's offset in percent of the plateau
@@ -244,11 +255,7 @@ def error_sources(pred: AlignmentResult, truth: AlignmentResult, laterality: str
     def turn(p: Axis, t: Axis) -> float:
         return (axis_direction_deg(p, laterality) - axis_direction_deg(t, laterality) + 180.0) % 360.0 - 180.0
 
-    medial, lateral = np.asarray(reference, np.float64)
-    length = float(np.linalg.norm(lateral - medial))
-    across = (lateral - medial) / length
-    down = np.array([-across[1], across[0]])
-    down = down if down[1] >= 0 else -down
+    length, across, down = plateau_frame(reference)
     offset = np.subtract(pred.femoral_axis_fnts.distal, truth.femoral_axis_fnts.distal)
     return {"femoral_fnts_deg": turn(pred.femoral_axis_fnts, truth.femoral_axis_fnts),
             "femoral_fts_deg": turn(pred.femoral_axis_fts, truth.femoral_axis_fts),
