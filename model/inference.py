@@ -74,7 +74,9 @@ FIBULA_SIDE_CONFIDENCE = 0.8
 # phase; docs/results/phase-outline-check.md): pre-op knees at most -0.102, post-op at least -0.040 with
 # kneealign-v2.2; at most -0.134 and at least -0.008 with the leave-one-renderer-out bundle trained on that generator
 # alone. On the 3D renderer's validation seeds that bundle's implant stage reads the phase of 97 of 200 knees right,
-# this cue 178; the two disagree on 87, where the cue is right on 84.
+# this cue 178; the two disagree on 87, where the cue is right on 84. The default: a bundle whose landmark stages
+# read outlines with other confidences carries its own split (``ModelBundle.implant_outline_evidence``, chosen the same
+# way; the run config's ``implant_outline_evidence``).
 IMPLANT_OUTLINE_EVIDENCE = -0.07
 # The mirrored and the rotated copy must measure within this of the original (FTS and FNTS, degrees).
 CONSISTENCY_TOLERANCE_DEG = 1.5
@@ -142,6 +144,8 @@ class KneeAligner:
         self.consistency = consistency
         self.confidence_threshold = (bundle.confidence_threshold if confidence_threshold is None
                                      else float(confidence_threshold))
+        self.implant_outline_evidence = (IMPLANT_OUTLINE_EVIDENCE if bundle.implant_outline_evidence is None
+                                         else bundle.implant_outline_evidence)
         self.nets = {k: v.to(self.device).eval() for k, v in bundle.build_networks().items()}
         self.schemes = {p: load_scheme(p) for p in PHASE_NAMES}
 
@@ -406,17 +410,17 @@ class KneeAligner:
                                    points: np.ndarray, conf: np.ndarray, p_implant: float, warnings: list[str]):
         """``(phase, points, confidences, phase confidence)``. The landmark stages must agree with the phase
         decided: the post-op stage finds the implant's outlines about as surely as the pre-op stage finds the native
-        knee (``IMPLANT_OUTLINE_EVIDENCE``) exactly when it is post-op. ``points``, ``conf``: the decided phase's
-        first landmarks in the frame of ``reference``, where the other phase's stage runs here. When the two
-        disagree, the landmark stages' phase is measured (it carries over to images of another source where the
-        implant stage does not, docs/results/phase-outline-check.md), low-confidence with the reason. Unchanged
-        when the post-op scheme has no implant curves or the bundle lacks the other stage."""
+        knee (the bundle's split, by default ``IMPLANT_OUTLINE_EVIDENCE``) exactly when it is post-op. ``points``,
+        ``conf``: the decided phase's first landmarks in the frame of ``reference``, where the other phase's stage
+        runs here. When the two disagree, the landmark stages' phase is measured (it carries over to images of another
+        source where the implant stage does not, docs/results/phase-outline-check.md), low-confidence with the
+        reason. Unchanged when the post-op scheme has no implant curves or the bundle lacks the other stage."""
         other = PREOP if phase == POSTOP else POSTOP
         if not self._implant_outline_indices() or local_stage(other) not in self.nets:
             return phase, points, conf, 1.0
         other_points, other_conf = self._local(image_left, reference, other)
         c_implant, c_native = self._outline_evidence({phase: conf, other: other_conf})
-        finds_implant = c_implant - c_native >= IMPLANT_OUTLINE_EVIDENCE
+        finds_implant = c_implant - c_native >= self.implant_outline_evidence
         if finds_implant == (phase == POSTOP):
             return phase, points, conf, 1.0
         what = "find an implant" if finds_implant else "find none"  # short: the overlay's legend shows it

@@ -42,6 +42,9 @@ class ModelBundle:
     sha256: str | None = None  # of the weights file as loaded (None for a bundle built in memory)
     implant_cfg: HourglassConfig | None = None  # the optional implant stage (2 points, 1 logit) and its frame
     implant_frame: FrameSpec | None = None
+    # The phase check's split for these landmark stages (``model.inference.IMPLANT_OUTLINE_EVIDENCE`` explains it);
+    # None: that default. It belongs to the weights: another landmark stage finds outlines with other confidences.
+    implant_outline_evidence: float | None = None
 
     def __post_init__(self) -> None:
         if (self.implant_cfg is None) != (self.implant_frame is None):
@@ -75,6 +78,8 @@ class ModelBundle:
             "confidence_threshold": self.confidence_threshold,
             **({IMPLANT_STAGE: {"network": self.implant_cfg.to_dict(), "frame": self.implant_frame.to_dict()}}
                if self.implant_cfg is not None and self.implant_frame is not None else {}),
+            **({"implant_outline_evidence": self.implant_outline_evidence}
+               if self.implant_outline_evidence is not None else {}),
         }
 
     def build_networks(self) -> dict[str, LandmarkNet]:
@@ -146,6 +151,10 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
         implant = header.get(IMPLANT_STAGE)
         implant_cfg = HourglassConfig.from_dict(implant["network"]) if implant is not None else None
         implant_frame = FrameSpec(**implant["frame"]) if implant is not None else None
+        evidence = header.get("implant_outline_evidence")
+        evidence = None if evidence is None else float(evidence)
+        if evidence is not None and not -1.0 <= evidence <= 1.0:  # a difference of two mean confidences
+            raise ValueError(f"implant_outline_evidence {evidence} outside [-1, 1]")
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{path}: bad network configuration in header: {exc}") from None
     for phase in PHASE_NAMES:
@@ -164,7 +173,7 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
     return ModelBundle(glob, local, frame, int(header["global_size"]), state, card,
                        name=header.get("name", "kneealign"), version=header.get("version", "unknown"),
                        confidence_threshold=float(header.get("confidence_threshold", 0.5)), sha256=checksum,
-                       implant_cfg=implant_cfg, implant_frame=implant_frame)
+                       implant_cfg=implant_cfg, implant_frame=implant_frame, implant_outline_evidence=evidence)
 
 
 def file_sha256(path: str | Path) -> str:

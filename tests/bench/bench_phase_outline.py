@@ -4,12 +4,13 @@
 
 The implant stage (or the global stage's logit) decides the phase; ``model.inference`` then asks the landmark
 stages: the post-op stage's mean heatmap confidence on the implant's outlines minus the pre-op stage's on its
-landmarks (``KneeAligner.outline_confidences``), at least ``IMPLANT_OUTLINE_EVIDENCE`` for an implant; where the
-two disagree the result is low-confidence and measured in the landmark stages' phase. For each
-bundle and data set this bench prints, per true phase, that evidence (minimum, median, maximum) and how often each
-cue reads the phase right, and how the two agree. Each knee is read on its true side, in the global stage's frame,
-so that the phase is all that is measured. The default reads the validation seeds (``knee-train evaluate``'s
-``synthetic:val`` / ``xray3d:val``), where the split was chosen; a held-out set (``xray3d:test``) confirms it.
+landmarks (``KneeAligner.outline_confidences``), at least the bundle's split (``IMPLANT_OUTLINE_EVIDENCE`` unless
+the bundle carries its own) for an implant; where the two disagree the result is low-confidence and measured in the
+landmark stages' phase. For each bundle and data set this bench prints, per true phase, that evidence (minimum,
+median, maximum) and how often each cue reads the phase right, and how the two agree. Each knee is read on its true
+side, in the global stage's frame, so that the phase is all that is measured. The default reads the validation
+seeds (``knee-train evaluate``'s ``synthetic:val`` / ``xray3d:val``), where the split was chosen; a held-out set
+(``xray3d:test``) confirms it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def report(rows: list[tuple[str, float, float]], split: float) -> list[str]:
 
 
 def main() -> None:
-    from model.inference import IMPLANT_OUTLINE_EVIDENCE, KneeAligner
+    from model.inference import KneeAligner
     from model.weights import DEFAULT_WEIGHTS
     from train.evaluate import resolve_data
 
@@ -82,7 +83,7 @@ def main() -> None:
                     rows[path].append((sample.phase, *read))
         for path in aligners:
             print(f"{path} on {spec}:")
-            print("\n".join(report(rows[path], IMPLANT_OUTLINE_EVIDENCE)))
+            print("\n".join(report(rows[path], aligners[path].implant_outline_evidence)))
 
 
 if __name__ == "__main__":

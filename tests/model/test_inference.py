@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from model.inference import GRADED_CHECKS, KneeAligner, resolve_device
+from model.inference import GRADED_CHECKS, IMPLANT_OUTLINE_EVIDENCE, KneeAligner, resolve_device
 from model.network import HourglassConfig
-from model.weights import ModelBundle, save_bundle
+from model.weights import ModelBundle, load_bundle, save_bundle
 from tests.model.test_preprocess import make_dx
 
 
@@ -148,18 +148,20 @@ def test_the_fibula_check_applies_to_a_side_from_the_image_never_to_a_tag(shippe
     assert from_tag.laterality_source == "tag" and from_tag.status == "ok"
 
 
-def test_landmark_stages_that_contradict_the_phase_make_it_uncertain(shipped, monkeypatch):
+def test_landmark_stages_that_contradict_the_phase_make_it_uncertain(shipped):
     """The implant stage decides the phase; the post-op stage must find the implant's outlines about as surely as
     the pre-op stage finds the native knee (or not, for a knee read as pre-op). If not, the landmark stages' phase
-    is measured, flagged."""
-    import model.inference as inference
-
+    is measured, flagged. The split is the bundle's (its landmark stages'), the node's default without one."""
     aligner = KneeAligner.load(shipped)
     preop, postop = synthetic_knee_dx("L"), synthetic_knee_dx("L", phase="postop")
     for ds, phase in ((preop, "preop"), (postop, "postop")):
         pred = aligner.predict(ds)
         assert (pred.phase, pred.status) == (phase, "ok") and not pred.warnings
-    monkeypatch.setattr(inference, "IMPLANT_OUTLINE_EVIDENCE", 1.01)  # no implant outline is ever found
+    bundle = load_bundle(shipped)
+    assert aligner.implant_outline_evidence == (IMPLANT_OUTLINE_EVIDENCE if bundle.implant_outline_evidence is None
+                                                else bundle.implant_outline_evidence)
+    bundle.implant_outline_evidence = 1.01  # no implant outline is ever found
+    aligner = KneeAligner(bundle)
     assert aligner.predict(preop).status == "ok"
     unfound = aligner.predict(postop)
     assert unfound.phase == "preop" and unfound.status == "low_confidence"
@@ -168,7 +170,8 @@ def test_landmark_stages_that_contradict_the_phase_make_it_uncertain(shipped, mo
                and w.endswith("); measured as pre-op")
                for w in unfound.warnings)
     assert all(m.status != "ok" for m in unfound.measurements.values())  # the phase concerns every measurement
-    monkeypatch.setattr(inference, "IMPLANT_OUTLINE_EVIDENCE", -1.01)  # an implant outline everywhere
+    bundle.implant_outline_evidence = -1.01  # an implant outline everywhere
+    aligner = KneeAligner(bundle)
     assert aligner.predict(postop).status == "ok"
     found = aligner.predict(preop)
     assert found.phase == "postop" and found.status == "low_confidence" and len(found.landmarks) == 181

@@ -141,6 +141,29 @@ def test_bundle_with_wrong_scheme_is_refused(tmp_path):
         load_bundle(path)
 
 
+def test_a_bundle_carries_its_phase_check_split_and_a_hostile_one_is_refused(tmp_path):
+    """The split belongs to the landmark stages it was chosen for: it travels in the header; without one the header
+    has no such key (the node's default applies); a value no difference of two confidences can take is refused."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    plain = save_bundle(ModelBundle.untrained(**TINY), tmp_path / "plain.safetensors")
+    assert "implant_outline_evidence" not in json.loads(plain.with_suffix(".json").read_text())
+    assert load_bundle(plain).implant_outline_evidence is None
+    bundle = ModelBundle.untrained(**TINY)
+    bundle.implant_outline_evidence = -0.12
+    path = save_bundle(bundle, tmp_path / "w.safetensors")
+    assert load_bundle(path).implant_outline_evidence == -0.12
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["kneealign"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for hostile in (7.0, "much", float("nan")):
+        meta["implant_outline_evidence"] = hostile
+        save_file(tensors, str(path), metadata={"kneealign": json.dumps(meta)})
+        with pytest.raises(WeightsError, match="implant_outline_evidence|could not convert"):
+            load_bundle(path)
+
+
 def test_bundle_with_wrong_point_count_is_refused(tmp_path):
     bad = dict(TINY, local_cfgs={"preop": HourglassConfig(2, 8, 100), "postop": HourglassConfig(2, 8, 181)})
     path = save_bundle(ModelBundle.untrained(**bad), tmp_path / "w.safetensors")

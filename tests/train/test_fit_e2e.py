@@ -182,3 +182,23 @@ def test_every_shipped_run_config_validates_and_starts_from_weights_in_the_repos
     cfg = load_config(path)
     if cfg.init_weights and str(cfg.init_weights).startswith("model/weights/"):
         assert (REPO / cfg.init_weights).exists(), cfg.init_weights
+
+
+def test_the_phase_check_split_follows_the_landmark_stages_it_was_chosen_for(tmp_path, toy_manifest, tiny_config):
+    """The config's split goes into the bundle; a run that trains no landmark stage keeps its init weights' split, one
+    that retrains a landmark stage drops it (the node's default) unless its config names a new one."""
+    data = {"source": "manifest", "manifest": str(toy_manifest), "train_split": None, "val_split": "val"}
+    first = {**tiny_config(tmp_path / "a", data, iterations=1), "implant_outline_evidence": -0.2}
+    base, _ = fit(_write(tmp_path, first), progress=False)
+    assert load_bundle(base).implant_outline_evidence == -0.2
+
+    def continued(name: str, stages: dict, **extra) -> float | None:
+        cfg = {**tiny_config(tmp_path / name, data, iterations=1), "init_weights": str(base), "stages": stages, **extra}
+        out, _ = fit(_write(tmp_path, cfg), progress=False)
+        return load_bundle(out).implant_outline_evidence
+
+    assert continued("global", {"global": first["stages"]["global"]}) == -0.2
+    assert continued("postop", {"local_postop": first["stages"]["local_postop"]}) is None
+    assert continued("chosen", {"local_postop": first["stages"]["local_postop"]}, implant_outline_evidence=0.05) == 0.05
+    with pytest.raises(ConfigError, match="implant_outline_evidence"):
+        continued("hostile", {"global": first["stages"]["global"]}, implant_outline_evidence=3.0)

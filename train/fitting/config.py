@@ -155,6 +155,10 @@ class RunConfig(_Strict):
     validate_every: int = Field(default=200, gt=0)
     resume: bool = True
     confidence_threshold: float = 0.5
+    # The bundle's split of the phase check (model.inference.IMPLANT_OUTLINE_EVIDENCE), chosen on validation seeds
+    # with python tests/bench/bench_phase_outline.py once the landmark stages are trained. Unset: the init weights'
+    # when this run trains no landmark stage, otherwise the node's default.
+    implant_outline_evidence: float | None = Field(default=None, ge=-1.0, le=1.0)
     init_weights: str | None = None  # bundle whose stages seed the networks (and fill stages not trained)
     global_size: int = 256
     frame: FrameSpec = FrameSpec()

@@ -142,7 +142,18 @@ def fit(config_path: str | Path, progress: bool = True) -> tuple[Path, dict[str,
         frame_spec=cfg.frame, global_size=cfg.global_size, state=state,
         card=build_card(cfg, config_path, results, device, init),
         name=cfg.name, version=cfg.version, confidence_threshold=cfg.confidence_threshold,
+        implant_outline_evidence=_outline_evidence(cfg, results, init),
         implant_cfg=net_cfg(IMPLANT_STAGE) if has_implant else None,
         implant_frame=(cfg.implant_frame if implant_trained else init.implant_frame) if has_implant else None,
     )
     return save_bundle(bundle, cfg.output), results
+
+
+def _outline_evidence(cfg: RunConfig, results: dict, init: ModelBundle | None) -> float | None:
+    """The new bundle's phase-check split: the config's; else the init weights' while both landmark stages are
+    theirs (the split belongs to the stages that find the outlines); else None, the node's default."""
+    if cfg.implant_outline_evidence is not None:
+        return cfg.implant_outline_evidence
+    if init is None or any(local_stage(p) in results for p in PHASE_NAMES):
+        return None
+    return init.implant_outline_evidence
