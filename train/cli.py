@@ -4,7 +4,7 @@
                      [--renderer 2d|3d] [--variant implant_designs|dense_plates]
     knee-train fit train/configs/cpu-v1.yaml
     knee-train steptime train/configs/cpu-v1.yaml [--steps 10]
-    knee-train evaluate --weights model/weights/kneealign-v2.3.safetensors --data synthetic:test [--out DIR]
+    knee-train evaluate --weights model/weights/kneealign-v2.4.safetensors --data synthetic:test [--out DIR]
     knee-train invariance --weights W --data xray3d:test [--n-per-phase 100] [--angles 15 -15]
 """
 
