@@ -104,7 +104,8 @@ def test_fts_and_fnts_far_apart_make_the_angle_low_confidence_with_the_reason(sh
     aligner = KneeAligner.load(shipped)
     pred = aligner.predict(ds)
     gap = abs(pred.alignment.atfa_fts_deg - pred.alignment.atfa_fnts_deg)
-    assert pred.status == "ok" and 0.05 < gap < inference.MAX_METHOD_DISAGREEMENT_DEG
+    # any gap the weights give (kneealign-v2.4: 0.03 deg on this knee): the limit is set to half of it
+    assert pred.status == "ok" and 0 < gap < inference.MAX_METHOD_DISAGREEMENT_DEG
     monkeypatch.setattr(inference, "MAX_METHOD_DISAGREEMENT_DEG", gap / 2)
     low = aligner.predict(ds)
     assert low.status == "low_confidence" and low.confidence == 0.0
