@@ -21,7 +21,7 @@ from model.scheme import load_scheme
 from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, PHASE_NAMES, REQUIRED_STAGES, STAGES
 
 FORMAT = "kneealign-bundle/1"
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "kneealign-v2.4.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "kneealign-v2.5.safetensors"
 
 
 class WeightsError(ValueError):
@@ -107,16 +107,32 @@ class ModelBundle:
         return bundle
 
 
-def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
-    """Write ``path`` (safetensors) and ``path`` with suffix ``.json`` (the model card)."""
+def save_bundle(bundle: ModelBundle, path: str | Path, float16: bool = False) -> Path:
+    """Write ``path`` (safetensors) and ``path`` with suffix ``.json`` (the model card).
+
+    ``float16`` stores the floating-point tensors at half precision (half the file; the header then says
+    ``"stored_as": "float16"``); ``load_bundle`` widens them to float32 again, so the networks always compute in
+    float32. Rounding moves each weight by at most 1 part in 2048: a new file, to be measured before it ships.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"{stage}.{k}": v.detach().cpu().contiguous()
+    tensors = {f"{stage}.{k}": _stored(v.detach().cpu().contiguous(), float16, f"{stage}.{k}")
                for stage, sd in bundle.state.items() for k, v in sd.items()}
-    save_file(tensors, str(path), metadata={"kneealign": json.dumps(bundle.header())})
-    card = {**bundle.header(), **bundle.card, "weights_file": path.name}
+    header = {**bundle.header(), **({"stored_as": "float16"} if float16 else {})}
+    save_file(tensors, str(path), metadata={"kneealign": json.dumps(header)})
+    card = {**header, **bundle.card, "weights_file": path.name}
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return path
+
+
+def _stored(tensor: torch.Tensor, float16: bool, name: str) -> torch.Tensor:
+    """``tensor`` as it is written: unchanged, or a floating-point one at half precision if it fits there."""
+    if not float16 or not tensor.is_floating_point():
+        return tensor
+    half = tensor.to(torch.float16)
+    if not torch.isfinite(half).all():  # beyond float16's range (65504), or not finite at all: refuse
+        raise WeightsError(f"{name}: not finite at float16 (beyond 65504?); store this bundle at float32")
+    return half
 
 
 def load_bundle(path: str | Path | None = None) -> ModelBundle:
@@ -131,7 +147,8 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
             state: dict[str, dict[str, torch.Tensor]] = {}
             for key in f.keys():
                 stage, _, name = key.partition(".")
-                state.setdefault(stage, {})[name] = f.get_tensor(key)
+                tensor = f.get_tensor(key)  # half-precision storage is widened: the networks compute in float32
+                state.setdefault(stage, {})[name] = tensor.float() if tensor.is_floating_point() else tensor
     except Exception as exc:
         raise WeightsError(f"{path}: not a readable safetensors file: {exc}") from None
     if "kneealign" not in meta:

@@ -4,8 +4,9 @@
                      [--renderer 2d|3d] [--variant implant_designs|dense_plates]
     knee-train fit train/configs/cpu-v1.yaml
     knee-train steptime train/configs/cpu-v1.yaml [--steps 10]
-    knee-train evaluate --weights model/weights/kneealign-v2.4.safetensors --data synthetic:test [--out DIR]
+    knee-train evaluate --weights model/weights/kneealign-v2.5.safetensors --data synthetic:test [--out DIR]
     knee-train invariance --weights W --data xray3d:test [--n-per-phase 100] [--angles 15 -15]
+    knee-train export runs/RUN/weights.safetensors model/weights/kneealign-vN.safetensors --version N.0.0 [--float16]
 """
 
 from __future__ import annotations
@@ -95,6 +96,16 @@ def _invariance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from train.export import export_bundle
+
+    path = export_bundle(args.source, args.target, args.version, args.float16)
+    size = path.stat().st_size / 2**20
+    print(f"wrote {path} ({size:.1f} MiB) and {path.with_suffix('.json')}; metrics not carried over: "
+          f"measure it with knee-train evaluate --weights {path} --update-card")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from model.vocabulary import PHASE_NAMES
 
@@ -156,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_invariance)
+
+    p = sub.add_parser("export", help="write a trained bundle as a release: new version, optionally float16")
+    p.add_argument("source")
+    p.add_argument("target")
+    p.add_argument("--version", default=None, help="the release's version (default: the source's)")
+    p.add_argument("--float16", action="store_true", help="store the weights at half precision (half the file)")
+    p.set_defaults(func=_export)
     return parser
 
 
