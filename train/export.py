@@ -7,10 +7,13 @@ with ``knee-train evaluate --update-card`` before shipping it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from model.weights import load_bundle, save_bundle
 
+# A version as the outputs carry it (DICOM Software Versions, the status page): short, no spaces or control characters.
+_VERSION = re.compile(r"[0-9A-Za-z.+-]{1,32}")
 # Card entries that describe the file itself, not its training: rewritten on export.
 _PER_FILE = ("metrics", "weights_file", "exported_from", "stored_as")
 
@@ -19,6 +22,8 @@ def export_bundle(source: str | Path, target: str | Path, version: str | None = 
                   float16: bool = False) -> Path:
     """Write ``source``'s networks to ``target`` (and its card beside it); returns ``target``."""
     source, target = Path(source), Path(target)
+    if version is not None and not _VERSION.fullmatch(version):
+        raise ValueError(f"version {version!r}: use up to 32 letters, digits, '.', '+' or '-' (e.g. 2.5.0)")
     if source.resolve() == target.resolve():
         raise ValueError("export to a new file: the source's card and metrics describe the source")
     bundle = load_bundle(source)

@@ -69,10 +69,14 @@ def test_the_exports_card_keeps_the_training_record_names_its_source_and_drops_i
     assert again["exported_from"]["file"] == str(target)
 
 
-def test_export_refuses_to_overwrite_its_source(trained):
+def test_export_refuses_to_overwrite_its_source_or_take_a_version_the_outputs_cannot_carry(trained, tmp_path):
     _, source_path = trained
     with pytest.raises(ValueError, match="new file"):
         export_bundle(source_path, source_path, float16=True)
+    for bad in ("", "2.5.0 final", "2.5\n0", "x" * 33):
+        with pytest.raises(ValueError, match="version"):
+            export_bundle(source_path, tmp_path / "rel.safetensors", version=bad)
+    assert not (tmp_path / "rel.safetensors").exists()
 
 
 def test_weights_beyond_float16s_range_are_refused_not_stored_as_infinity(tmp_path):
