@@ -178,10 +178,14 @@ def test_an_implant_stage_trained_onto_init_weights(tmp_path, toy_manifest, tiny
 @pytest.mark.parametrize("path", sorted((REPO / "train" / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_run_config_validates_and_starts_from_weights_in_the_repository(path):
     """The configs the docs tell users to run: each validates, and one that starts from weights in model/weights/
-    names a file that is there (the others start from an earlier run's output, named in their header)."""
+    names a file that is there (the others start from an earlier run's output, named in their header); one that
+    starts from a release whose file left the tree (runs/released/) says in its header how to restore it."""
     cfg = load_config(path)
     if cfg.init_weights and str(cfg.init_weights).startswith("model/weights/"):
         assert (REPO / cfg.init_weights).exists(), cfg.init_weights
+    if cfg.init_weights and str(cfg.init_weights).startswith("runs/released/"):
+        header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+        assert any("git show" in line and line.rstrip().endswith(f"> {cfg.init_weights}") for line in header), path
 
 
 def test_the_phase_check_split_follows_the_landmark_stages_it_was_chosen_for(tmp_path, toy_manifest, tiny_config):
