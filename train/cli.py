@@ -7,6 +7,7 @@
     knee-train evaluate --weights model/weights/kneealign-v2.5.safetensors --data synthetic:test [--out DIR]
     knee-train invariance --weights W --data xray3d:test [--n-per-phase 100] [--angles 15 -15]
     knee-train export runs/RUN/weights.safetensors model/weights/kneealign-vN.safetensors --version N.0.0 [--float16]
+    knee-train compare runs/eval/A runs/eval/B [--out DIR] [--resamples 2000]   # the same set, knee by knee
 """
 
 from __future__ import annotations
@@ -106,6 +107,25 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from train.compare import compare, load_cases, markdown
+
+    try:
+        result = compare(load_cases(args.a), load_cases(args.b), args.resamples, args.seed)
+    except ValueError as exc:
+        print(f"knee-train compare: {exc}", file=sys.stderr)
+        return 2
+    text = markdown(result, args.a, args.b)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.md").write_text(text + "\n")
+        (out / "comparison.json").write_text(json.dumps({"command": args.command_line, "a": args.a, "b": args.b,
+                                                         **result}, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from model.vocabulary import PHASE_NAMES
 
@@ -174,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default=None, help="the release's version (default: the source's)")
     p.add_argument("--float16", action="store_true", help="store the weights at half precision (half the file)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("compare", help="two evaluations of the same set, knee by knee, with bootstrap intervals")
+    p.add_argument("a", help="the first evaluation: a knee-train evaluate --out folder or its cases.jsonl")
+    p.add_argument("b", help="the second, on the same --data")
+    p.add_argument("--out", default=None, help="also write comparison.md and comparison.json here")
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_compare)
     return parser
 
 

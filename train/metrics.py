@@ -211,6 +211,22 @@ def agreement(automated: np.ndarray, reference: np.ndarray, sign_tolerance_deg: 
     )
 
 
+def bootstrap_mean(values: np.ndarray, resamples: int = 2000, seed: int = 0,
+                   confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` and its percentile bootstrap interval: ``(mean, low, high)``. For paired comparisons,
+    ``values`` are the per-case differences, so the interval is that of the mean difference."""
+    v = np.asarray(values, float)
+    if v.ndim != 1 or v.size < 2 or not np.all(np.isfinite(v)):
+        raise ValueError(f"bootstrap needs at least 2 finite values, got {v.size}")
+    if resamples < 100:
+        raise ValueError(f"bootstrap needs at least 100 resamples, got {resamples}")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(resamples, v.size))].mean(axis=1)
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(v.mean()), float(low), float(high)
+
+
 def accuracy(predicted: list, truth: list) -> float:
     """Fraction of equal labels."""
     if len(predicted) != len(truth):
