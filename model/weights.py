@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +122,12 @@ def save_bundle(bundle: ModelBundle, path: str | Path, float16: bool = False) ->
     header = {**bundle.header(), **({"stored_as": "float16"} if float16 else {})}
     save_file(tensors, str(path), metadata={"kneealign": json.dumps(header)})
     card = {**header, **bundle.card, "weights_file": path.name}
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    card_path = path.with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    # safetensors (0.8.1 on) writes through a temporary file created 0600 whatever the umask (safetensors issue
+    # #782): a bundle exported by an admin would be unreadable by the node's own service user. The weights take
+    # their card's mode, which open() made from the umask as for any file.
+    shutil.copymode(card_path, path)
     return path
 
 

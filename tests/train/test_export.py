@@ -86,3 +86,19 @@ def test_weights_beyond_float16s_range_are_refused_not_stored_as_infinity(tmp_pa
     with pytest.raises(WeightsError, match="float16"):
         save_bundle(bundle, tmp_path / "w.safetensors", float16=True)
     assert load_bundle(save_bundle(bundle, tmp_path / "w32.safetensors")).state["global"][name].max() == 1e6
+
+
+def test_weights_files_are_readable_by_other_users_as_the_umask_allows(tmp_path):
+    """safetensors writes 0600 whatever the umask; a release an admin exports must be readable by the node's service
+    user (umask 022: 0644, as its card)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = save_bundle(ModelBundle.untrained(**SMALL, seed=1), tmp_path / "w.safetensors")
+        released = export_bundle(path, tmp_path / "rel.safetensors", "9.2.0", True)
+    finally:
+        os.umask(old)
+    for p in (path, released):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644 == stat.S_IMODE(p.with_suffix(".json").stat().st_mode)
