@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.measurements import SPECS
 from model.vocabulary import PHASE_NAMES
 from train.metrics import bootstrap_mean
 from train.panel_eval import PANEL
@@ -31,7 +32,7 @@ HEADLINE: dict[str, Callable[[dict], float]] = {
     "atfa_fnts_at_levels": lambda c: abs(c["atfa_fnts_pred"] - c["atfa_fnts_same_levels"]),
     "rp2p": lambda c: c["rp2p"],
 }
-UNITS = {"rp2p": "%"}
+UNITS = {"atfa_fnts_at_levels": "deg", "rp2p": "%"}  # the others: their measurement's unit (model.measurements)
 
 
 def load_cases(path: str | Path) -> dict[str, dict]:
@@ -47,7 +48,7 @@ def load_cases(path: str | Path) -> dict[str, dict]:
             continue
         try:
             case = json.loads(line)
-            source = case["source"]
+            source, _ = case["source"], case["phase"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: not a case of knee-train evaluate ({exc})") from None
         if source in cases:
@@ -90,7 +91,7 @@ def compare(a: dict[str, dict], b: dict[str, dict], resamples: int = 2000, seed:
     shared = sorted(set(a) & set(b))
     if not shared:
         raise ValueError("the two evaluations share no case: evaluate both bundles on the same --data")
-    mismatched = [s for s in shared if a[s].get("phase") != b[s].get("phase")]
+    mismatched = [s for s in shared if a[s]["phase"] != b[s]["phase"]]
     if mismatched:
         raise ValueError(f"case {mismatched[0]} has another phase in each evaluation: not the same set")
     out: dict = {"n_shared": len(shared), "n_only_in_a": len(set(a) - set(b)), "n_only_in_b": len(set(b) - set(a)),
@@ -142,7 +143,7 @@ def markdown(result: dict, name_a: str, name_b: str) -> str:
                   "| quantity | paired knees | A mean abs. error | B | B - A | 95 % interval |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for name, q in block["quantities"].items():
-            unit = UNITS.get(name, "mm" if name.startswith("jsw") else "deg")
+            unit = UNITS[name] if name in UNITS else SPECS[name].unit
             interval = "-" if q["ci_low"] is None else f"{_fmt(q['ci_low'], '+')} to {_fmt(q['ci_high'], '+')}"
             lines.append(f"| {name} ({unit}) | {q['n']} | {_fmt(q['a_mean'])} | {_fmt(q['b_mean'])} "
                          f"| {_fmt(q['difference'], '+')} | {interval} |")

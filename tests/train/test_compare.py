@@ -77,12 +77,13 @@ def test_evaluations_of_different_sets_are_refused(tmp_path):
     with pytest.raises(ValueError, match="another phase"):
         compare(a, load_cases(_write(tmp_path, "c", [_case(0, "postop", 1.0)])))
     (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "cases.jsonl").write_text('{"source": "x"}\n{"source": "x"}\n')
+    (tmp_path / "d" / "cases.jsonl").write_text('{"source": "x", "phase": "preop"}\n' * 2)
     with pytest.raises(ValueError, match="appears twice"):
         load_cases(tmp_path / "d")
-    (tmp_path / "d" / "cases.jsonl").write_text("not json\n")
-    with pytest.raises(ValueError, match="not a case"):
-        load_cases(tmp_path / "d" / "cases.jsonl")
+    for bad in ("not json\n", '{"source": "x"}\n'):  # unreadable, or without its phase
+        (tmp_path / "d" / "cases.jsonl").write_text(bad)
+        with pytest.raises(ValueError, match="not a case"):
+            load_cases(tmp_path / "d" / "cases.jsonl")
     with pytest.raises(ValueError, match="no such file"):
         load_cases(tmp_path / "missing")
 

@@ -4,6 +4,8 @@ outputs barely move, carries its training record and provenance, and drops the s
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -91,9 +93,6 @@ def test_weights_beyond_float16s_range_are_refused_not_stored_as_infinity(tmp_pa
 def test_weights_files_are_readable_by_other_users_as_the_umask_allows(tmp_path):
     """safetensors writes 0600 whatever the umask; a release an admin exports must be readable by the node's service
     user (umask 022: 0644, as its card)."""
-    import os
-    import stat
-
     old = os.umask(0o022)
     try:
         path = save_bundle(ModelBundle.untrained(**SMALL, seed=1), tmp_path / "w.safetensors")
