@@ -78,6 +78,13 @@ class LandmarkScheme:
         """The landmarks the angles are built from (every point of the required roles), in index order."""
         return sorted({i for name in REQUIRED_ROLES for i in self.roles[name]})
 
+    @property
+    def angle_landmarks(self) -> list[int]:
+        """Every landmark an aTFA may be built from: those of the required roles and each shaft pair of every level
+        the adaptive axes may use, in index order."""
+        pairs = {i for levels in self.shaft_levels.values() for _, med, lat in levels for i in (med, lat)}
+        return sorted(set(self.axis_indices) | pairs)
+
     def curve(self, name: str) -> Curve:
         for c in self.curves:
             if c.name == name:

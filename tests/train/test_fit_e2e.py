@@ -94,6 +94,12 @@ def test_config_errors_name_the_key(tmp_path, tiny_config):
     cfg["stages"]["local_preop"]["network"]["max_width"] = 4  # below the width: refused when read, not when built
     with pytest.raises(ConfigError, match="max_width 4 is below width 8"):
         load_config(_write(tmp_path, cfg))
+    for stage, value, message in (("global", 3.0, "only the landmark stages have aTFA landmarks to weight"),
+                                  ("local_postop", 0.0, "axis_landmark_weight")):
+        cfg = tiny_config(tmp_path, {"source": "synthetic"})
+        cfg["stages"][stage].setdefault("loss", {})["axis_landmark_weight"] = value
+        with pytest.raises(ConfigError, match=message):
+            load_config(_write(tmp_path, cfg))
     cfg = tiny_config(tmp_path, {"source": "synthetic"})
     del cfg["stages"]["local_postop"]
     with pytest.raises(ConfigError, match=r"\['local_postop'\] are not trained by this config: give init_weights"):
@@ -107,8 +113,11 @@ def test_partial_run_takes_missing_stages_from_init_weights(tmp_path, toy_manife
     second = tiny_config(tmp_path / "b", data, iterations=3)
     second["init_weights"] = str(base)
     del second["stages"]["global"], second["stages"]["local_preop"]
+    second["stages"]["local_postop"].setdefault("loss", {})["axis_landmark_weight"] = 3.0  # as cpu-v13.yaml
     out, results = fit(_write(tmp_path, second), progress=False)
     assert list(results) == ["local_postop"]
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["stages"]["local_postop"]["loss"]["axis_landmark_weight"] == 3.0
     a, b = load_bundle(base), load_bundle(out)
     for k, v in a.state["global"].items():
         assert np.array_equal(v.numpy(), b.state["global"][k].numpy())

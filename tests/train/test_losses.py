@@ -123,3 +123,58 @@ def test_validation_reports_each_label_of_an_auxiliary_logit_apart():
     assert abs(result["implant_acc"] - 2 / 3) < 1e-6
     only_post = Batch(batch.images[1:], coords[1:], torch.ones(2, 2), batch.aux[1:])
     assert "implant_acc_0" not in validation_errors(net, [only_post], torch.device("cpu"), (0, 1), ("implant",))
+
+
+def test_every_shaft_level_the_adaptive_axes_may_use_is_an_angle_landmark():
+    """The landmarks ``axis_landmark_weight`` weights: the plateau corners, the notch, the paper's fixed shaft pairs
+    and the pair of every other level the adaptive axes may pick; the outlines' other points not."""
+    from model.scheme import load_scheme
+
+    for phase in ("preop", "postop"):
+        scheme = load_scheme(phase)
+        chosen = set(scheme.angle_landmarks)
+        assert set(scheme.axis_indices) <= chosen
+        assert set(scheme.roles["femoral_notch"]) | set(scheme.roles["reference"]) <= chosen
+        for bone, levels in scheme.shaft_levels.items():
+            for level, _, _ in levels:
+                assert set(scheme.shaft_pair(bone, level)) <= chosen, (phase, bone, level)
+        assert len(chosen) < scheme.n_points / 2
+
+
+def test_axis_landmark_weight_scales_those_landmarks_share_of_the_loss():
+    """The same 3-pixel miss costs ``axis_landmark_weight`` times more on an aTFA landmark than on an outline
+    point, in the Wing and the heatmap terms; at weight 1 the loss is the unweighted one."""
+    from model.network import NetOutput
+    from model.scheme import load_scheme
+    from train.data.stages import Batch
+    from train.fitting.config import LossConfig
+    from train.fitting.objective import landmark_weights, stage_loss
+
+    scheme = load_scheme("postop")
+    n = scheme.n_points
+    axis = scheme.roles["femoral_notch"][0]
+    other = next(i for i in range(n) if i not in set(scheme.angle_landmarks))
+    rng = torch.Generator().manual_seed(0)
+    coords = torch.rand(1, n, 2, generator=rng) * 40 + 8
+    coords[0, other] = coords[0, axis]  # the same target, so that only the weight differs between the two misses
+    heatmaps = torch.zeros(1, n, 16, 16)
+    batch = Batch(torch.zeros(1, 1, 64, 64), coords, torch.ones(1, n), None)
+    cfg = LossConfig(axis_landmark_weight=3.0, heatmap_kl_weight=1.0)
+
+    def miss(i: int, weights) -> dict[str, float]:
+        pred = coords.clone()
+        pred[0, i, 0] += 3.0
+        hm = heatmaps.clone()
+        hm[0, i, 0, 0] = 5.0  # this landmark's map also peaks in the wrong place
+        return stage_loss(NetOutput(hm, pred, None), batch, cfg, 4, weights)[1]
+
+    weights = landmark_weights("postop", cfg.axis_landmark_weight)
+    assert weights is not None and float(weights[axis]) == 3.0 and float(weights[other]) == 1.0
+    on_axis, off_axis = miss(axis, weights), miss(other, weights)
+    assert on_axis["wing"] == pytest.approx(3.0 * off_axis["wing"], rel=1e-5)
+    unweighted = miss(axis, None)
+    assert on_axis["wing"] > unweighted["wing"]
+    assert landmark_weights("postop", 1.0) is None and landmark_weights(None, 3.0) is None
+    # the heatmap term: the extra KL of the misplaced map counts 3 times on the aTFA landmark
+    base = stage_loss(NetOutput(heatmaps, coords, None), batch, cfg, 4, weights)[1]["kl"]
+    assert on_axis["kl"] - base == pytest.approx(3.0 * (off_axis["kl"] - base), rel=1e-3)

@@ -46,6 +46,10 @@ class LossConfig(_Strict):
     heatmap_sigma: float = 1.0  # heatmap cells
     adaptive_wing_weight: float = 0.0  # Adaptive Wing on sigmoid heatmaps (0 = off)
     aux_weight: float = 1.0  # global stage BCE
+    # Landmark stages only: the weight of the landmarks the aTFA is built from (the plateau corners, the femoral
+    # notch and every shaft pair the adaptive axes may use; model.scheme.LandmarkScheme.angle_landmarks) against the
+    # others' 1 in the Wing, KL and JS terms (1 = every landmark alike, as the paper).
+    axis_landmark_weight: float = Field(default=1.0, gt=0, le=100)
 
 
 class StageConfig(_Strict):
@@ -182,6 +186,10 @@ class RunConfig(_Strict):
     def _check(self) -> RunConfig:
         if not self.stages:
             raise ValueError(f"stages: name at least one of {', '.join(STAGE_NAMES)}")
+        for name, stage in self.stages.items():
+            if STAGES[name].phase is None and stage.loss.axis_landmark_weight != 1.0:
+                raise ValueError(f"stages.{name}.loss.axis_landmark_weight: only the landmark stages have aTFA "
+                                 "landmarks to weight (leave it at 1)")
         _ = self.frame.scale_px, self.implant_frame.scale_px  # raise when a frame's pixels are not square
         return self
 

@@ -20,7 +20,7 @@ from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, STAGE_NAMES, STAGES
 from train.data.stages import Batch, global_batch, implant_batch, local_batch
 from train.data.store import SampleStore
 from train.fitting.config import RunConfig, StageConfig
-from train.fitting.objective import stage_loss, validation_errors
+from train.fitting.objective import landmark_weights, stage_loss, validation_errors
 
 
 class CheckpointError(RuntimeError):
@@ -85,7 +85,8 @@ def train_step(net: LandmarkNet, opt: torch.optim.Optimizer, stage: str, cfg: Ru
     for group in opt.param_groups:
         group["lr"] = learning_rate(scfg, step)
     out = net(batch.images)
-    loss, parts = stage_loss(out, batch, scfg.loss, net.cfg.stem_stride)
+    weights = landmark_weights(STAGES[stage].phase, scfg.loss.axis_landmark_weight)
+    loss, parts = stage_loss(out, batch, scfg.loss, net.cfg.stem_stride, weights)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if scfg.grad_clip:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
 from model.network import LandmarkNet, NetOutput, decode_heatmaps
+from model.scheme import load_scheme
 from train.data.stages import Batch
 from train.fitting.config import LossConfig
 from train.losses import (
@@ -18,17 +21,34 @@ from train.losses import (
 )
 
 
-def stage_loss(out: NetOutput, batch: Batch, cfg: LossConfig, stride: int) -> tuple[torch.Tensor, dict[str, float]]:
+@functools.lru_cache(maxsize=8)
+def landmark_weights(phase: str | None, axis_weight: float) -> torch.Tensor | None:
+    """Per-landmark loss weights of a landmark stage of ``phase`` (``LossConfig.axis_landmark_weight``):
+    ``axis_weight`` on the scheme's aTFA landmarks, 1 elsewhere; None (every landmark alike) when that weight is 1
+    or the stage has no scheme. Cached: the tensor is shared, never change it in place."""
+    if phase is None or axis_weight == 1.0:
+        return None
+    scheme = load_scheme(phase)
+    weights = torch.ones(scheme.n_points)
+    weights[scheme.angle_landmarks] = axis_weight
+    return weights
+
+
+def stage_loss(out: NetOutput, batch: Batch, cfg: LossConfig, stride: int,
+               landmark_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Wing on the soft-argmax coordinates (pixels) + heatmap regularisers + auxiliary BCE; returns the total
-    and its parts for logging."""
-    parts: dict[str, torch.Tensor] = {"wing": wing_loss(out.coords, batch.coords, cfg.wing_w, cfg.wing_eps,
-                                                        batch.weight)}
+    and its parts for logging. ``landmark_weight`` (N,) scales each landmark's share (``landmark_weights``) on top
+    of the batch's visibility weights."""
+    weight = batch.weight
+    if landmark_weight is not None:
+        weight = weight * landmark_weight.to(weight.device, weight.dtype)[None, :]
+    parts: dict[str, torch.Tensor] = {"wing": wing_loss(out.coords, batch.coords, cfg.wing_w, cfg.wing_eps, weight)}
     total = parts["wing"]
     if cfg.heatmap_kl_weight > 0:
-        parts["kl"] = kl_heatmap_loss(out.heatmaps, batch.coords, stride, cfg.heatmap_sigma, batch.weight)
+        parts["kl"] = kl_heatmap_loss(out.heatmaps, batch.coords, stride, cfg.heatmap_sigma, weight)
         total = total + cfg.heatmap_kl_weight * parts["kl"]
     if cfg.heatmap_js_weight > 0:
-        parts["js"] = js_heatmap_loss(out.heatmaps, batch.coords, stride, cfg.heatmap_sigma, batch.weight)
+        parts["js"] = js_heatmap_loss(out.heatmaps, batch.coords, stride, cfg.heatmap_sigma, weight)
         total = total + cfg.heatmap_js_weight * parts["js"]
     if cfg.adaptive_wing_weight > 0:
         target = gaussian_targets(batch.coords, tuple(out.heatmaps.shape[-2:]), stride, cfg.heatmap_sigma)
