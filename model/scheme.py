@@ -80,8 +80,9 @@ class LandmarkScheme:
 
     @property
     def angle_landmarks(self) -> list[int]:
-        """Every landmark an aTFA may be built from: those of the required roles and each shaft pair of every level
-        the adaptive axes may use, in index order."""
+        """The landmarks of the required roles and the shaft pair of every level the scheme marks (a superset of
+        those an aTFA may be built from: the adaptive axes use 0.8 and 1.0-1.3 of them, ``model.alignment``), in
+        index order."""
         pairs = {i for levels in self.shaft_levels.values() for _, med, lat in levels for i in (med, lat)}
         return sorted(set(self.axis_indices) | pairs)
 

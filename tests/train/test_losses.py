@@ -125,9 +125,10 @@ def test_validation_reports_each_label_of_an_auxiliary_logit_apart():
     assert "implant_acc_0" not in validation_errors(net, [only_post], torch.device("cpu"), (0, 1), ("implant",))
 
 
-def test_every_shaft_level_the_adaptive_axes_may_use_is_an_angle_landmark():
+def test_every_shaft_level_of_the_scheme_is_an_angle_landmark():
     """The landmarks ``axis_landmark_weight`` weights: the plateau corners, the notch, the paper's fixed shaft pairs
-    and the pair of every other level the adaptive axes may pick; the outlines' other points not."""
+    and the pair of every other level the scheme marks (the adaptive axes' among them); the outlines' other points
+    not."""
     from model.scheme import load_scheme
 
     for phase in ("preop", "postop"):

@@ -47,8 +47,9 @@ class LossConfig(_Strict):
     adaptive_wing_weight: float = 0.0  # Adaptive Wing on sigmoid heatmaps (0 = off)
     aux_weight: float = 1.0  # global stage BCE
     # Landmark stages only: the weight of the landmarks the aTFA is built from (the plateau corners, the femoral
-    # notch and every shaft pair the adaptive axes may use; model.scheme.LandmarkScheme.angle_landmarks) against the
-    # others' 1 in the Wing, KL and JS terms (1 = every landmark alike, as the paper).
+    # notch and the shaft pair of every level the scheme marks, those the adaptive axes use among them;
+    # model.scheme.LandmarkScheme.angle_landmarks) against the others' 1 in the Wing, KL and JS terms (1 = every
+    # landmark alike, as the paper).
     axis_landmark_weight: float = Field(default=1.0, gt=0, le=100)
 
 
