@@ -1,7 +1,8 @@
 """Turn a trained bundle into a release: a new version name and, optionally, float16 storage (half the file).
 
-The exported file is a different file: its model card keeps the training record of the source but not its metrics
-(they were measured on the source's weights) and names the source by file, version and SHA-256. Measure the export
+The exported file is a different file: its model card keeps the training record of the source (its
+``training_steps`` gain the export itself) but not its metrics (they were measured on the source's weights) and names
+the source by file, version and SHA-256. Measure the export
 with ``knee-train evaluate --update-card`` before shipping it.
 """
 
@@ -31,6 +32,12 @@ def export_bundle(source: str | Path, target: str | Path, version: str | None = 
     header_keys = set(bundle.header())
     bundle.card = {k: v for k, v in bundle.card.items() if k not in header_keys and k not in _PER_FILE}
     bundle.card["exported_from"] = origin
+    command = f"knee-train export {source} {target}" + (f" --version {version}" if version else "") \
+        + (" --float16" if float16 else "")
+    step = {"command": command}
+    if float16:
+        step["note"] = "weights stored at float16; the networks compute in float32"
+    bundle.card["training_steps"] = list(bundle.card.get("training_steps") or []) + [step]
     if version is not None:
         bundle.version = version
     return save_bundle(bundle, target, float16=float16)

@@ -61,13 +61,18 @@ def test_the_exports_card_keeps_the_training_record_names_its_source_and_drops_i
     card = json.loads(target.with_suffix(".json").read_text())
     assert card["version"] == "9.1.0" and card["stored_as"] == "float16"
     assert card["weights_file"] == "rel.safetensors"
-    assert card["training_steps"] == [{"stages": {"global": 5}}]
+    assert card["training_steps"] == [
+        {"stages": {"global": 5}},
+        {"command": f"knee-train export {source_path} {tmp_path / 'rel.safetensors'} --version 9.1.0 --float16",
+         "note": "weights stored at float16; the networks compute in float32"}]
     assert card["exported_from"] == {"file": str(source_path), "version": "9.1.0-candidate",
                                      "sha256": source.sha256}
     assert "metrics" not in card
     kept = export_bundle(target, tmp_path / "again.safetensors")  # float32 again; version and record kept
     again = json.loads(kept.with_suffix(".json").read_text())
     assert "stored_as" not in again and again["version"] == "9.1.0"
+    assert again["training_steps"][:2] == card["training_steps"]
+    assert again["training_steps"][2] == {"command": f"knee-train export {target} {kept}"}
     assert again["exported_from"]["file"] == str(target)
 
 

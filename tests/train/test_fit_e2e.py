@@ -118,6 +118,12 @@ def test_partial_run_takes_missing_stages_from_init_weights(tmp_path, toy_manife
     assert list(results) == ["local_postop"]
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["stages"]["local_postop"]["loss"]["axis_landmark_weight"] == 3.0
+    # The training record is the chain from random weights: the init bundle's run, then this one.
+    first_step, second_step = card["training_steps"]
+    assert first_step == json.loads(base.with_suffix(".json").read_text())["training_steps"][0]
+    assert first_step["init_weights"] is None and set(first_step["stages"]) == {"global", "local_preop", "local_postop"}
+    assert second_step["init_weights"] == str(base) and second_step["stages"] == {"local_postop": 3}
+    assert second_step["command"].startswith("knee-train fit ") and second_step["train_time_s"] >= 0
     a, b = load_bundle(base), load_bundle(out)
     for k, v in a.state["global"].items():
         assert np.array_equal(v.numpy(), b.state["global"][k].numpy())

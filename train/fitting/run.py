@@ -80,6 +80,19 @@ def _stage_card(cfg: RunConfig, result: StageResult) -> dict:
     }
 
 
+def training_steps(cfg: RunConfig, config_path: Path, results: dict[str, StageResult],
+                   init: ModelBundle | None) -> list[dict]:
+    """The chain of runs from random weights to this bundle: the init weights' chain (their card's
+    ``training_steps``, exports included) followed by this run."""
+    earlier = list(init.card.get("training_steps") or []) if init else []
+    return earlier + [{
+        "command": f"knee-train fit {config_path}",
+        "init_weights": str(cfg.init_weights) if cfg.init_weights else None,
+        "stages": {s: r.steps for s, r in results.items()},
+        "train_time_s": round(sum(r.elapsed_s for r in results.values()), 1),
+    }]
+
+
 def build_card(cfg: RunConfig, config_path: Path, results: dict[str, StageResult], device: torch.device,
                init: ModelBundle | None) -> dict:
     synthetic = isinstance(cfg.data, SyntheticData)
@@ -94,6 +107,7 @@ def build_card(cfg: RunConfig, config_path: Path, results: dict[str, StageResult
                                      if s not in results},
         # What those stages were trained on (this run's training_data describes only the stages it trained).
         "init_weights_training_data": init.card.get("training_data") if init else None,
+        "training_steps": training_steps(cfg, config_path, results, init),
         "training": {
             "command": f"knee-train fit {config_path}",
             "config": cfg.model_dump(mode="json"),
