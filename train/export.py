@@ -2,8 +2,8 @@
 
 The exported file is a different file: its model card keeps the training record of the source (its
 ``training_steps`` gain the export itself) but not its metrics (they were measured on the source's weights) and names
-the source by file, version and SHA-256. Measure the export
-with ``knee-train evaluate --update-card`` before shipping it.
+the source by file, version and SHA-256. Measure the export with ``knee-train evaluate --update-card`` before
+shipping it.
 """
 
 from __future__ import annotations
