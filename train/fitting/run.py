@@ -80,22 +80,20 @@ def _stage_card(cfg: RunConfig, result: StageResult) -> dict:
     }
 
 
-def training_steps(cfg: RunConfig, config_path: Path, results: dict[str, StageResult],
-                   init: ModelBundle | None) -> list[dict]:
+def training_steps(this_run: dict, init: ModelBundle | None) -> list[dict]:
     """The chain of runs from random weights to this bundle: the init weights' chain (their card's
-    ``training_steps``, exports included) followed by this run."""
+    ``training_steps``, exports included) followed by ``this_run``."""
     earlier = list(init.card.get("training_steps") or []) if init else []
-    return earlier + [{
-        "command": f"knee-train fit {config_path}",
-        "init_weights": str(cfg.init_weights) if cfg.init_weights else None,
-        "stages": {s: r.steps for s, r in results.items()},
-        "train_time_s": round(sum(r.elapsed_s for r in results.values()), 1),
-    }]
+    return earlier + [this_run]
 
 
 def build_card(cfg: RunConfig, config_path: Path, results: dict[str, StageResult], device: torch.device,
                init: ModelBundle | None) -> dict:
     synthetic = isinstance(cfg.data, SyntheticData)
+    command = f"knee-train fit {config_path}"
+    train_time_s = round(sum(r.elapsed_s for r in results.values()), 1)
+    this_run = {"command": command, "init_weights": str(cfg.init_weights) if cfg.init_weights else None,
+                "stages": {s: r.steps for s, r in results.items()}, "train_time_s": train_time_s}
     return {
         "training_data": cfg.data.describe(),
         "training_data_kind": "SYNTHETIC" if synthetic else "ANNOTATED IMAGES",
@@ -107,16 +105,16 @@ def build_card(cfg: RunConfig, config_path: Path, results: dict[str, StageResult
                                      if s not in results},
         # What those stages were trained on (this run's training_data describes only the stages it trained).
         "init_weights_training_data": init.card.get("training_data") if init else None,
-        "training_steps": training_steps(cfg, config_path, results, init),
+        "training_steps": training_steps(this_run, init),
         "training": {
-            "command": f"knee-train fit {config_path}",
+            "command": command,
             "config": cfg.model_dump(mode="json"),
             "device": str(device),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": platform.python_version(),
             "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "total_train_time_s": round(sum(r.elapsed_s for r in results.values()), 1),
+            "total_train_time_s": train_time_s,
         },
         "metrics": None,  # filled in by: knee-train evaluate --weights W --data synthetic:test --update-card
     }
