@@ -53,11 +53,15 @@ def _steptime(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from model.vocabulary import PHASE_NAMES
     from train.evaluate import resolve_data, run_evaluation, update_card, write_cases
     from train.report import markdown_report, write_figures
 
     command = args.command_line
-    data = resolve_data(args.data, args.n_per_phase, args.workers, not args.no_progress)
+    if args.phase and args.update_card:  # a card's metrics cover both phases
+        raise SystemExit("knee-train evaluate: --update-card needs both phases; leave out --phase")
+    phases = (args.phase,) if args.phase else PHASE_NAMES
+    data = resolve_data(args.data, args.n_per_phase, args.workers, not args.no_progress, phases)
     cases, summary = run_evaluation(args.weights, data, args.device, args.use_tags, not args.no_progress)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "validation seeds, for tuning)")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--n-per-phase", type=int, default=None, help="synthetic sets: only the first N per phase")
+    p.add_argument("--phase", choices=PHASE_NAMES, default=None,
+                   help="synthetic sets: only this phase's cases (e.g. after retraining one landmark stage; the other "
+                        "phase's tables stay empty)")
     p.add_argument("--use-tags", action="store_true",
                    help="give the true laterality as the DICOM tag (default: laterality from the image alone)")
     p.add_argument("--device", default="auto")

@@ -129,20 +129,27 @@ def _set_seeds(name: str, phase: str, n: int | None) -> list[int]:
     return held_out_seeds(name, phase, n or N_TEST_PER_PHASE)
 
 
-def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1, progress: bool = True) -> EvalData:
+def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1, progress: bool = True,
+                 phases: tuple[str, ...] = PHASE_NAMES) -> EvalData:
     """``synthetic:<set>``, ``xray3d:<set>``, ``mixed:<set>``, a directory of DICOM + ground-truth JSON, or a
-    manifest file. ``progress``: a progress bar while synthetic cases render."""
+    manifest file. ``progress``: a progress bar while synthetic cases render. ``phases``: a synthetic set's cases
+    of these phases only (a directory or manifest is taken as it is)."""
     prefix, _, name = spec.partition(":")
     if prefix in RENDERER_PREFIXES and name:
         if name not in SYNTHETIC_SETS:
             raise ValueError(f"unknown synthetic set {spec!r}; use one of "
                              + ", ".join(f"{p}:{k}" for p in RENDERER_PREFIXES for k in SYNTHETIC_SETS))
+        unknown = set(phases) - set(PHASE_NAMES)
+        if unknown or not phases:
+            raise ValueError(f"unknown phase {sorted(unknown)}; use {' or '.join(PHASE_NAMES)}")
         seeds_of, hard, open_field = SYNTHETIC_SETS[name]
         jobs = [(seed, phase, hard, None, open_field, renderer)
-                for renderer in RENDERER_PREFIXES[prefix] for phase in PHASE_NAMES
+                for renderer in RENDERER_PREFIXES[prefix] for phase in PHASE_NAMES if phase in phases
                 for seed in _set_seeds(seeds_of, phase, n_per_phase)]
         return EvalData(spec, len(jobs), lambda: render_samples(jobs, workers, desc=spec, progress=progress),
                         lambda i: synthetic_sample(*jobs[i]))
+    if tuple(phases) != PHASE_NAMES:
+        raise ValueError("a phase can be chosen for synthetic sets only; a directory or manifest is evaluated whole")
     path = Path(spec)
     if path.is_dir():
         return _entries_data(spec, read_directory(path))

@@ -162,6 +162,23 @@ def test_renderer_sets_resolve_to_their_renderer():
         resolve_data("xray3d:nonsense")
 
 
+def test_a_phase_can_be_chosen_for_synthetic_sets_only(tmp_path, toy_manifest):
+    """``--phase``: the held-out seeds of that phase alone, in the same order as in the full set (so that two
+    evaluations of one phase compare knee by knee); a manifest is evaluated whole; the model card never gets the
+    metrics of half a set."""
+    whole = resolve_data("mixed:hard", n_per_phase=2)
+    post = resolve_data("mixed:hard", n_per_phase=2, phases=("postop",))
+    assert post.n == 4
+    assert [post.reload(i).source for i in range(4)] == [whole.reload(i).source for i in (2, 3, 6, 7)]
+    assert {post.reload(i).phase for i in range(4)} == {"postop"}
+    with pytest.raises(ValueError, match="unknown phase"):
+        resolve_data("synthetic:test", phases=("pre",))
+    with pytest.raises(ValueError, match="synthetic sets only"):
+        resolve_data(str(toy_manifest), phases=("preop",))
+    with pytest.raises(SystemExit, match="--update-card needs both phases"):
+        main(["evaluate", "--data", "synthetic:test", "--phase", "preop", "--update-card", "--out", str(tmp_path)])
+
+
 def test_the_validation_sets_draw_validation_seeds_never_held_out_ones():
     from train.data.splits import HELD_OUT_RANGE, validation_seeds
 
