@@ -1,6 +1,6 @@
 """Training losses: Wing loss on coordinates in pixels, Adaptive Wing on heatmaps, heatmap regularisers that keep
-each map a single sharp peak (KL from a Gaussian target, or the Jensen-Shannon divergence of DSNT), and BCE for the
-auxiliary logits.
+each map a single sharp peak (KL from a Gaussian target, or the Jensen-Shannon divergence of DSNT), a loss on the
+direction of the bone axes the landmarks define (degrees), and BCE for the auxiliary logits.
 
 Coordinates are ``[x, y]`` in pixels of the network input (the letterboxed image or the local frame), the same
 units ``model.network.LandmarkNet`` returns; heatmap cells follow the network's convention (cell ``j`` is centred
@@ -134,6 +134,31 @@ def _weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.T
     if wgt.dim() == 1:
         wgt = wgt[:, None].expand_as(values)
     return (values * wgt).sum() / wgt.sum().clamp_min(1e-12)
+
+
+def axis_angle_loss(pred: torch.Tensor, target: torch.Tensor, axes: torch.Tensor, weight: torch.Tensor | None = None,
+                    beta_deg: float = 0.5) -> torch.Tensor:
+    """Smooth-L1 (``beta_deg``) of the angle, in degrees, between each predicted axis and the true one.
+
+    ``pred``/``target`` (B, N, 2) coordinates; ``axes`` (K, 4) landmark indices ``[a1, a2, b1, b2]``: an axis from
+    the midpoint of a1 and a2 to that of b1 and b2 (a shaft level's two cortices, the notch's two points). A common
+    shift of the points leaves it unchanged: it asks only that the axes point the right way, which an error spread
+    over many landmarks (a whole shaft read tilted) costs far more in the angle than in the per-landmark loss.
+    ``weight`` (B, N): an axis counts only where its four landmarks all have weight > 0 (visible)."""
+    def direction(points: torch.Tensor) -> torch.Tensor:
+        a = (points[:, axes[:, 0]] + points[:, axes[:, 1]]) / 2
+        b = (points[:, axes[:, 2]] + points[:, axes[:, 3]]) / 2
+        return b - a  # (B, K, 2)
+
+    p, t = direction(pred.float()), direction(target.float())
+    cross = p[..., 0] * t[..., 1] - p[..., 1] * t[..., 0]
+    dot = (p * t).sum(-1)
+    err = torch.rad2deg(torch.atan2(cross, dot))
+    per = F.smooth_l1_loss(err, torch.zeros_like(err), beta=beta_deg, reduction="none")  # (B, K)
+    if weight is None:
+        return per.mean()
+    seen = (weight[:, axes] > 0).all(-1).to(per.dtype)  # (B, K)
+    return (per * seen).sum() / seen.sum().clamp_min(1.0)
 
 
 def aux_bce_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -85,6 +85,23 @@ def test_a_run_that_starts_again_from_step_0_starts_a_new_learning_curve(tmp_pat
     assert curves[0] == curves[1] == [3]
 
 
+def test_the_axis_term_is_trained_and_logged_only_where_configured(tmp_path, toy_manifest, tiny_config):
+    """``axis_angle_weight`` reaches the training step: the learning curve of a landmark stage trained with it logs
+    the axis term (degrees), one trained without it does not."""
+    data = {"source": "manifest", "manifest": str(toy_manifest), "train_split": None, "val_split": "val"}
+    logged = {}
+    for weight in (0.0, 1.0):
+        cfg = tiny_config(tmp_path / f"w{weight:g}", data, iterations=2)
+        cfg["stages"] = {"local_preop": cfg["stages"]["local_preop"]}
+        cfg["stages"]["local_preop"].setdefault("loss", {})["axis_angle_weight"] = weight
+        cfg["init_weights"] = str(fit(_write(tmp_path, tiny_config(tmp_path / "a", data, iterations=1)), False)[0])
+        fit(_write(tmp_path, cfg), progress=False)
+        log = Path(cfg["checkpoint_dir"]) / "local_preop" / "log.jsonl"
+        logged[weight] = json.loads(log.read_text().splitlines()[-1])
+    assert "axis" not in logged[0.0]
+    assert logged[1.0]["axis"] > 0.0 and logged[1.0]["loss"] > logged[1.0]["wing"]
+
+
 def test_config_errors_name_the_key(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path, {"source": "synthetic"})
     cfg["stages"]["global"]["itertions"] = 3
@@ -94,10 +111,14 @@ def test_config_errors_name_the_key(tmp_path, tiny_config):
     cfg["stages"]["local_preop"]["network"]["max_width"] = 4  # below the width: refused when read, not when built
     with pytest.raises(ConfigError, match="max_width 4 is below width 8"):
         load_config(_write(tmp_path, cfg))
-    for stage, value, message in (("global", 3.0, "only the landmark stages have aTFA landmarks to weight"),
-                                  ("local_postop", 0.0, "axis_landmark_weight")):
+    for stage, key, value, message in (
+            ("global", "axis_landmark_weight", 3.0, "only the landmark stages have aTFA landmarks to weight"),
+            ("local_postop", "axis_landmark_weight", 0.0, "axis_landmark_weight"),
+            ("implant", "axis_angle_weight", 1.0, "implant.loss.axis_angle_weight: only the landmark stages"),
+            ("local_preop", "axis_angle_weight", -1.0, "axis_angle_weight")):
         cfg = tiny_config(tmp_path, {"source": "synthetic"})
-        cfg["stages"][stage].setdefault("loss", {})["axis_landmark_weight"] = value
+        cfg["stages"].setdefault(stage, {"network": dict(cfg["stages"]["global"]["network"]), "iterations": 1})
+        cfg["stages"][stage]["loss"] = {**cfg["stages"][stage].get("loss", {}), key: value}  # this stage's alone
         with pytest.raises(ConfigError, match=message):
             load_config(_write(tmp_path, cfg))
     cfg = tiny_config(tmp_path, {"source": "synthetic"})

@@ -179,3 +179,101 @@ def test_axis_landmark_weight_scales_those_landmarks_share_of_the_loss():
     # the heatmap term: the extra KL of the misplaced map counts 3 times on the aTFA landmark
     base = stage_loss(NetOutput(heatmaps, coords, None), batch, cfg, 4, weights)[1]["kl"]
     assert on_axis["kl"] - base == pytest.approx(3.0 * (off_axis["kl"] - base), rel=1e-3)
+
+
+def _turned(points: torch.Tensor, degrees: float) -> torch.Tensor:
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    return points @ torch.tensor([[c, -s], [s, c]]).T
+
+
+def test_axis_angle_loss_sees_a_tilt_and_ignores_a_shift_or_a_scale():
+    """Every axis turned by 2 degrees costs smooth-L1(2) = 2 - beta/2 however far the points are; the same points
+    shifted or scaled together cost nothing (the Wing term is there for those)."""
+    from train.fitting.objective import angle_axes
+    from train.losses import axis_angle_loss
+
+    axes = angle_axes("preop")
+    target = torch.rand(2, 134, 2, generator=torch.Generator().manual_seed(1)) * 200
+    assert axis_angle_loss(target + torch.tensor([7.0, -3.0]), target, axes) == pytest.approx(0.0, abs=1e-5)
+    assert axis_angle_loss(target * 1.3, target, axes) == pytest.approx(0.0, abs=1e-5)
+    assert axis_angle_loss(_turned(target, 2.0), target, axes) == pytest.approx(2.0 - 0.25, abs=1e-4)
+    assert axis_angle_loss(_turned(target, -0.2), target, axes) == pytest.approx(0.5 * 0.2 ** 2 / 0.5, abs=1e-5)
+
+
+def test_axis_angle_loss_counts_only_axes_whose_landmarks_are_all_visible():
+    """One tilted axis (the tibia's from 0.8 to 1.3) among straight ones: the loss is its share of the axes seen, and
+    it drops out (not as a zero that dilutes the others) when one of its four landmarks is invisible."""
+    from model.scheme import load_scheme
+    from train.fitting.objective import angle_axes
+    from train.losses import axis_angle_loss
+
+    scheme = load_scheme("preop")
+    axes = angle_axes("preop")
+    far = scheme.shaft_pair("tibia", 1.3)
+    rows = [k for k in range(len(axes)) if tuple(int(i) for i in axes[k, 2:]) == far]
+    assert len(rows) == 1  # no other axis ends at the tibia's 1.3 level
+    target = torch.zeros(1, 134, 2)
+    target[0, :, 1] = torch.arange(134, dtype=torch.float32) * 3.0  # points spread down the image
+    target[0, :, 0] = torch.linspace(-60.0, 60.0, 134)
+    pred = target.clone()
+    pred[0, list(far), 0] += 40.0  # the far midpoint moved sideways: that axis, and only it, turns
+    weight = torch.ones(1, 134)
+    every = axis_angle_loss(pred, target, axes, weight)
+    alone = axis_angle_loss(pred, target, axes[rows], weight)
+    assert float(alone) > 1.0
+    assert float(every) == pytest.approx(float(alone) / len(axes), rel=1e-5)
+    weight[0, far[0]] = 0.0
+    assert float(axis_angle_loss(pred, target, axes, weight)) == pytest.approx(0.0, abs=1e-5)
+    weight[0] = 0.0
+    assert float(axis_angle_loss(pred, target, axes, weight)) == 0.0
+
+
+def test_angle_axes_are_the_axes_the_adaptive_levels_may_draw():
+    """Per scheme: the tibial axis from 0.8 to each far level 1.0-1.3, the femoral FTS axis from each far level
+    1.1-1.3 to 0.8 and the FNTS axis from each to the notch (model.alignment's levels); none for the global stage."""
+    from model.alignment import MIN_LEVEL, NEAR_LEVEL
+    from model.scheme import load_scheme
+    from train.fitting.objective import angle_axes
+
+    assert angle_axes(None) is None
+    for phase in ("preop", "postop"):
+        scheme = load_scheme(phase)
+        rows = {tuple(int(i) for i in row) for row in angle_axes(phase)}
+        notch = tuple(scheme.roles["femoral_notch"])
+        expected = set()
+        for far in (1.0, 1.1, 1.2, 1.3):
+            expected.add((*scheme.shaft_pair("tibia", NEAR_LEVEL), *scheme.shaft_pair("tibia", far)))
+            if far >= MIN_LEVEL["femur"]:
+                expected.add((*scheme.shaft_pair("femur", far), *scheme.shaft_pair("femur", NEAR_LEVEL)))
+                expected.add((*scheme.shaft_pair("femur", far), *notch))
+        assert rows == expected, phase
+
+
+def test_axis_angle_weight_adds_the_term_only_when_set():
+    """``axis_angle_weight`` 0 (the default, the paper's loss): no axis term; 2: the total grows by twice the axis
+    term for a prediction whose axes are tilted, and the term pulls the points back (a step down its gradient
+    lowers it)."""
+    from model.network import NetOutput
+    from train.data.stages import Batch
+    from train.fitting.config import LossConfig
+    from train.fitting.objective import angle_axes, stage_loss
+
+    n = 134
+    coords = torch.rand(1, n, 2, generator=torch.Generator().manual_seed(3)) * 40 + 8
+    batch = Batch(torch.zeros(1, 1, 64, 64), coords, torch.ones(1, n), None)
+    pred = _turned(coords - 28.0, 3.0) + 28.0
+    pred.requires_grad_(True)
+    hm = torch.zeros(1, n, 16, 16)
+    plain_total, plain = stage_loss(NetOutput(hm, pred, None), batch, LossConfig(), 4, None, angle_axes("preop"))
+    assert "axis" not in plain
+    total, parts = stage_loss(NetOutput(hm, pred, None), batch, LossConfig(axis_angle_weight=2.0), 4, None,
+                              angle_axes("preop"))
+    assert parts["axis"] == pytest.approx(3.0 - 0.25, abs=1e-3)
+    assert float(total - plain_total) == pytest.approx(2.0 * parts["axis"], rel=1e-4)
+    from train.losses import axis_angle_loss  # the term alone, on points far apart: a small step down its gradient
+    far = coords * 5.0
+    tilted = (_turned(far, 3.0)).requires_grad_(True)
+    before = axis_angle_loss(tilted, far, angle_axes("preop"))
+    before.backward()
+    after = axis_angle_loss((tilted - 0.01 * tilted.grad).detach(), far, angle_axes("preop"))
+    assert float(after) < float(before)

@@ -51,6 +51,10 @@ class LossConfig(_Strict):
     # model.scheme.LandmarkScheme.angle_landmarks) against the others' 1 in the Wing, KL and JS terms (1 = every
     # landmark alike, as the paper).
     axis_landmark_weight: float = Field(default=1.0, gt=0, le=100)
+    # Landmark stages only: the weight of a loss on the direction of every axis the aTFA may be drawn through (the
+    # tibial axis from 0.8 to 1.0-1.3 plateau widths, the femoral FTS axis from 1.1-1.3 to 0.8 and the FNTS axis
+    # from 1.1-1.3 to the notch), degrees, smooth L1 (train.losses.axis_angle_loss); 0 = off, as the paper.
+    axis_angle_weight: float = Field(default=0.0, ge=0, le=100)
 
 
 class StageConfig(_Strict):
@@ -191,6 +195,9 @@ class RunConfig(_Strict):
             if STAGES[name].phase is None and stage.loss.axis_landmark_weight != 1.0:
                 raise ValueError(f"stages.{name}.loss.axis_landmark_weight: only the landmark stages have aTFA "
                                  "landmarks to weight (leave it at 1)")
+            if STAGES[name].phase is None and stage.loss.axis_angle_weight != 0.0:
+                raise ValueError(f"stages.{name}.loss.axis_angle_weight: only the landmark stages have aTFA axes "
+                                 "(leave it at 0)")
         _ = self.frame.scale_px, self.implant_frame.scale_px  # raise when a frame's pixels are not square
         return self
 

@@ -20,7 +20,7 @@ from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, STAGE_NAMES, STAGES
 from train.data.stages import Batch, global_batch, implant_batch, local_batch
 from train.data.store import SampleStore
 from train.fitting.config import RunConfig, StageConfig
-from train.fitting.objective import landmark_weights, stage_loss, validation_errors
+from train.fitting.objective import angle_axes, landmark_weights, stage_loss, validation_errors
 
 
 class CheckpointError(RuntimeError):
@@ -86,7 +86,8 @@ def train_step(net: LandmarkNet, opt: torch.optim.Optimizer, stage: str, cfg: Ru
         group["lr"] = learning_rate(scfg, step)
     out = net(batch.images)
     weights = landmark_weights(STAGES[stage].phase, scfg.loss.axis_landmark_weight)
-    loss, parts = stage_loss(out, batch, scfg.loss, net.cfg.stem_stride, weights)
+    axes = angle_axes(STAGES[stage].phase) if scfg.loss.axis_angle_weight > 0 else None
+    loss, parts = stage_loss(out, batch, scfg.loss, net.cfg.stem_stride, weights, axes)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if scfg.grad_clip:

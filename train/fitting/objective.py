@@ -7,6 +7,7 @@ import functools
 import numpy as np
 import torch
 
+from model.alignment import FIXED_LEVEL, MIN_LEVEL, NEAR_LEVEL
 from model.network import LandmarkNet, NetOutput, decode_heatmaps
 from model.scheme import load_scheme
 from train.data.stages import Batch
@@ -14,6 +15,7 @@ from train.fitting.config import LossConfig
 from train.losses import (
     adaptive_wing_loss,
     aux_bce_loss,
+    axis_angle_loss,
     gaussian_targets,
     js_heatmap_loss,
     kl_heatmap_loss,
@@ -34,11 +36,36 @@ def landmark_weights(phase: str | None, axis_weight: float) -> torch.Tensor | No
     return weights
 
 
+@functools.lru_cache(maxsize=8)
+def angle_axes(phase: str | None) -> torch.Tensor | None:
+    """(K, 4) landmark indices of every axis an aTFA of ``phase``'s scheme may be drawn through
+    (``train.losses.axis_angle_loss``): the tibial axis from the near level to each far level, the femoral FTS axis
+    from each far level to the near one and the FNTS axis from each far level to the notch (``model.alignment``'s
+    levels); None for a stage without a scheme. Cached: never change it in place."""
+    if phase is None:
+        return None
+    scheme = load_scheme(phase)
+    near = {bone: scheme.shaft_pair(bone, NEAR_LEVEL) for bone in ("femur", "tibia")}
+    notch = tuple(scheme.roles["femoral_notch"])
+    rows = []
+    for bone in ("femur", "tibia"):
+        for level, med, lat in scheme.shaft_levels[bone]:
+            if not MIN_LEVEL[bone] - 1e-9 <= level <= FIXED_LEVEL + 1e-9:
+                continue
+            if bone == "tibia":
+                rows.append([*near["tibia"], med, lat])
+            else:
+                rows += [[med, lat, *near["femur"]], [med, lat, *notch]]
+    return torch.tensor(rows, dtype=torch.long)
+
+
 def stage_loss(out: NetOutput, batch: Batch, cfg: LossConfig, stride: int,
-               landmark_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Wing on the soft-argmax coordinates (pixels) + heatmap regularisers + auxiliary BCE; returns the total
-    and its parts for logging. ``landmark_weight`` (N,) scales each landmark's share (``landmark_weights``) on top
-    of the batch's visibility weights."""
+               landmark_weight: torch.Tensor | None = None,
+               axes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Wing on the soft-argmax coordinates (pixels) + heatmap regularisers + the axes' directions + auxiliary BCE;
+    returns the total and its parts for logging. ``landmark_weight`` (N,) scales each landmark's share
+    (``landmark_weights``) on top of the batch's visibility weights; ``axes`` (``angle_axes``) are those the axis
+    term (``LossConfig.axis_angle_weight``) measures."""
     weight = batch.weight
     if landmark_weight is not None:
         weight = weight * landmark_weight.to(weight.device, weight.dtype)[None, :]
@@ -55,6 +82,9 @@ def stage_loss(out: NetOutput, batch: Batch, cfg: LossConfig, stride: int,
         target = target / target.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
         parts["awing"] = adaptive_wing_loss(torch.sigmoid(out.heatmaps.float()), target)
         total = total + cfg.adaptive_wing_weight * parts["awing"]
+    if cfg.axis_angle_weight > 0 and axes is not None:
+        parts["axis"] = axis_angle_loss(out.coords, batch.coords, axes.to(out.coords.device), batch.weight)
+        total = total + cfg.axis_angle_weight * parts["axis"]
     if out.aux is not None and batch.aux is not None and cfg.aux_weight > 0:
         parts["aux"] = aux_bce_loss(out.aux, batch.aux)
         total = total + cfg.aux_weight * parts["aux"]
