@@ -145,6 +145,16 @@ def axis_angle_loss(pred: torch.Tensor, target: torch.Tensor, axes: torch.Tensor
     shift of the points leaves it unchanged: it asks only that the axes point the right way, which an error spread
     over many landmarks (a whole shaft read tilted) costs far more in the angle than in the per-landmark loss.
     ``weight`` (B, N): an axis counts only where its four landmarks all have weight > 0 (visible)."""
+    err = axis_angle_errors(pred, target, axes)
+    per = F.smooth_l1_loss(err, torch.zeros_like(err), beta=beta_deg, reduction="none")  # (B, K)
+    if weight is None:
+        return per.mean()
+    seen = axes_seen(weight, axes).to(per.dtype)
+    return (per * seen).sum() / seen.sum().clamp_min(1.0)
+
+
+def axis_angle_errors(pred: torch.Tensor, target: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
+    """(B, K) signed angles in degrees from each true axis of ``axes`` (``axis_angle_loss``) to the predicted one."""
     def direction(points: torch.Tensor) -> torch.Tensor:
         a = (points[:, axes[:, 0]] + points[:, axes[:, 1]]) / 2
         b = (points[:, axes[:, 2]] + points[:, axes[:, 3]]) / 2
@@ -152,13 +162,12 @@ def axis_angle_loss(pred: torch.Tensor, target: torch.Tensor, axes: torch.Tensor
 
     p, t = direction(pred.float()), direction(target.float())
     cross = p[..., 0] * t[..., 1] - p[..., 1] * t[..., 0]
-    dot = (p * t).sum(-1)
-    err = torch.rad2deg(torch.atan2(cross, dot))
-    per = F.smooth_l1_loss(err, torch.zeros_like(err), beta=beta_deg, reduction="none")  # (B, K)
-    if weight is None:
-        return per.mean()
-    seen = (weight[:, axes] > 0).all(-1).to(per.dtype)  # (B, K)
-    return (per * seen).sum() / seen.sum().clamp_min(1.0)
+    return torch.rad2deg(torch.atan2(cross, (p * t).sum(-1)))
+
+
+def axes_seen(weight: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
+    """(B, K) bool: all four landmarks of each axis have weight > 0 (visible) in each image."""
+    return (weight[:, axes] > 0).all(-1)
 
 
 def aux_bce_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -277,3 +277,30 @@ def test_axis_angle_weight_adds_the_term_only_when_set():
     before.backward()
     after = axis_angle_loss((tilted - 0.01 * tilted.grad).detach(), far, angle_axes("preop"))
     assert float(after) < float(before)
+
+
+def test_validation_reports_the_axes_angle_error_where_they_are_visible():
+    """``axis_err_deg``: the mean absolute angle between the predicted axes (inference decoder) and the true ones, over
+    the axes whose four landmarks are visible; absent without axes (the global and implant stages)."""
+    from model.network import HourglassConfig, LandmarkNet, decode_heatmaps
+    from train.data.stages import Batch
+    from train.fitting.objective import angle_axes, validation_errors
+    from train.losses import axis_angle_errors
+
+    torch.manual_seed(0)
+    net = LandmarkNet(HourglassConfig(depth=2, width=8, n_points=134, stem_stride=2))
+    coords = torch.rand(2, 134, 2, generator=torch.Generator().manual_seed(4)) * 28 + 2
+    weight = torch.ones(2, 134)
+    axes = angle_axes("preop")
+    weight[1, int(axes[0, 0])] = 0.0  # one landmark of the first axis unseen in the second image
+    batch = Batch(torch.rand(2, 1, 32, 32), coords, weight, None)
+    result = validation_errors(net, [batch], torch.device("cpu"), (0, 1), (), axes)
+    net.eval()
+    with torch.no_grad():
+        pred, _ = decode_heatmaps(net(batch.images).heatmaps, 2, method="peak")
+    err = axis_angle_errors(pred, coords, axes).abs()
+    through = [k for k in range(len(axes)) if int(axes[0, 0]) in axes[k].tolist()]  # the FTS and FNTS axes of a level
+    assert len(through) == 2
+    expected = (err.sum() - err[1, through].sum()) / (err.numel() - 2)
+    assert result["axis_err_deg"] == pytest.approx(float(expected), rel=1e-5)
+    assert "axis_err_deg" not in validation_errors(net, [batch], torch.device("cpu"), (0, 1))

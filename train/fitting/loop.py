@@ -129,6 +129,7 @@ def fit_stage(stage: str, cfg: RunConfig, train: SampleStore, val: SampleStore, 
     val_batches = [make_batch(stage, cfg, [val[i] for i in val_idx[k:k + bs]], None)
                    for k in range(0, len(val_idx), bs)]
     ref = reference_indices(stage)
+    axes = angle_axes(STAGES[stage].phase)  # the validation also reports the aTFA axes' angle error
     log_path = Path(cfg.checkpoint_dir) / stage / "log.jsonl"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if start == 0:
@@ -153,7 +154,7 @@ def fit_stage(stage: str, cfg: RunConfig, train: SampleStore, val: SampleStore, 
         ema = losses[-1] if ema is None else 0.95 * ema + 0.05 * losses[-1]
         done = step + 1
         if val_batches and (done % cfg.validate_every == 0 or done == scfg.iterations):
-            validation = validation_errors(net, val_batches, device, ref, STAGES[stage].aux)
+            validation = validation_errors(net, val_batches, device, ref, STAGES[stage].aux, axes)
         if done % cfg.checkpoint_every == 0 or done == scfg.iterations:
             checkpoint(done)
         if done % 25 == 0 or done == scfg.iterations or done % cfg.validate_every == 0:
@@ -164,6 +165,6 @@ def fit_stage(stage: str, cfg: RunConfig, train: SampleStore, val: SampleStore, 
         bar.update()
     bar.close()
     if start >= scfg.iterations and val_batches:
-        validation = validation_errors(net, val_batches, device, ref, STAGES[stage].aux)
+        validation = validation_errors(net, val_batches, device, ref, STAGES[stage].aux, axes)
     return StageResult(stage, {k: v.detach().cpu() for k, v in net.state_dict().items()}, scfg.iterations,
                        elapsed, float(np.median(step_times)) if step_times else float("nan"), losses, validation)

@@ -15,6 +15,8 @@ from train.fitting.config import LossConfig
 from train.losses import (
     adaptive_wing_loss,
     aux_bce_loss,
+    axes_seen,
+    axis_angle_errors,
     axis_angle_loss,
     gaussian_targets,
     js_heatmap_loss,
@@ -93,7 +95,8 @@ def stage_loss(out: NetOutput, batch: Batch, cfg: LossConfig, stride: int,
 
 @torch.no_grad()
 def validation_errors(net: LandmarkNet, batches: list[Batch], device: torch.device,
-                      reference: tuple[int, int], aux_names: tuple[str, ...] = ()) -> dict[str, float]:
+                      reference: tuple[int, int], aux_names: tuple[str, ...] = (),
+                      axes: torch.Tensor | None = None) -> dict[str, float]:
     """Mean point error over pre-built validation batches, with the inference decoder (local soft-argmax at the
     peak) in input pixels (``err_px``) and in percent of the reference length (distance between target points
     ``reference``, ``err_pct``), and with the training soft-argmax over the whole map (``err_pct_soft``).
@@ -101,9 +104,11 @@ def validation_errors(net: LandmarkNet, batches: list[Batch], device: torch.devi
     With auxiliary labels ``aux_names`` also the accuracy of each (``<name>_acc``, e.g. ``implant_acc``), that among
     the cases labelled 0 and 1 apart (``<name>_acc_0``, ``<name>_acc_1``: e.g. pre-op knees called pre-op, post-op
     called post-op; left out when the validation set has none of a label) and, when one is "right", of the side read
-    from the order of the two reference points (``order_right_acc``). The network is put back in training mode."""
+    from the order of the two reference points (``order_right_acc``). With ``axes`` (``angle_axes``) also the mean
+    absolute angle in degrees between the predicted and true axes the aTFA may be drawn through, where visible, with
+    the inference decoder (``axis_err_deg``). The network is put back in training mode."""
     net.eval()
-    errors, rel, rel_soft, aux_hits, aux_labels, order_hits = [], [], [], [], [], []
+    errors, rel, rel_soft, aux_hits, aux_labels, order_hits, axis_err = [], [], [], [], [], [], []
     for batch in batches:
         b = batch.to(device)
         out = net(b.images)
@@ -116,6 +121,9 @@ def validation_errors(net: LandmarkNet, batches: list[Batch], device: torch.devi
         errors.append(per_image.cpu().numpy())
         rel.append((100 * per_image / ref).cpu().numpy())
         rel_soft.append((100 * per_image_soft / ref).cpu().numpy())
+        if axes is not None:
+            seen = axes_seen(w, axes.to(w.device))
+            axis_err.append(axis_angle_errors(coords, b.coords, axes.to(w.device)).abs()[seen].cpu().numpy())
         if out.aux is not None and b.aux is not None:
             aux_hits.append(((out.aux > 0) == (b.aux > 0.5)).float().cpu())
             aux_labels.append((b.aux > 0.5).cpu())
@@ -125,6 +133,8 @@ def validation_errors(net: LandmarkNet, batches: list[Batch], device: torch.devi
     net.train()
     result = {"err_px": float(np.concatenate(errors).mean()), "err_pct": float(np.concatenate(rel).mean()),
               "err_pct_soft": float(np.concatenate(rel_soft).mean())}
+    if axis_err and np.concatenate(axis_err).size:
+        result["axis_err_deg"] = float(np.concatenate(axis_err).mean())
     if aux_hits:
         hits = torch.cat(aux_hits)
         labels = torch.cat(aux_labels)
