@@ -478,11 +478,18 @@ def axis_points(scheme, levels: ShaftLevels) -> list[int]:
     return sorted({i for pair in pairs for i in pair})
 
 
-def rotated(image: np.ndarray, degrees: float) -> np.ndarray:
-    """``image`` rotated about its centre by ``degrees`` on a canvas large enough to lose nothing (dark fill)."""
-    h, w = image.shape
+def rotation(shape: tuple[int, int], degrees: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """The 2x3 matrix taking an image of ``shape`` (h, w) to its copy rotated about its centre by ``degrees``, and the
+    copy's canvas ``(width, height)``, large enough to lose nothing."""
+    h, w = shape
     m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
     cos, sin = abs(m[0, 0]), abs(m[0, 1])
     nw, nh = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
     m[:, 2] += [(nw - w) / 2, (nh - h) / 2]
-    return cv2.warpAffine(image, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return m, (nw, nh)
+
+
+def rotated(image: np.ndarray, degrees: float) -> np.ndarray:
+    """``image`` rotated about its centre by ``degrees`` on a canvas large enough to lose nothing (dark fill)."""
+    m, size = rotation(image.shape, degrees)
+    return cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
