@@ -39,7 +39,7 @@ PROFILE_SAMPLES = 64
 STEP_SAMPLES = 4
 
 
-def _profile(image: np.ndarray, start: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:
+def line_profile(image: np.ndarray, start: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:
     """Bilinear samples from ``start`` to ``end``; beyond the border the edge pixels are repeated (landmarks
     outside the image are the caller's other check)."""
     t = np.linspace(0.0, 1.0, n, dtype=np.float32)
@@ -57,7 +57,7 @@ def pair_step(image: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     d = b - a
     n, k, ext = PROFILE_SAMPLES, STEP_SAMPLES, PROFILE_EXTENSION
-    prof = _profile(image, a - ext * d, b + ext * d, n)
+    prof = line_profile(image, a - ext * d, b + ext * d, n)
     ia = round(ext / (1 + 2 * ext) * (n - 1))
     ib = round((1 + ext) / (1 + 2 * ext) * (n - 1))
     step_a = _step(prof[ia - k:ia], prof[ia + 1:ia + 1 + k])

@@ -27,18 +27,10 @@ from __future__ import annotations
 
 import argparse
 
-import cv2
 import numpy as np
 
 SNAP_WINDOW = 0.03  # plateau widths either side of the predicted cortex point
 COPY_DEGREES = (7.0, -7.0)
-
-
-def _profile(image: np.ndarray, start: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:
-    t = np.linspace(0.0, 1.0, n, dtype=np.float32)
-    xs = (start[0] + t * (end[0] - start[0])).astype(np.float32)[None]
-    ys = (start[1] + t * (end[1] - start[1])).astype(np.float32)[None]
-    return cv2.remap(image.astype(np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
 
 
 def snap_cortex(image: np.ndarray, point: np.ndarray, inward: np.ndarray, reach: float, step: float = 0.25
@@ -47,7 +39,10 @@ def snap_cortex(image: np.ndarray, point: np.ndarray, inward: np.ndarray, reach:
     ``reach`` pixels either side (smoothed profile, parabolic sub-sample peak); unchanged where nothing rises."""
     n = int(2 * reach / step) + 1
     offsets = np.linspace(-reach, reach, n)
-    prof = _profile(image, point - reach * inward, point + reach * inward, n).astype(np.float64)
+    from model.exposure import line_profile
+
+    prof = line_profile(image.astype(np.float32), point - reach * inward, point + reach * inward, n)
+    prof = prof.astype(np.float64)
     k = max(1, int(round(3 / step)))
     g = np.exp(-0.5 * (np.arange(-k, k + 1) * step) ** 2)
     slope = np.gradient(np.convolve(np.pad(prof, k, mode="edge"), g / g.sum(), mode="valid"))
