@@ -149,6 +149,13 @@ def test_confidence_among_cases_with_enough_shaft_and_the_change_of_levels():
     assert same["n"] == 2 and same["n_not_fixed_levels"] == 1
     assert same["fnts"]["mad"] == pytest.approx(0.15)  # (0.2 + 0.1) / 2: the landmark error alone
     assert same["level_shift_fnts_mad_deg"] == pytest.approx(0.2)  # (0 + 0.4) / 2: the definition's shift
+    by_level = block["confident_error_by_far_level"]
+    assert by_level["tibia"] == {"1.0": {"n": 1, "fnts_mad": pytest.approx(0.1), "fts_mad": pytest.approx(0.1)},
+                                 "1.3": {"n": 1, "fnts_mad": pytest.approx(0.2), "fts_mad": pytest.approx(0.2)}}
+    assert set(by_level["femur"]) == {"1.1", "1.3"}
+    assert "tibia 1.0 (1, 0.10 / 0.10°), 1.3 (1, 0.20 / 0.20°)" in markdown_report(
+        {**summarize_cases(cases), "data": "x", "weights": "w", "model": {"name": "k", "version": "1"},
+         "laterality_input": "image", "confidence_threshold": 0.5})
 
 
 def test_renderer_sets_resolve_to_their_renderer():
