@@ -144,10 +144,11 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
                          "on average")
         by_level = block.get("confident_error_by_far_level")
         if by_level:
-            parts.append("  - the same by the axes' far shaft level (plateau widths; n, FNTS / FTS MAD): " + "; ".join(
-                f"{bone} " + ", ".join(f"{level} ({g['n']}, {g['fnts_mad']:.2f} / {g['fts_mad']:.2f}°)"
-                                       for level, g in groups.items())
-                for bone, groups in by_level.items()))
+            levels = "; ".join(f"{bone} " + ", ".join(f"{level} ({g['n']}, {g['fnts_mad']:.2f} / {g['fts_mad']:.2f}°)"
+                                                   for level, g in groups.items())
+                               for bone, groups in by_level.items())
+            parts.append("  - landmark error by the axes' far shaft level (plateau widths; n, FNTS / FTS MAD against "
+                         f"the ground truth at the same levels): {levels}")
         src = block.get("confident_error_sources")
         if src and src["n"]:
             deg = {k: _pair(src[k], "°") for k in ("femoral_fnts_deg", "femoral_fts_deg", "tibial_deg")}
