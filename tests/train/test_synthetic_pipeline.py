@@ -123,3 +123,23 @@ def test_validation_cases_alone_are_not_a_training_set(tmp_path, tiny_config):
     path.write_text(yaml.safe_dump(tiny_config(tmp_path, data)))
     with pytest.raises(ValueError, match="no training cases"):
         build_data(load_config(path), progress=False)
+
+
+def test_each_renderer_takes_its_own_seed_offset(tmp_path, tiny_config):
+    """``seed_offset`` moves a renderer's training seeds past those earlier runs trained on, each renderer its own;
+    validation seeds do not move (runs stay comparable)."""
+    from train.fitting.config import load_config
+    from train.fitting.sources import build_data
+
+    data = {"source": "synthetic", "n_train_preop": 1, "n_train_postop": 0, "n_val_per_phase": 0, "seed_offset": 7,
+            "spacing_mm": 3.0, "render_workers": 1,
+            "xray3d": {"n_train_preop": 1, "n_val_per_phase": 1, "seed_offset": 11, "spacing_mm": 3.0}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tmp_path, data)))
+    cfg = load_config(path)
+    train, val = build_data(cfg, progress=False)
+    assert [train[i].source for i in range(len(train))] == [f"synthetic:{training_seeds('preop', 1, 7)[0]}",
+                                                            f"xray3d:{training_seeds('preop', 1, 11)[0]}"]
+    assert [val[i].source for i in range(len(val))] == [f"xray3d:{validation_seeds(p, 1)[0]}"
+                                                         for p in ("preop", "postop")]
+    assert "training seeds from offset 11" in cfg.data.xray3d.describe()

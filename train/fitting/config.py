@@ -91,13 +91,15 @@ class Xray3DData(_Strict):
     n_train_preop: int = Field(default=0, ge=0)
     n_train_postop: int = Field(default=0, ge=0)
     n_val_per_phase: int = Field(default=0, ge=0)
+    seed_offset: int = Field(default=0, ge=0)  # start this far into the training seed range (fresh images)
     spacing_mm: float = Field(default=0.6, gt=0)
     hard_fraction: float = Field(default=0.0, ge=0, le=1)
     cache_file: str | None = None
 
     def describe(self) -> str:
         return (f"{self.n_train_preop} pre-op + {self.n_train_postop} post-op radiographs from train.xray3d (3D "
-                f"solids projected from a point source; {100 * self.hard_fraction:.0f}% from its hard distribution), "
+                f"solids projected from a point source; training seeds from offset {self.seed_offset}; "
+                f"{100 * self.hard_fraction:.0f}% from its hard distribution), "
                 f"rendered at {self.spacing_mm} mm/pixel")
 
 

@@ -67,7 +67,7 @@ def _synthetic(data: SyntheticData, phases: list[str], progress: bool = True) ->
     if x3 is not None and (any(counts3[p] for p in phases) or x3.n_val_per_phase):
         # validation only (no training counts): a run that never trains on the 3D renderer still watches it
         t, v = _rendered("3d", counts3, x3.n_val_per_phase, x3.spacing_mm, x3.hard_fraction, data.render_workers,
-                         x3.cache_file, phases, progress=progress)
+                         x3.cache_file, phases, x3.seed_offset, progress=progress)
         trains.append(t)
         vals.append(v)
     return SampleStore.concat(*trains), SampleStore.concat(*vals)
