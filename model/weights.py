@@ -22,7 +22,7 @@ from model.scheme import load_scheme
 from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, PHASE_NAMES, REQUIRED_STAGES, STAGES
 
 FORMAT = "kneealign-bundle/1"
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "kneealign-v2.12.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "kneealign-v2.13.safetensors"
 
 
 class WeightsError(ValueError):

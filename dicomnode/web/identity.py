@@ -10,7 +10,7 @@ from pathlib import Path
 import model
 
 # model.weights.DEFAULT_WEIGHTS, without importing torch into the main process (a test keeps them equal).
-SHIPPED_WEIGHTS = Path(model.__file__).parent / "weights" / "kneealign-v2.12.safetensors"
+SHIPPED_WEIGHTS = Path(model.__file__).parent / "weights" / "kneealign-v2.13.safetensors"
 
 NOT_FOR_CLINICAL_USE = ("Not for clinical use. Results say nothing about accuracy on real patients until the "
                         "model is validated on annotated images of your site (docs/training.md).")
