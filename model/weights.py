@@ -19,10 +19,11 @@ from safetensors.torch import save_file
 from model.frames import FrameSpec
 from model.network import HourglassConfig, LandmarkNet
 from model.scheme import load_scheme
+from model.shipped import SHIPPED_WEIGHTS
 from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, PHASE_NAMES, REQUIRED_STAGES, STAGES
 
 FORMAT = "kneealign-bundle/1"
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "kneealign-v2.13.safetensors"
+DEFAULT_WEIGHTS = SHIPPED_WEIGHTS
 
 
 class WeightsError(ValueError):

@@ -7,10 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import model
-
-# model.weights.DEFAULT_WEIGHTS, without importing torch into the main process (a test keeps them equal).
-SHIPPED_WEIGHTS = Path(model.__file__).parent / "weights" / "kneealign-v2.13.safetensors"
+from model.shipped import SHIPPED_WEIGHTS  # torch-free: the main process never loads PyTorch for this page
 
 NOT_FOR_CLINICAL_USE = ("Not for clinical use. Results say nothing about accuracy on real patients until the "
                         "model is validated on annotated images of your site (docs/training.md).")

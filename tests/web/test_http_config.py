@@ -3,6 +3,7 @@ it), the token never printed, and the status page's port apart from the DICOM po
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -73,7 +74,13 @@ def test_check_config_hides_a_token_from_the_environment(tmp_path):
 def test_the_page_reads_the_card_of_the_shipped_weights_without_torch():
     from model.weights import DEFAULT_WEIGHTS
 
-    assert SHIPPED_WEIGHTS == DEFAULT_WEIGHTS
+    assert SHIPPED_WEIGHTS == DEFAULT_WEIGHTS and SHIPPED_WEIGHTS.exists()
+    # In a fresh interpreter, as the node's main process: the shipped card is read and PyTorch stays unloaded.
+    probe = ("import json, sys; from dicomnode.web.identity import model_card; c = model_card(None); "
+             "print(json.dumps([c.version, c.problem, 'torch' in sys.modules]))")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    card = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text(encoding="utf-8"))
+    assert json.loads(run.stdout) == [card["version"], None, False]
 
 
 @pytest.mark.parametrize("origin", ["kneealign.example.org", "https://", "https://host/status", "ftp://host"])
