@@ -4,7 +4,7 @@
                      [--renderer 2d|3d] [--variant implant_designs|dense_plates]
     knee-train fit train/configs/cpu-v1.yaml
     knee-train steptime train/configs/cpu-v1.yaml [--steps 10]
-    knee-train evaluate --weights model/weights/kneealign-v2.14.safetensors --data synthetic:test [--out DIR]
+    knee-train evaluate [--weights W] --data synthetic:test [--out DIR]   # W: the shipped weights if omitted
     knee-train invariance --weights W --data xray3d:test [--n-per-phase 100] [--angles 15 -15]
     knee-train export runs/RUN/weights.safetensors model/weights/kneealign-vN.safetensors --version N.0.0 [--float16]
     knee-train compare runs/eval/A runs/eval/B [--out DIR] [--resamples 2000]   # the same set, knee by knee
