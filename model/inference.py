@@ -50,7 +50,7 @@ from model.exposure import exposed_levels
 from model.frames import apply_affine, frame_matrix, invert_affine, mirror_points
 from model.measurements import ReferenceRange, apply_site_ranges, compute_measurements, grade, resolve_names
 from model.network import decode_heatmaps
-from model.preprocess import UnsupportedImage, letterbox, load_radiograph, to_network_input, warp_to_frame
+from model.preprocess import FrameSampler, UnsupportedImage, letterbox, load_radiograph, to_network_input
 from model.result import KneePrediction
 from model.scheme import load_scheme
 from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, PHASE_NAMES, PHASES, POSTOP, PREOP, STAGES, local_stage
@@ -175,16 +175,16 @@ class KneeAligner:
         corners, conf, aux = self._run(GLOBAL_STAGE, square, method)
         return apply_affine(invert_affine(to_square), corners), conf, aux
 
-    def _implant_probability(self, image_left: np.ndarray, reference: np.ndarray) -> float:
+    def _implant_probability(self, image_left: np.ndarray | FrameSampler, reference: np.ndarray) -> float:
         """The implant stage's probability of an implant, from the joint in its frame (left view)."""
         spec = self.bundle.implant_frame
-        frame = warp_to_frame(image_left, frame_matrix(reference, spec), spec)
+        frame = sampler(image_left).frame(frame_matrix(reference, spec), spec)
         _, _, aux = self._run(IMPLANT_STAGE, frame)
         return float(aux[STAGES[IMPLANT_STAGE].aux.index("implant")])
 
-    def _local(self, image_left: np.ndarray, reference: np.ndarray, phase: str):
+    def _local(self, image_left: np.ndarray | FrameSampler, reference: np.ndarray, phase: str):
         matrix = frame_matrix(reference, self.bundle.frame_spec)
-        frame = warp_to_frame(image_left, matrix, self.bundle.frame_spec)
+        frame = sampler(image_left).frame(matrix, self.bundle.frame_spec)
         pts, conf, _ = self._run(local_stage(phase), frame)
         return apply_affine(invert_affine(matrix), pts), conf
 
@@ -203,11 +203,12 @@ class KneeAligner:
                       spacing_source: str | None = None) -> KneePrediction:
         """Predict on a normalised float image in [0, 1] (bone bright), as acquired. ``spacing_source``: the tag the
         spacing came from ("PixelSpacing" or "ImagerPixelSpacing"; widths from the latter say so)."""
-        pred = self._measure(image, laterality_tag, pixel_spacing_mm, spacing_source)
+        frames = FrameSampler(image)
+        pred = self._measure(frames, laterality_tag, pixel_spacing_mm, spacing_source)
         pred.pixel_spacing_source = spacing_source if pixel_spacing_mm else None
         if self.consistency:
             t = time.perf_counter()
-            self._check_consistency(pred, image, laterality_tag, pixel_spacing_mm)
+            self._check_consistency(pred, frames, laterality_tag, pixel_spacing_mm)
             pred.timings_ms["consistency"] = (time.perf_counter() - t) * 1000
             pred.timings_ms["total"] += pred.timings_ms["consistency"]
         if pred.low_confidence:  # the panel's aTFA is never more confident than the result's own
@@ -217,7 +218,7 @@ class KneeAligner:
         pred.measurements = apply_site_ranges(pred.measurements, self.reference_ranges)
         return pred
 
-    def _measure(self, image: np.ndarray, laterality_tag: str | None,
+    def _measure(self, image: np.ndarray | FrameSampler, laterality_tag: str | None,
                  pixel_spacing_mm: tuple[float, float] | None, spacing_source: str | None = None,
                  panel: bool = True, at_levels: ShaftLevels | None = None) -> KneePrediction:
         """One measurement of ``image``; ``panel``: the measurement panel and the landmark stages' check of the
@@ -226,6 +227,8 @@ class KneeAligner:
         timings: dict[str, float] = {}
         warnings: list[str] = []
         t = time.perf_counter()
+        frames = sampler(image)
+        image = frames.image
         h, w = image.shape
         reference, ref_conf, aux = self.plateau_corners(image)
         if np.linalg.norm(reference[1] - reference[0]) < MIN_REFERENCE_FRACTION * max(h, w):
@@ -235,7 +238,7 @@ class KneeAligner:
         order_right = bool(reference[1, 0] < reference[0, 0])  # lateral corner left of the medial one
 
         laterality, source, p_side, c_side = self._decide_laterality(laterality_tag, order_right, p_right, warnings)
-        image_left = np.ascontiguousarray(image[:, ::-1]) if laterality == "R" else image
+        image_left = frames.mirrored() if laterality == "R" else frames
         ref_left = mirror_points(reference, w) if laterality == "R" else reference
         if IMPLANT_STAGE in self.nets:
             t = time.perf_counter()
@@ -318,13 +321,14 @@ class KneeAligner:
             measurements=measurements, reference_shift=shifts,
         )
 
-    def _check_consistency(self, pred: KneePrediction, image: np.ndarray, tag: str | None,
+    def _check_consistency(self, pred: KneePrediction, frames: FrameSampler, tag: str | None,
                            spacing: tuple[float, float] | None) -> None:
-        """Measure a mirrored and a rotated copy; a disagreement beyond the tolerance lowers the confidence to 0."""
+        """Measure a mirrored and a rotated copy of ``frames``' image; a disagreement beyond the tolerance lowers the
+        confidence to 0."""
         swapped = {"L": "R", "R": "L"}.get(tag) if tag else None
-        copies = {"mirrored copy": (np.ascontiguousarray(image[:, ::-1]), swapped)}
+        copies = {"mirrored copy": (frames.mirrored(), swapped)}
         if spacing is None or abs(spacing[0] - spacing[1]) <= 1e-3 * max(spacing):  # rotation needs square pixels
-            turned = rotated(image, CONSISTENCY_ROTATION_DEG)
+            turned = FrameSampler(rotated(frames.image, CONSISTENCY_ROTATION_DEG))
             copies[f"copy rotated by {CONSISTENCY_ROTATION_DEG:g} deg"] = (turned, tag)
         mine = {"FNTS": pred.alignment.atfa_fnts_deg, "FTS": pred.alignment.atfa_fts_deg}
         for name, (copy, copy_tag) in copies.items():
@@ -398,15 +402,17 @@ class KneeAligner:
         """``(implant outlines, native knee)`` from each phase's landmark confidences in one frame."""
         return float(np.mean(conf[POSTOP][self._implant_outline_indices()])), float(np.mean(conf[PREOP]))
 
-    def outline_confidences(self, image_left: np.ndarray, reference: np.ndarray) -> tuple[float, float] | None:
+    def outline_confidences(self, image_left: np.ndarray | FrameSampler, reference: np.ndarray
+                            ) -> tuple[float, float] | None:
         """``(implant outlines, native knee)``: the post-op stage's mean heatmap confidence on the implant's outlines
         and the pre-op stage's on its landmarks, both in the frame of ``reference`` (a left view). None when the
         post-op scheme has no implant curves or the bundle lacks a landmark stage."""
         if not self._implant_outline_indices() or any(local_stage(p) not in self.nets for p in PHASE_NAMES):
             return None
-        return self._outline_evidence({p: self._local(image_left, reference, p)[1] for p in PHASE_NAMES})
+        left = sampler(image_left)
+        return self._outline_evidence({p: self._local(left, reference, p)[1] for p in PHASE_NAMES})
 
-    def _check_phase_with_outlines(self, image_left: np.ndarray, reference: np.ndarray, phase: str,
+    def _check_phase_with_outlines(self, image_left: FrameSampler, reference: np.ndarray, phase: str,
                                    points: np.ndarray, conf: np.ndarray, p_implant: float, warnings: list[str]):
         """``(phase, points, confidences, phase confidence)``. The landmark stages must agree with the phase
         decided: the post-op stage finds the implant's outlines about as surely as the pre-op stage finds the native
@@ -476,6 +482,11 @@ def axis_points(scheme, levels: ShaftLevels) -> list[int]:
         pairs += [scheme.shaft_pair("femur", lv) for lv in levels.femur]
         pairs += [scheme.shaft_pair("tibia", lv) for lv in levels.tibia]
     return sorted({i for pair in pairs for i in pair})
+
+
+def sampler(image: np.ndarray | FrameSampler) -> FrameSampler:
+    """``image``'s frames: its own sampler, so that the frames of one reading share its downsamplings."""
+    return image if isinstance(image, FrameSampler) else FrameSampler(image)
 
 
 def rotation(shape: tuple[int, int], degrees: float) -> tuple[np.ndarray, tuple[int, int]]:

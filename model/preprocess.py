@@ -9,7 +9,8 @@
   The spacing's source is kept: a PixelSpacing that only repeats ImagerPixelSpacing without a calibration type is
   still the detector's spacing (no magnification correction), and widths in millimetres say so.
 
-Training uses exactly these functions (``normalize_image``, ``letterbox``, ``warp_to_frame``).
+Training uses exactly these functions (``normalize_image``, ``letterbox``, ``warp_to_frame``); inference cuts its
+frames with ``FrameSampler``, the same resampling with each downsampling of the radiograph made once.
 """
 
 from __future__ import annotations
@@ -163,18 +164,46 @@ def _downsample(image: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]
     return small, np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]])
 
 
-def warp_to_frame(image: np.ndarray, matrix: np.ndarray, spec: FrameSpec) -> np.ndarray:
-    """Resample ``image`` into the frame given by ``matrix`` (image px -> frame px), anti-aliased.
+class FrameSampler:
+    """Frames cut from one image (``warp_to_frame``), each area-averaged downsampling of the image made once.
 
-    Large reductions first go through an area-averaged downsampling so the bilinear warp does not alias.
+    One reading cuts several frames from a radiograph (implant stage, landmark stage, phase check, refinement), most
+    of them at the same reduction; the downsampling is a pass over the whole image, which on a full-resolution
+    radiograph costs more than the warp itself. The frames are the same as ``warp_to_frame``'s, bit for bit.
     """
-    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    factor = int(np.floor(1.0 / max(scale, 1e-6) / 1.5))
-    if factor >= 2:
-        image, down = _downsample(image, factor)
-        matrix = compose(matrix, np.linalg.inv(np.vstack([down, [0, 0, 1]]))[:2])
-    return cv2.warpAffine(image, matrix, (spec.width_px, spec.height_px), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+    def __init__(self, image: np.ndarray):
+        self.image = image
+        self._downsampled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._mirror: FrameSampler | None = None
+
+    def mirrored(self) -> FrameSampler:
+        """The sampler of the image mirrored left-right, made once; its own mirror is this sampler (so a right knee's
+        left view and the mirrored copy of a left knee share their downsamplings with the image they came from)."""
+        if self._mirror is None:
+            self._mirror = FrameSampler(np.ascontiguousarray(self.image[:, ::-1]))
+            self._mirror._mirror = self
+        return self._mirror
+
+    def frame(self, matrix: np.ndarray, spec: FrameSpec) -> np.ndarray:
+        """Resample the image into the frame given by ``matrix`` (image px -> frame px), anti-aliased: large
+        reductions first go through an area-averaged downsampling so the bilinear warp does not alias."""
+        scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+        factor = int(np.floor(1.0 / max(scale, 1e-6) / 1.5))
+        image = self.image
+        if factor >= 2:
+            if factor not in self._downsampled:
+                self._downsampled[factor] = _downsample(self.image, factor)
+            image, down = self._downsampled[factor]
+            matrix = compose(matrix, np.linalg.inv(np.vstack([down, [0, 0, 1]]))[:2])
+        return cv2.warpAffine(image, matrix, (spec.width_px, spec.height_px), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+
+def warp_to_frame(image: np.ndarray, matrix: np.ndarray, spec: FrameSpec) -> np.ndarray:
+    """Resample ``image`` into the frame given by ``matrix`` (image px -> frame px), anti-aliased (one frame; for
+    several from one image, ``FrameSampler``)."""
+    return FrameSampler(image).frame(matrix, spec)
 
 
 def to_network_input(image: np.ndarray) -> np.ndarray:

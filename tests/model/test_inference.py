@@ -262,6 +262,26 @@ def test_consistency_copies_are_measured_and_reported(shipped):
     assert json.loads(json.dumps(pred.to_json()))["consistency"] == pred.consistency
 
 
+def test_a_reading_downsamples_each_image_once_per_reduction_its_copies_included(shipped, monkeypatch):
+    """A full-resolution radiograph (0.1 mm pixels) goes through up to seven frames in one reading (implant stage,
+    landmarks, phase check, refinement, and the copies'), each cut from a downsampling of the whole image: the
+    original's left view and the mirrored copy share theirs, the rotated copy has its own (bench_inference times it)."""
+    import cv2
+
+    import model.preprocess as pp
+    from model.preprocess import load_radiograph
+
+    rad = load_radiograph(synthetic_knee_dx("R"))
+    image = cv2.resize(rad.image, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    made = []
+    downsample = pp._downsample
+    monkeypatch.setattr(pp, "_downsample", lambda img, f: made.append((img.shape, f)) or downsample(img, f))
+    pred = KneeAligner.load(shipped).predict_image(image, "R", (0.1, 0.1))
+    assert set(pred.consistency) == {"mirrored copy", "copy rotated by 7 deg"}
+    assert len({shape for shape, _ in made}) == 2, made  # the original (mirrored to a left view) and the rotated copy
+    assert made and len(made) == len(set(made)), made  # none made twice
+
+
 def test_consistency_copies_are_measured_at_the_originals_shaft_levels(shipped, monkeypatch):
     """The copies test the landmarks, not the exposed-field check: a copy whose check finds more shaft than the
     original's did (a cortex step near the threshold) is still measured at the original's levels."""

@@ -141,6 +141,34 @@ def test_warp_to_frame_samples_the_right_place_even_when_downscaling_a_lot():
     assert frame.max() > 0.5  # area-averaged, not missed by point sampling
 
 
+def test_a_frame_sampler_cuts_warp_to_frames_frames_downsampling_once_per_reduction(monkeypatch):
+    import model.preprocess as pp
+
+    img = np.random.default_rng(3).random((3000, 2400)).astype(np.float32)
+    spec = FrameSpec()
+    # plateau widths of 1000 and 980 px reduce by 6 before the warp, 400 px by 2
+    refs = [np.array([[700.0, 1500.0], [1700.0, 1500.0]]), np.array([[720.0, 1490.0], [1700.0, 1520.0]]),
+            np.array([[1000.0, 1500.0], [1400.0, 1500.0]])]
+    expected = [warp_to_frame(img, frame_matrix(ref, spec), spec) for ref in refs]
+    factors = []
+    downsample = pp._downsample
+    monkeypatch.setattr(pp, "_downsample", lambda image, factor: factors.append(factor) or downsample(image, factor))
+    sampler = pp.FrameSampler(img)
+    for ref, frame in zip(refs + refs, expected + expected):
+        assert np.array_equal(sampler.frame(frame_matrix(ref, spec), spec), frame)
+    assert factors == [6, 2]
+
+
+def test_a_frame_samplers_mirror_is_made_once_and_mirrors_back():
+    from model.preprocess import FrameSampler
+
+    img = np.arange(12, dtype=np.float32).reshape(3, 4)
+    sampler = FrameSampler(img)
+    mirror = sampler.mirrored()
+    assert np.array_equal(mirror.image, img[:, ::-1]) and mirror.image.flags.c_contiguous
+    assert sampler.mirrored() is mirror and mirror.mirrored() is sampler
+
+
 @pytest.mark.parametrize("flag,bits,exact", [("+e1", 12, True), ("+eb", 8, False), ("+ee", 8, False)])
 def test_jpeg_family_encoded_by_dcmtk_decodes(tmp_path, flag, bits, exact):
     """JPEG lossless SV1, baseline and extended (as PACS and modalities send them) through pydicom's plugins."""
