@@ -7,7 +7,7 @@
     knee-train evaluate [--weights W] --data synthetic:test [--out DIR]   # W: the shipped weights if omitted
     knee-train invariance --weights W --data xray3d:test [--n-per-phase 100] [--angles 15 -15]
     knee-train export runs/RUN/weights.safetensors model/weights/kneealign-vN.safetensors --version N.0.0 [--float16]
-    knee-train compare runs/eval/A runs/eval/B [--out DIR] [--resamples 2000]   # the same set, knee by knee
+    knee-train compare runs/eval/A runs/eval/B [--out DIR] [--resamples 2000] [--among read-right]   # knee by knee
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def _compare(args: argparse.Namespace) -> int:
     from train.compare import compare, load_cases, markdown
 
     try:
-        result = compare(load_cases(args.a), load_cases(args.b), args.resamples, args.seed)
+        result = compare(load_cases(args.a), load_cases(args.b), args.resamples, args.seed, args.among)
     except ValueError as exc:
         print(f"knee-train compare: {exc}", file=sys.stderr)
         return 2
@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="also write comparison.md and comparison.json here")
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--among", choices=("confident", "read-right"), default="confident",
+                   help="pair the knees both measured confidently (default), or both read in the right phase and on "
+                        "the right side, confident or not (images of a source a bundle never trained on)")
     p.set_defaults(func=_compare)
     return parser
 

@@ -6,6 +6,10 @@ and in which knees they measure confidently; their reports' mean errors mix the 
 confidently (for the panel: both reported the measurement ``ok``), with a percentile bootstrap interval of the mean
 difference (B - A: negative means B is better). It also counts the knees confident in one evaluation only, with the
 reasons the other gave for flagging them.
+
+``among="read-right"`` pairs instead the knees that both read in the right phase and on the right side, confident or
+not (every measurement with a value): on images of a source a bundle never trained on, its safety net flags most
+knees, and the landmark stages of two bundles are compared on what they did measure.
 """
 
 from __future__ import annotations
@@ -61,6 +65,17 @@ def _confident(case: dict) -> bool:
     return case.get("error") is None and not case.get("low_confidence", True)
 
 
+def _read_right(case: dict) -> bool:
+    return (case.get("error") is None and case.get("phase_pred") == case["phase"]
+            and case.get("laterality_pred") == case.get("laterality"))
+
+
+# Which knees' errors are paired (``compare(among=...)``): both evaluations' results pass the test.
+AMONG: dict[str, Callable[[dict], bool]] = {"confident": _confident, "read-right": _read_right}
+AMONG_WORDS = {"confident": "measured confidently",
+               "read-right": "read in the right phase and on the right side, confident or not"}
+
+
 def _reason_kind(reason: str) -> str:
     """A warning without its numbers, so that the same check counts once: 'inconsistent: a copy ... N deg ...'."""
     return re.sub(r"[-+]?\d+(\.\d+)?", "N", reason)
@@ -79,15 +94,22 @@ def _paired(errors: list[tuple[float | None, float | None]], resamples: int, see
     return block
 
 
-def _panel_error(case: dict, name: str) -> float | None:
+def _panel_error(case: dict, name: str, confident_only: bool = True) -> float | None:
     entry = (case.get("panel") or {}).get(name)
-    if not entry or entry.get("status") != "ok" or entry.get("truth") is None or entry.get("pred") is None:
+    if not entry or entry.get("truth") is None or entry.get("pred") is None:
+        return None
+    if confident_only and entry.get("status") != "ok":
         return None
     return abs(entry["pred"] - entry["truth"])
 
 
-def compare(a: dict[str, dict], b: dict[str, dict], resamples: int = 2000, seed: int = 0) -> dict:
-    """Per phase: counts, the paired errors of every quantity, and the knees confident in one evaluation only."""
+def compare(a: dict[str, dict], b: dict[str, dict], resamples: int = 2000, seed: int = 0,
+            among: str = "confident") -> dict:
+    """Per phase: counts, the paired errors of every quantity over the knees both evaluations' results pass
+    ``AMONG[among]`` for, and the knees confident in one evaluation only."""
+    if among not in AMONG:
+        raise ValueError(f"among: one of {', '.join(AMONG)}, not {among!r}")
+    paired_test = AMONG[among]
     shared = sorted(set(a) & set(b))
     if not shared:
         raise ValueError("the two evaluations share no case: evaluate both bundles on the same --data")
@@ -95,22 +117,25 @@ def compare(a: dict[str, dict], b: dict[str, dict], resamples: int = 2000, seed:
     if mismatched:
         raise ValueError(f"case {mismatched[0]} has another phase in each evaluation: not the same set")
     out: dict = {"n_shared": len(shared), "n_only_in_a": len(set(a) - set(b)), "n_only_in_b": len(set(b) - set(a)),
-                 "resamples": resamples, "seed": seed, "phases": {}}
+                 "resamples": resamples, "seed": seed, "among": among, "phases": {}}
     for phase in PHASE_NAMES:
         pairs = [(a[s], b[s]) for s in shared if a[s]["phase"] == phase]
         if not pairs:
             continue
         both = [(x, y) for x, y in pairs if _confident(x) and _confident(y)]
-        quantities = {name: _paired([(f(x), f(y)) for x, y in both], resamples, seed) for name, f in HEADLINE.items()}
+        kept = [(x, y) for x, y in pairs if paired_test(x) and paired_test(y)]
+        quantities = {name: _paired([(f(x), f(y)) for x, y in kept], resamples, seed) for name, f in HEADLINE.items()}
+        own_status = among == "confident"  # then each panel measurement is paired on its own status
         for name in PANEL:
-            errs = [(_panel_error(x, name), _panel_error(y, name)) for x, y in pairs]
+            errs = [(_panel_error(x, name, own_status), _panel_error(y, name, own_status))
+                    for x, y in (pairs if own_status else kept)]
             if any(ex is not None and ey is not None for ex, ey in errs):
                 quantities[name] = _paired(errs, resamples, seed)
         only_a = [y for x, y in pairs if _confident(x) and not _confident(y)]
         only_b = [x for x, y in pairs if _confident(y) and not _confident(x)]
         out["phases"][phase] = {
             "n": len(pairs), "confident_a": sum(_confident(x) for x, _ in pairs),
-            "confident_b": sum(_confident(y) for _, y in pairs), "confident_both": len(both),
+            "confident_b": sum(_confident(y) for _, y in pairs), "confident_both": len(both), "paired": len(kept),
             "quantities": quantities,
             # why the other evaluation flagged them: B's reasons for the knees only A measured, and back
             "only_a": {"n": len(only_a), "reasons_in_b": _reasons(only_a)},
@@ -136,10 +161,11 @@ def markdown(result: dict, name_a: str, name_b: str) -> str:
     lines = [f"# {name_b} against {name_a}, knee by knee", "",
              f"{result['n_shared']} cases in both evaluations; differences are B - A ({name_b} - {name_a}: negative "
              f"means {name_b} errs less), with a {result['resamples']}-resample percentile bootstrap 95 % interval "
-             f"(seed {result['seed']}).", ""]
+             f"(seed {result['seed']}). Errors are paired over the knees both evaluations "
+             f"{AMONG_WORDS[result.get('among', 'confident')]}.", ""]
     for phase, block in result["phases"].items():
         lines += [f"## {phase}: {block['n']} knees, confident {block['confident_a']} (A) / {block['confident_b']} (B),"
-                  f" both {block['confident_both']}", "",
+                  f" both {block['confident_both']}; paired {block.get('paired', block['confident_both'])}", "",
                   "| quantity | paired knees | A mean abs. error | B | B - A | 95 % interval |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for name, q in block["quantities"].items():

@@ -59,6 +59,33 @@ def test_errors_are_paired_only_on_knees_both_measured_confidently(tmp_path):
     assert block["only_b"]["n"] == 0 and "postop" not in result["phases"]
 
 
+def test_read_right_pairs_flagged_knees_of_the_right_phase_and_side_and_nothing_else(tmp_path, capsys):
+    from dataclasses import replace
+
+    flagged = dict(confident=False, warnings=["inconsistent: a mirrored copy measures 9.0 deg (FNTS) instead of 1.0"])
+    a = [_case(i, "preop", 2.0, **flagged) for i in range(4)] + [_case(4, "preop", 1.0)]
+    b = [_case(i, "preop", 1.5, **flagged) for i in range(4)] + [_case(4, "preop", 0.5)]
+    a[1] = replace(a[1], phase_pred="postop")  # read as post-op by A: not paired
+    b[2] = replace(b[2], laterality_pred="R")  # read on the other side by B: not paired
+    b[3] = replace(b[3], error="no knee found")  # no result from B: not paired
+    for i in (0, 4):
+        a[i] = replace(a[i], panel={"jsw_medial": {"truth": 4.0, "pred": 4.4, "status": "low_confidence"}})
+        b[i] = replace(b[i], panel={"jsw_medial": {"truth": 4.0, "pred": 4.1, "status": "low_confidence"}})
+    ca, cb = load_cases(_write(tmp_path, "a", a)), load_cases(_write(tmp_path, "b", b))
+    block = compare(ca, cb, 500, among="read-right")["phases"]["preop"]
+    assert (block["confident_both"], block["paired"]) == (1, 2)  # knees 0 (flagged in both) and 4
+    fnts = block["quantities"]["atfa_fnts"]
+    assert fnts["n"] == 2 and fnts["a_mean"] == pytest.approx(1.5) and fnts["difference"] == pytest.approx(-0.5)
+    assert block["quantities"]["jsw_medial"]["difference"] == pytest.approx(-0.3)  # flagged, yet paired
+    confident = compare(ca, cb, 500)["phases"]["preop"]
+    assert confident["paired"] == 1 and "jsw_medial" not in confident["quantities"]
+    with pytest.raises(ValueError, match="among"):
+        compare(ca, cb, among="everything")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--among", "read-right",
+                 "--resamples", "100"]) == 0
+    assert "right phase and on the right side, confident or not" in capsys.readouterr().out
+
+
 def test_panel_measurements_are_paired_on_their_own_status(tmp_path):
     a = [_case(i, "preop", 1.0, confident=False, jsw=(0.4, "ok")) for i in range(4)]
     b = [_case(i, "preop", 1.0, confident=False, jsw=(0.1, "ok" if i < 3 else "not_measurable")) for i in range(4)]
