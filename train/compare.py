@@ -88,6 +88,7 @@ def _paired(errors: list[tuple[float | None, float | None]], resamples: int, see
     a, b = kept[:, 0], kept[:, 1]
     block = {"n": int(a.size), "a_mean": float(a.mean()) if a.size else None,
              "b_mean": float(b.mean()) if b.size else None,
+             "a_median": float(np.median(a)) if a.size else None, "b_median": float(np.median(b)) if b.size else None,
              "difference": None, "ci_low": None, "ci_high": None}
     if a.size >= 2:
         block["difference"], block["ci_low"], block["ci_high"] = bootstrap_mean(b - a, resamples, seed)
@@ -166,13 +167,14 @@ def markdown(result: dict, name_a: str, name_b: str) -> str:
     for phase, block in result["phases"].items():
         lines += [f"## {phase}: {block['n']} knees, confident {block['confident_a']} (A) / {block['confident_b']} (B),"
                   f" both {block['confident_both']}; paired {block.get('paired', block['confident_both'])}", "",
-                  "| quantity | paired knees | A mean abs. error | B | B - A | 95 % interval |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "| quantity | paired knees | A mean abs. error | B | B - A | 95 % interval | A median | B median |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, q in block["quantities"].items():
             unit = UNITS[name] if name in UNITS else SPECS[name].unit
             interval = "-" if q["ci_low"] is None else f"{_fmt(q['ci_low'], '+')} to {_fmt(q['ci_high'], '+')}"
             lines.append(f"| {name} ({unit}) | {q['n']} | {_fmt(q['a_mean'])} | {_fmt(q['b_mean'])} "
-                         f"| {_fmt(q['difference'], '+')} | {interval} |")
+                         f"| {_fmt(q['difference'], '+')} | {interval} | {_fmt(q.get('a_median'))} "
+                         f"| {_fmt(q.get('b_median'))} |")
         for key, reasons_key, measured, flagged in (("only_a", "reasons_in_b", "A", "B"),
                                                     ("only_b", "reasons_in_a", "B", "A")):
             if block[key]["n"]:

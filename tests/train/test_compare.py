@@ -76,6 +76,7 @@ def test_read_right_pairs_flagged_knees_of_the_right_phase_and_side_and_nothing_
     assert (block["confident_both"], block["paired"]) == (1, 2)  # knees 0 (flagged in both) and 4
     fnts = block["quantities"]["atfa_fnts"]
     assert fnts["n"] == 2 and fnts["a_mean"] == pytest.approx(1.5) and fnts["difference"] == pytest.approx(-0.5)
+    assert (fnts["a_median"], fnts["b_median"]) == (pytest.approx(1.5), pytest.approx(1.0))
     assert block["quantities"]["jsw_medial"]["difference"] == pytest.approx(-0.3)  # flagged, yet paired
     confident = compare(ca, cb, 500)["phases"]["preop"]
     assert confident["paired"] == 1 and "jsw_medial" not in confident["quantities"]
