@@ -15,6 +15,7 @@ frames with ``FrameSampler``, the same resampling with each downsampling of the 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import cv2
@@ -172,17 +173,22 @@ class FrameSampler:
     radiograph costs more than the warp itself. The frames are the same as ``warp_to_frame``'s, bit for bit.
     """
 
-    def __init__(self, image: np.ndarray):
+    def __init__(self, image: np.ndarray, mirror_of: FrameSampler | None = None):
         self.image = image
         self._downsampled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._mirror: FrameSampler | None = None
+        # the sampler this one mirrors, weakly: a cycle would keep both images alive until the garbage collector ran
+        self._mirror_of = weakref.ref(mirror_of) if mirror_of is not None else None
 
     def mirrored(self) -> FrameSampler:
-        """The sampler of the image mirrored left-right, made once; its own mirror is this sampler (so a right knee's
-        left view and the mirrored copy of a left knee share their downsamplings with the image they came from)."""
+        """The sampler of the image mirrored left-right, made once; a mirror's own mirror is the sampler it was made
+        from (so a right knee's left view and the mirrored copy of a left knee share their downsamplings with the
+        image they came from)."""
+        origin = self._mirror_of() if self._mirror_of is not None else None
+        if origin is not None:
+            return origin
         if self._mirror is None:
-            self._mirror = FrameSampler(np.ascontiguousarray(self.image[:, ::-1]))
-            self._mirror._mirror = self
+            self._mirror = FrameSampler(np.ascontiguousarray(self.image[:, ::-1]), mirror_of=self)
         return self._mirror
 
     def frame(self, matrix: np.ndarray, spec: FrameSpec) -> np.ndarray:

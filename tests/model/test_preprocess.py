@@ -160,6 +160,9 @@ def test_a_frame_sampler_cuts_warp_to_frames_frames_downsampling_once_per_reduct
 
 
 def test_a_frame_samplers_mirror_is_made_once_and_mirrors_back():
+    import gc
+    import weakref
+
     from model.preprocess import FrameSampler
 
     img = np.arange(12, dtype=np.float32).reshape(3, 4)
@@ -167,6 +170,13 @@ def test_a_frame_samplers_mirror_is_made_once_and_mirrors_back():
     mirror = sampler.mirrored()
     assert np.array_equal(mirror.image, img[:, ::-1]) and mirror.image.flags.c_contiguous
     assert sampler.mirrored() is mirror and mirror.mirrored() is sampler
+    gc.disable()  # no reference cycle: both images go with the last reference, not at the next collection
+    try:
+        alive = weakref.ref(mirror)
+        del sampler, mirror
+        assert alive() is None
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("flag,bits,exact", [("+e1", 12, True), ("+eb", 8, False), ("+ee", 8, False)])
