@@ -178,13 +178,13 @@ class KneeAligner:
     def _implant_probability(self, image_left: np.ndarray | FrameSampler, reference: np.ndarray) -> float:
         """The implant stage's probability of an implant, from the joint in its frame (left view)."""
         spec = self.bundle.implant_frame
-        frame = sampler(image_left).frame(frame_matrix(reference, spec), spec)
+        frame = FrameSampler.of(image_left).frame(frame_matrix(reference, spec), spec)
         _, _, aux = self._run(IMPLANT_STAGE, frame)
         return float(aux[STAGES[IMPLANT_STAGE].aux.index("implant")])
 
     def _local(self, image_left: np.ndarray | FrameSampler, reference: np.ndarray, phase: str):
         matrix = frame_matrix(reference, self.bundle.frame_spec)
-        frame = sampler(image_left).frame(matrix, self.bundle.frame_spec)
+        frame = FrameSampler.of(image_left).frame(matrix, self.bundle.frame_spec)
         pts, conf, _ = self._run(local_stage(phase), frame)
         return apply_affine(invert_affine(matrix), pts), conf
 
@@ -227,7 +227,7 @@ class KneeAligner:
         timings: dict[str, float] = {}
         warnings: list[str] = []
         t = time.perf_counter()
-        frames = sampler(image)
+        frames = FrameSampler.of(image)
         image = frames.image
         h, w = image.shape
         reference, ref_conf, aux = self.plateau_corners(image)
@@ -409,7 +409,7 @@ class KneeAligner:
         post-op scheme has no implant curves or the bundle lacks a landmark stage."""
         if not self._implant_outline_indices() or any(local_stage(p) not in self.nets for p in PHASE_NAMES):
             return None
-        left = sampler(image_left)
+        left = FrameSampler.of(image_left)
         return self._outline_evidence({p: self._local(left, reference, p)[1] for p in PHASE_NAMES})
 
     def _check_phase_with_outlines(self, image_left: FrameSampler, reference: np.ndarray, phase: str,
@@ -482,11 +482,6 @@ def axis_points(scheme, levels: ShaftLevels) -> list[int]:
         pairs += [scheme.shaft_pair("femur", lv) for lv in levels.femur]
         pairs += [scheme.shaft_pair("tibia", lv) for lv in levels.tibia]
     return sorted({i for pair in pairs for i in pair})
-
-
-def sampler(image: np.ndarray | FrameSampler) -> FrameSampler:
-    """``image``'s frames: its own sampler, so that the frames of one reading share its downsamplings."""
-    return image if isinstance(image, FrameSampler) else FrameSampler(image)
 
 
 def rotation(shape: tuple[int, int], degrees: float) -> tuple[np.ndarray, tuple[int, int]]:

@@ -180,6 +180,12 @@ class FrameSampler:
         # the sampler this one mirrors, weakly: a cycle would keep both images alive until the garbage collector ran
         self._mirror_of = weakref.ref(mirror_of) if mirror_of is not None else None
 
+    @classmethod
+    def of(cls, image: np.ndarray | FrameSampler) -> FrameSampler:
+        """``image``'s sampler: itself when it is one already (so that the frames of one reading share its
+        downsamplings), else a new one."""
+        return image if isinstance(image, FrameSampler) else cls(image)
+
     def mirrored(self) -> FrameSampler:
         """The sampler of the image mirrored left-right, made once; a mirror's own mirror is the sampler it was made
         from (so a right knee's left view and the mirrored copy of a left knee share their downsamplings with the
