@@ -126,6 +126,11 @@ def read_sop_instance_uid(path: str) -> str | None:
     return str(value).strip() or None if value is not None else None
 
 
+# ``dicomnode process`` traces the networks (about 4 s once, about 90 ms less per radiograph: model.traced) only for
+# this many files or more, where it pays for itself
+PROCESS_TRACED_FROM_FILES = 50
+
+
 def cmd_process(config: NodeConfig, args: argparse.Namespace) -> int:
     from dicomnode.pipeline.analysis import STATUS_ERROR
     from dicomnode.pipeline.failures import JobFailure
@@ -143,7 +148,7 @@ def cmd_process(config: NodeConfig, args: argparse.Namespace) -> int:
     if args.device:
         config.processing.device = args.device
     configure_logging(config.logging.level)
-    predictor = load_predictor(config)
+    predictor = load_predictor(config, traced=len(args.files) >= PROCESS_TRACED_FROM_FILES)
     out_dir = Path(args.out).resolve()
     errors = 0
     for name in args.files:

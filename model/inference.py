@@ -53,6 +53,7 @@ from model.network import decode_heatmaps
 from model.preprocess import FrameSampler, UnsupportedImage, letterbox, load_radiograph, to_network_input
 from model.result import KneePrediction
 from model.scheme import load_scheme
+from model.traced import StageNet
 from model.vocabulary import GLOBAL_STAGE, IMPLANT_STAGE, PHASE_NAMES, PHASES, POSTOP, PREOP, STAGES, local_stage
 from model.weights import ModelBundle, load_bundle
 
@@ -134,7 +135,9 @@ class KneeAligner:
 
     def __init__(self, bundle: ModelBundle, device: str = "auto", confidence_threshold: float | None = None,
                  refine: bool = True, consistency: bool = True, measurements: Iterable[str] | None = None,
-                 reference_ranges: Mapping[str, ReferenceRange] | None = None):
+                 reference_ranges: Mapping[str, ReferenceRange] | None = None, traced: bool = False):
+        """``traced``: run each stage traced and optimised for the CPU (``model.traced``; about a second per stage
+        to prepare, then about a third less time per forward pass): for a process that reads many radiographs."""
         self.bundle = bundle
         self.measurement_names = resolve_names(measurements)  # the panel (the aTFA always)
         self.reference_ranges = dict(reference_ranges or {})
@@ -146,16 +149,24 @@ class KneeAligner:
                                      else float(confidence_threshold))
         self.implant_outline_evidence = (IMPLANT_OUTLINE_EVIDENCE if bundle.implant_outline_evidence is None
                                          else bundle.implant_outline_evidence)
-        self.nets = {k: v.to(self.device).eval() for k, v in bundle.build_networks().items()}
+        self.nets = {k: StageNet(v.to(self.device), traced) for k, v in bundle.build_networks().items()}
         self.schemes = {p: load_scheme(p) for p in PHASE_NAMES}
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto",
              confidence_threshold: float | None = None, refine: bool = True,
              consistency: bool = True, measurements: Iterable[str] | None = None,
-             reference_ranges: Mapping[str, ReferenceRange] | None = None) -> "KneeAligner":
+             reference_ranges: Mapping[str, ReferenceRange] | None = None, traced: bool = False) -> "KneeAligner":
         return cls(load_bundle(weights), device, confidence_threshold, refine, consistency, measurements,
-                   reference_ranges)
+                   reference_ranges, traced)
+
+    def prepare(self) -> dict[str, bool]:
+        """Trace every stage at the input shape it runs at now rather than on the first radiograph (a no-op unless
+        ``traced``); returns, per stage, whether its traced network will be used."""
+        g, frame, implant = self.bundle.global_size, self.bundle.frame_spec, self.bundle.implant_frame
+        shapes = {GLOBAL_STAGE: (g, g), **({IMPLANT_STAGE: (implant.height_px, implant.width_px)} if implant else {})}
+        return {stage: net.prepare((1, 1, *shapes.get(stage, (frame.height_px, frame.width_px))))
+                for stage, net in self.nets.items()}
 
     def _run(self, stage: str, image: np.ndarray, method: str | None = None):
         """One stage on one image: points (in the image's pixels), their confidences, the auxiliary outputs;

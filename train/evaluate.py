@@ -350,7 +350,7 @@ def _reasons(cases: list[CaseResult]) -> dict[str, int]:
 def run_evaluation(weights: str | Path | None, data: EvalData, device: str = "auto", use_tags: bool = False,
                    progress: bool = True) -> tuple[list[CaseResult], dict]:
     """Predict every case of ``data``; returns the per-case results and the summary tables."""
-    aligner = KneeAligner.load(weights, device=device)
+    aligner = KneeAligner.load(weights, device=device, traced=True)  # many radiographs: tracing pays for itself
     cases = []
     for i, sample in enumerate(tqdm(data.samples(), total=data.n, desc="evaluate", unit="img",
                                     disable=not progress, dynamic_ncols=True)):
@@ -372,7 +372,7 @@ def invariance(weights: str | Path | None, data: EvalData, angles: tuple[float, 
     that the node would report both as confident (its consistency check aside): two confident readings of one knee."""
     from model.inference import rotated
 
-    aligner = KneeAligner.load(weights, device=device, consistency=False)
+    aligner = KneeAligner.load(weights, device=device, consistency=False, traced=True)  # as run_evaluation's
     diffs: dict[str, dict[str, list[float]]] = {}
     confident: dict[str, dict[str, list[float]]] = {}
     failed: dict[str, int] = {}

@@ -38,6 +38,20 @@ def synthetic_knee_dx(laterality="R", tags=True, phase="preop", **override):
     return ds
 
 
+def test_a_traced_aligner_reads_a_radiograph_as_the_networks_as_built_do(shipped):
+    ds = synthetic_knee_dx("L")
+    eager = KneeAligner.load(shipped, device="cpu").predict(ds)
+    aligner = KneeAligner.load(shipped, device="cpu", traced=True)
+    assert aligner.prepare() == dict.fromkeys(aligner.nets, True)  # every stage traced, none left as built
+    traced = aligner.predict(ds)
+    assert np.abs(traced.landmarks - eager.landmarks).max() < 0.01  # px, on a 0.3 mm radiograph
+    assert abs(traced.alignment.atfa_fnts_deg - eager.alignment.atfa_fnts_deg) < 1e-3
+    assert abs(traced.confidence - eager.confidence) < 1e-3
+    assert (traced.status, traced.phase, traced.laterality) == (eager.status, eager.phase, eager.laterality)
+    for copy, diff in eager.consistency.items():
+        assert traced.consistency[copy] == pytest.approx(diff, abs=2e-3)
+
+
 def knee_like_dx(**tags):
     rng = np.random.default_rng(5)
     px = (1000 + 2000 * rng.random((600, 480))).astype(np.uint16)

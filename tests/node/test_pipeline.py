@@ -36,6 +36,12 @@ def predictor(tiny_weights, tmp_path_factory):
     return load_predictor(cfg)
 
 
+def test_the_nodes_predictor_is_traced_before_its_first_job(predictor):
+    assert set(predictor.nets) >= {"global", "local_preop", "local_postop"}
+    for stage, net in predictor.nets.items():  # each stage traced at load, at the shape it runs at
+        assert net.traced and len(net._traced) == 1 and None not in net._traced.values(), stage
+
+
 def _receive(db: Database, config: NodeConfig, ds: pydicom.Dataset, peer: str | None = "modality") -> int:
     path = write(ds, Path(config.storage.dir) / "instances" / ds.StudyInstanceUID / f"{ds.SOPInstanceUID}.dcm")
     return record_instance(db, arrival(study=ds.StudyInstanceUID, sop=ds.SOPInstanceUID, path=str(path),
