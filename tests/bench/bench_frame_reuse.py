@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import io
 import json
-import statistics
 import time
 
 import numpy as np
@@ -49,38 +48,35 @@ def main() -> None:
     import pydicom
     import torch
     from bench_inference import _dicom_bytes
+    from paired import compared, interleaved
 
     import model.preprocess as preprocess
     from model.inference import KneeAligner
-    from train.metrics import bootstrap_mean
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    aligner = KneeAligner.load(args.weights)
+    aligner = KneeAligner.load(args.weights, traced=True)  # as the node reads
+    aligner.prepare()
     data = _dicom_bytes(args.seed)
     made = []
     downsample = preprocess._downsample
     preprocess._downsample = lambda image, factor: made.append(factor) or downsample(image, factor)
 
-    def read(fresh: bool) -> tuple[float, int]:
+    counts: dict[bool, int] = {}
+
+    def read(fresh: bool) -> float:
         made.clear()
         with fresh_frames() if fresh else contextlib.nullcontext():
             t = time.perf_counter()
             aligner.predict(pydicom.dcmread(io.BytesIO(data)))
-            return (time.perf_counter() - t) * 1000, len(made)
+            wall = (time.perf_counter() - t) * 1000
+        counts[fresh] = len(made)
+        return wall
 
-    read(False), read(True)  # warm-up
-    walls: dict[bool, list[float]] = {False: [], True: []}
-    counts: dict[bool, int] = {}
-    for i in range(args.runs):
-        for fresh in ((False, True) if i % 2 == 0 else (True, False)):
-            wall, counts[fresh] = read(fresh)
-            walls[fresh].append(wall)
-    diff, low, high = bootstrap_mean(np.array(walls[False]) - np.array(walls[True]), 2000, 0)
+    walls = interleaved(read, args.runs)
+    shared_first = {False: walls[True], True: walls[False]}  # reported as before: shared minus fresh
     print(json.dumps({
         "runs": args.runs, "threads": torch.get_num_threads(),
-        "shared_median_ms": round(statistics.median(walls[False]), 1),
-        "fresh_median_ms": round(statistics.median(walls[True]), 1),
-        "shared_minus_fresh_ms": {"mean": round(diff, 1), "ci_low": round(low, 1), "ci_high": round(high, 1)},
+        **compared(shared_first, ("fresh", "shared")),
         "downsamplings_per_reading": {"shared": counts[False], "fresh": counts[True]},
     }))
 

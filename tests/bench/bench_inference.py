@@ -2,9 +2,11 @@
 
     python tests/bench/bench_inference.py [--runs 20] [--seed 0] [--weights W]
 
-Each configuration runs in its own process so its peak RSS is its own. The image is a full-resolution synthetic
-knee DX (decode time included: pydicom reads it from an in-memory file each run). Timings are medians over runs
-after one warm-up.
+Configurations: the shipped weights traced (``model.traced``, as the node's sandbox reads; ``prepare_s``: the tracing,
+once per process) and as built, and the paper's widths traced. Each runs in its own process so its peak RSS is its
+own. The image is a full-resolution synthetic knee DX (decode time included: pydicom reads it from an in-memory file
+each run). Timings are medians over runs after one warm-up. For the traced against the untraced reading without the
+drift between processes: ``bench_traced.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def _dicom_bytes(seed: int) -> bytes:
     return buf.getvalue()
 
 
-def _worker(label: str, weights: str | None, paper: bool, runs: int, seed: int, queue) -> None:
+def _worker(label: str, weights: str | None, paper: bool, traced: bool, runs: int, seed: int, queue) -> None:
     import pydicom
     import torch
 
@@ -48,9 +50,12 @@ def _worker(label: str, weights: str | None, paper: bool, runs: int, seed: int, 
         bundle = ModelBundle.untrained(PAPER_GLOBAL, {"preop": PAPER_LOCAL_PREOP, "postop": PAPER_LOCAL_POSTOP},
                                        shipped.frame_spec, shipped.global_size)
         bundle.state["global"] = shipped.state["global"]
-        aligner = KneeAligner(bundle)
+        aligner = KneeAligner(bundle, traced=traced)
     else:
-        aligner = KneeAligner.load(weights)
+        aligner = KneeAligner.load(weights, traced=traced)
+    t = time.perf_counter()
+    aligner.prepare()
+    prepare_s = time.perf_counter() - t
     data = _dicom_bytes(seed)
     shape = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
     per_stage: dict[str, list[float]] = {}
@@ -75,6 +80,7 @@ def _worker(label: str, weights: str | None, paper: bool, runs: int, seed: int, 
         "median_ms": {k: round(statistics.median(v), 1) for k, v in per_stage.items()},
         "wall_median_ms": round(statistics.median(walls), 1),
         "wall_p95_ms": round(float(np.percentile(walls, 95)), 1),
+        "prepare_s": round(prepare_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "threads": torch.get_num_threads(),
     })
@@ -87,9 +93,11 @@ def main() -> None:
     parser.add_argument("--weights", default=None)
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
-    for label, paper in (("shipped", False), ("paper widths (global 32/4, local 256/6)", True)):
+    configs = (("shipped, traced (as the node reads)", False, True), ("shipped, as built (untraced)", False, False),
+               ("paper widths (global 32/4, local 256/6), traced", True, True))
+    for label, paper, traced in configs:
         queue = ctx.Queue()
-        proc = ctx.Process(target=_worker, args=(label, args.weights, paper, args.runs, args.seed, queue))
+        proc = ctx.Process(target=_worker, args=(label, args.weights, paper, traced, args.runs, args.seed, queue))
         proc.start()
         result = queue.get()
         proc.join()
