@@ -10,13 +10,13 @@ interval, and the whole-image downsamplings per reading. The results are the sam
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
 import time
 
 import numpy as np
+from paired import compared, interleaved, parser
 
 
 @contextlib.contextmanager
@@ -39,16 +39,11 @@ def fresh_frames():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=30, help="readings each way (after one warm-up each)")
-    parser.add_argument("--seed", type=int, default=0, help="which synthetic validation case to time")
-    parser.add_argument("--weights", default=None)
-    args = parser.parse_args()
+    args = parser(__doc__).parse_args()
 
     import pydicom
     import torch
     from bench_inference import _dicom_bytes
-    from paired import compared, interleaved
 
     import model.preprocess as preprocess
     from model.inference import KneeAligner

@@ -4,10 +4,20 @@ machine's drift between runs falls on both alike; used by the A/B benchmarks (``
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from collections.abc import Callable
 
 import numpy as np
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """An A/B benchmark's command line: ``--runs``, ``--seed`` (the synthetic validation case), ``--weights``."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=30, help="readings each way (after one warm-up each)")
+    p.add_argument("--seed", type=int, default=0, help="which synthetic validation case to time")
+    p.add_argument("--weights", default=None)
+    return p
 
 
 def interleaved(time_one: Callable[[bool], float], runs: int) -> dict[bool, list[float]]:

@@ -60,31 +60,25 @@ def test_untraced_stages_never_trace(monkeypatch):
         assert stage(image((1, 1, 32, 32))).heatmaps.shape[-2:] == (8, 8)
 
 
-def test_a_stage_that_fails_to_trace_runs_as_built_and_says_so(monkeypatch, caplog):
-    def broken(*args, **kwargs):
-        raise RuntimeError("unsupported operator")
+def _broken_trace(*args, **kwargs):
+    raise RuntimeError("unsupported operator")
 
-    monkeypatch.setattr(torch.jit, "trace", broken)
-    net = tiny_net(seed=3)
+
+@pytest.mark.parametrize("breakage, warning, seed", [  # weights of their own: a failure is cached like a success
+    ((torch.jit, "trace", _broken_trace), "tracing failed (unsupported operator)", 3),
+    ((traced_module, "AGREEMENT_TOLERANCE", -1.0), "disagrees", 4),  # any difference at all counts as disagreement
+], ids=["tracing fails", "traced outputs disagree"])
+def test_a_stage_whose_tracing_fails_or_disagrees_runs_as_built_and_says_so(monkeypatch, caplog, breakage, warning,
+                                                                            seed):
+    monkeypatch.setattr(*breakage)
+    net = tiny_net(seed=seed)
     stage = StageNet(net, traced=True)
     x = image()
     with caplog.at_level(logging.WARNING, logger="model.traced"):
         assert not stage.prepare(tuple(x.shape))
-    assert "tracing failed (unsupported operator)" in caplog.text
+    assert warning in caplog.text
     with torch.inference_mode():
         assert torch.equal(stage(x).heatmaps, net(x).heatmaps)  # the network itself, bit for bit
-
-
-def test_a_traced_stage_that_disagrees_with_the_network_is_not_used(monkeypatch, caplog):
-    monkeypatch.setattr(traced_module, "AGREEMENT_TOLERANCE", -1.0)  # any difference at all counts as disagreement
-    net = tiny_net(seed=4)
-    stage = StageNet(net, traced=True)
-    x = image()
-    with caplog.at_level(logging.WARNING, logger="model.traced"):
-        assert not stage.prepare(tuple(x.shape))
-    assert "disagrees" in caplog.text
-    with torch.inference_mode():
-        assert torch.equal(stage(x).heatmaps, net(x).heatmaps)
 
 
 def test_the_same_weights_are_traced_once_per_process_and_other_weights_anew():
