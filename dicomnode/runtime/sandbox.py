@@ -4,8 +4,8 @@ Why a child: a hostile image can do what no ``try`` survives (a native decoder's
 allocation of many GB, a loop). The worker process only sends the task and waits; the child runs it under
 ``setrlimit(RLIMIT_AS)`` (the address space the loaded model uses, plus ``processing.job_memory_mb``), and the
 worker kills it when ``processing.job_time_limit_seconds`` pass without an answer. A child that died, was killed
-or ran out of memory is replaced by a fresh one (a few seconds: Python, PyTorch and the weights load again)
-before the next task, so one bad image never poisons the next.
+or ran out of memory is replaced by a fresh one (a few seconds: Python, PyTorch and the weights load again, and
+the stages are traced) before the next task, so one bad image never poisons the next.
 
 What comes back is a :class:`~dicomnode.pipeline.task.TaskResult`, or a
 :class:`~dicomnode.pipeline.failures.Failure` (never an exception object: its text could quote patient data
