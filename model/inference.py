@@ -137,7 +137,7 @@ class KneeAligner:
                  refine: bool = True, consistency: bool = True, measurements: Iterable[str] | None = None,
                  reference_ranges: Mapping[str, ReferenceRange] | None = None, traced: bool = False):
         """``traced``: run each stage traced and optimised for the CPU (``model.traced``; about a second per stage
-        to prepare, then about a third less time per forward pass): for a process that reads many radiographs."""
+        to prepare, then about a fifth less time per radiograph): for a process that reads many radiographs."""
         self.bundle = bundle
         self.measurement_names = resolve_names(measurements)  # the panel (the aTFA always)
         self.reference_ranges = dict(reference_ranges or {})

@@ -3,9 +3,10 @@
 ``torch.jit.trace`` records one forward pass of the hourglass at the stage's input shape, ``torch.jit.freeze`` folds
 its weights in as constants (BatchNorm after a convolution is folded into it) and ``torch.jit.optimize_for_inference``
 fuses activations into convolutions and keeps the activations in oneDNN's blocked layout between them. On this
-machine's CPU that takes about a third off each forward pass (``tests/bench/bench_traced.py``); preparing one stage
-takes about a second. Outputs agree with the network as built to about 1e-5 (float rounding): every traced stage is
-checked against it on a fixed input before it is used, and one that disagrees, or fails to trace, is not used.
+machine's CPU that takes about 30 % off each forward pass of a landmark stage and about a fifth off a whole reading
+(``tests/bench/bench_traced.py``); preparing one stage takes about a second. Outputs agree with the network as
+built to about 1e-5 (float rounding): every traced stage is checked against it on a fixed input before it is used,
+and one that disagrees, or fails to trace, is not used.
 
 Preparing is worth it where many radiographs are read by one process (the node's sandbox, ``knee-train evaluate``),
 not for a single image; it is off unless asked for. On CUDA the network as built runs.
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 # A traced stage is used only when it agrees with the network as built to this much (heatmap logits, auxiliary
 # logits; the largest difference seen is about 2e-5)
 AGREEMENT_TOLERANCE = 1e-3
-# Prepared stages kept per process, most recently used first: a process that loads the same weights again (tests,
-# a sandbox's successive aligners) prepares them once; the node loads one set of 4 stages
+# Prepared stages (and failures to prepare) kept per process, least recently used dropped first: a process that loads
+# the same weights again (tests, a sandbox's successive aligners) prepares them once; the node loads one set of 4
 CACHE_SIZE = 8
 
 _cache: OrderedDict[tuple, torch.jit.ScriptModule | None] = OrderedDict()
@@ -91,7 +92,9 @@ def _trace(net: LandmarkNet, shape: tuple[int, ...]) -> torch.jit.ScriptModule |
 
 class StageNet:
     """One stage's network for inference: called like the network (``NetOutput``), traced per input shape when
-    ``traced`` and on the CPU, the network as built otherwise (and for any shape whose tracing failed)."""
+    ``traced`` and on the CPU, the network as built otherwise (and for any shape whose tracing failed). A reading's
+    stages see fixed shapes (the letterbox and the frames have fixed sizes, whatever the radiograph's), so no image
+    can make a stage trace again."""
 
     def __init__(self, net: LandmarkNet, traced: bool = False):
         self.net = net.eval()
