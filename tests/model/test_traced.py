@@ -12,13 +12,15 @@ from model.traced import StageNet, fingerprint
 
 
 def tiny_net(n_aux: int = 2, seed: int = 0) -> LandmarkNet:
-    torch.manual_seed(seed)
-    net = LandmarkNet(HourglassConfig(3, 16, 5, n_aux=n_aux)).eval()
-    with torch.no_grad():  # BatchNorm statistics other than the initial 0 / 1, so that folding them changes weights
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
+    """A small untrained network, the same for the same ``seed`` (the global random state is left as it was)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = LandmarkNet(HourglassConfig(3, 16, 5, n_aux=n_aux)).eval()
+        with torch.no_grad():  # BatchNorm statistics other than the initial 0 / 1, so that folding changes weights
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
     return net
 
 
