@@ -98,7 +98,7 @@ class StageNet:
 
     def __init__(self, net: LandmarkNet, traced: bool = False):
         self.net = net.eval()
-        self.traced = traced
+        self.traced = traced and next(net.parameters()).device.type == "cpu"  # on CUDA the network as built
         self._traced: dict[tuple[int, ...], torch.jit.ScriptModule | None] = {}
         self._fingerprint: str | None = None
 
@@ -109,7 +109,7 @@ class StageNet:
     def prepare(self, shape: tuple[int, ...]) -> bool:
         """Trace the stage for inputs of ``shape`` now (or take it from the process's cache); True when the traced
         stage will be used for them."""
-        if not self.traced or next(self.net.parameters()).device.type != "cpu":
+        if not self.traced:
             return False
         shape = tuple(int(s) for s in shape)
         if shape not in self._traced:
