@@ -1,6 +1,6 @@
 """Architecture rules that keep the data flow visible: train -> model <- dicomnode, the rooms inside dicomnode
 (receive, pipeline, outputs, dispatch, runtime, db) each importing only what is below it, output builders reading
-one prepared description, docstrings on every module."""
+one prepared description, docstrings on every module, every results page in the results index."""
 
 import ast
 from pathlib import Path
@@ -82,3 +82,21 @@ def test_output_builders_read_the_description(builder):
              if isinstance(node, ast.ImportFrom) and node.module in DESCRIBED_BY for alias in node.names]
     functions = [f"{module}.{name}" for module, name in taken if not (name.isupper() or name[:1].isupper())]
     assert not functions, f"{builder} calls back into what the description composes: {functions}"
+
+
+def test_every_results_page_is_indexed_with_its_title():
+    """docs/results/README.md lists every results page once, under the title the page gives itself, and nothing else:
+    a new page, a renamed one or a changed title shows up here rather than as a stale index."""
+    results = REPO / "docs" / "results"
+    index = (results / "README.md").read_text().splitlines()
+    listed = {}
+    for line in index:
+        if line.startswith("- ["):
+            name = line[3:line.index("]")]
+            assert line.startswith(f"- [{name}]({name}): "), line
+            assert name not in listed, f"{name} listed twice"
+            listed[name] = line.split("): ", 1)[1]
+    pages = {p.name: p.read_text().splitlines()[0].removeprefix("# ")
+             for p in results.glob("*.md") if p.name not in ("README.md", "history.md")}
+    assert listed == pages
+    assert "[history.md](history.md)" in "\n".join(index)  # the README's former account, linked in the preface
