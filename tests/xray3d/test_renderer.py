@@ -201,3 +201,33 @@ def test_the_tibial_flare_points_run_down_their_own_side(seed, phase, laterality
         assert np.all((flare[:, 1] > 0.0) & (flare[:, 1] < 0.6)), (name, flare)
         assert np.all(np.diff(flare[:, 1]) > 0), (name, flare)
         assert np.all(sign * flare[:, 0] > 0.1), (name, flare)
+
+
+def _boxy_femur(tilt_deg: float) -> np.ndarray:
+    """A hand-built left femur outline in the canonical frame (L = 100, y distal): straight shaft, round condyles
+    with their tips on the plateau line, and a flat-roofed notch (an implant's box) 10 to the sides of x = 0, its roof
+    25 above the tips; the whole bone then tilted by ``tilt_deg`` about the origin, as a varus or valgus femur is."""
+    def arc(cx: float, a0: float, a1: float) -> np.ndarray:
+        a = np.radians(np.linspace(a0, a1, 40))
+        return np.column_stack([cx + 20 * np.cos(a), -20 + 20 * np.sin(a)])
+
+    edge = np.degrees(np.arccos(0.75))  # where a condyle's circle meets its notch wall (x = -10 or 10)
+    pts = np.vstack([[[-30, -160], [-30, -60]], arc(-25, 180, edge), [[-10, -25], [10, -25]],
+                     arc(25, 180 - edge, 0), [[30, -60], [30, -160]], [[-30, -160]]])
+    c, s = np.cos(np.radians(tilt_deg)), np.sin(np.radians(tilt_deg))
+    return pts @ np.array([[c, s], [-s, c]])
+
+
+@pytest.mark.parametrize("tilt", [-6.0, 0.0, 6.0])
+def test_the_notch_apex_is_the_middle_of_a_flat_roof_however_the_femur_tilts(tilt):
+    """The roof's most proximal point would slide to one end of a flat roof as soon as the femur tilts (10 off the
+    middle here, which moves the FNTS notch midpoint and so the angle); the apex rule takes the roof's middle, to
+    within 1 % of the corner distance (its walls are cut along the plateau, not the femur: 0.5 off at 6 degrees)."""
+    from train.xray3d.outlines import _femur_points
+
+    parts, anchors = _femur_points(Contour(_boxy_femur(tilt)), 100.0)
+    c, s = np.cos(np.radians(tilt)), np.sin(np.radians(tilt))
+    untilted = anchors["apex"] @ np.array([[c, -s], [s, c]])
+    assert untilted == pytest.approx([0.0, -25.0], abs=1.0)
+    notch = parts[3] @ np.array([[c, -s], [s, c]])
+    assert notch[[2, 6]].mean(axis=0)[0] == pytest.approx(0.0, abs=1.0)  # the FNTS notch midpoint, centred

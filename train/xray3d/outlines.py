@@ -7,9 +7,11 @@ corner distance), follow the scheme texts of ``model/schemes``:
 
 - plateau corners: the points of the proximal tibial outline farthest in the two directions half-way between the
   plateau line and the proximal direction (iterated so that the directions follow the corner line itself);
-- condyle tips: the most distal outline points medial and lateral of the notch; notch apex: the most proximal point
-  of the outline between the tips; notch edges: where the notch walls pass ``NOTCH_EDGE`` of the way from the apex
-  down to each condyle's tip;
+- condyle tips: the most distal outline points medial and lateral of the notch; the notch roof's level: the most
+  proximal point of the outline between the tips; notch edges: where the notch walls pass ``NOTCH_EDGE`` of the way
+  from the roof's level down to each condyle's tip; notch apex: the roof's point midway between the notch walls
+  where they pass ``NOTCH_CENTRE`` of the way down (the centre of the roof, as an annotator marks it: the most
+  proximal point alone slides along a flat or boxy roof, an implant's box above all, with the femur's tilt);
 - shaft points: the outermost crossings of the outline with lines parallel to the corner line at the scheme's
   levels; the flare, condyle, plateau and notch points evenly by arc length between these anchors;
 - fibular head: from where its outline enters the tibia's silhouette, over its apex, to its lateral side at the
@@ -34,7 +36,8 @@ LEVEL = 2.0  # mm of path length: the outline of a silhouette
 FEMUR_LEVELS = tuple(1.3 - 0.1 * i for i in range(11))  # above the corner line, in L
 TIBIA_LEVELS = tuple(0.6 + 0.1 * i for i in range(8))  # below
 FIBULA_LEVELS = (0.7, 0.85, 1.0, 1.15, 1.3)
-NOTCH_EDGE = 0.65  # notch edges: this fraction of the way from the apex's level down to the condyle tip's
+NOTCH_EDGE = 0.65  # notch edges: this fraction of the way from the roof's level down to the condyle tip's
+NOTCH_CENTRE = 0.25  # the notch walls' midpoint, which places the apex, is taken this far down from the roof
 
 
 class OutlineError(ValueError):
@@ -178,6 +181,34 @@ def plateau_corners(tibia_px: np.ndarray, distal: np.ndarray, iterations: int = 
     return med, lat
 
 
+def _notch_apex(f: Contour, tip_m: float, tip_l: float, forward: bool) -> float:
+    """Arc parameter of the notch apex: the roof's point midway between the notch walls where they cross the level
+    ``NOTCH_CENTRE`` of the way from the roof's most proximal point down to the higher condyle tip. (The most
+    proximal point alone slides along a flat or boxy roof, an implant's box above all, with the femur's tilt.)"""
+    start, length = f.span(tip_m, tip_l, forward)
+    t = start + np.linspace(0, 1, 1200) * length
+    q = f.at(t)
+    top = int(np.argmin(q[:, 1]))
+    level = q[top, 1] + NOTCH_CENTRE * (min(q[0, 1], q[-1, 1]) - q[top, 1])
+    d = q[:, 1] - level
+    cross = np.flatnonzero((d[:-1] > 0) != (d[1:] > 0))
+    before, after = cross[cross < top], cross[cross >= top]
+    if not before.size or not after.size:
+        raise OutlineError("the notch walls do not reach below its roof")
+
+    def x_at(i: int) -> float:  # where the segment from sample i to i + 1 crosses the level
+        return float(q[i, 0] + (q[i + 1, 0] - q[i, 0]) * d[i] / (d[i] - d[i + 1]))
+
+    lo, hi = int(before[-1]), int(after[0])  # the crossings nearest the roof
+    x_mid = 0.5 * (x_at(lo) + x_at(hi))
+    e = q[lo:hi + 2, 0] - x_mid
+    over = lo + np.flatnonzero((e[:-1] > 0) != (e[1:] > 0))
+    if not over.size:
+        raise OutlineError("the notch roof does not span its walls' midpoint")
+    i = int(over[np.argmin(q[over, 1])])  # the most proximal crossing: the roof, not a wall folding back
+    return float(t[i] + (t[i + 1] - t[i]) * (q[i, 0] - x_mid) / (q[i, 0] - q[i + 1, 0]))
+
+
 def _femur_points(f: Contour, L: float) -> tuple[list[np.ndarray], dict]:
     X = f.pts[:, 0]
     tip_m = f.support((0.0, 1.0), X < -0.1 * L)
@@ -186,13 +217,12 @@ def _femur_points(f: Contour, L: float) -> tuple[list[np.ndarray], dict]:
     start, length = f.span(tip_m, tip_l, forward)
     ts = start + np.linspace(0, 1, 400) * length
     ys = f.at(ts)[:, 1]
-    apex = float(ts[int(np.argmin(ys))])
-
-    y_apex = float(f.at(apex)[0, 1])
+    top = float(ts[int(np.argmin(ys))])  # the roof's most proximal point: on a flat roof, anywhere along it
+    y_roof = float(f.at(top)[0, 1])
 
     def wall(sa: float, sb: float, tip: float, nearest_start: bool) -> float:
         """Where the wall between ``sa`` and ``sb`` crosses the edge level of its condyle's ``tip``."""
-        level = y_apex + NOTCH_EDGE * (float(f.at(tip)[0, 1]) - y_apex)
+        level = y_roof + NOTCH_EDGE * (float(f.at(tip)[0, 1]) - y_roof)
         s0, ln = f.span(sa, sb, forward)
         t = s0 + np.linspace(0, 1, 600) * ln
         d = f.at(t)[:, 1] - level
@@ -202,8 +232,9 @@ def _femur_points(f: Contour, L: float) -> tuple[list[np.ndarray], dict]:
         i = int(idx[0] if nearest_start else idx[-1])
         return float(t[i] + (t[i + 1] - t[i]) * d[i] / (d[i] - d[i + 1]))
 
-    edge_m = wall(tip_m, apex, tip_m, nearest_start=False)  # the crossing nearest the apex
-    edge_l = wall(apex, tip_l, tip_l, nearest_start=True)
+    edge_m = wall(tip_m, top, tip_m, nearest_start=False)  # the crossing nearest the roof
+    edge_l = wall(top, tip_l, tip_l, nearest_start=True)
+    apex = _notch_apex(f, tip_m, tip_l, forward)
     parts = []
     for side, tip in (("medial", tip_m), ("lateral", tip_l)):
         shaft = [f.crossing(-lv * L, side) for lv in FEMUR_LEVELS]
