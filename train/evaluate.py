@@ -43,7 +43,7 @@ from model.vocabulary import PHASE_NAMES, PREOP
 from train.data.manifest import ManifestEntry, load_entry, read_directory, read_manifest
 from train.data.sample import KneeSample
 from train.data.splits import N_TEST_PER_PHASE, held_out_seeds, validation_seeds
-from train.data.synthetic import render_samples, synthetic_sample
+from train.data.synthetic import RENDERER_NAMES, render_samples, renderer_version, synthetic_sample
 from train.landmark_bias import MIN_CASES, decompose, frame_errors
 from train.metrics import (
     ICC_FORM,
@@ -115,6 +115,7 @@ class EvalData:
     n: int
     samples: Callable[[], Iterator[KneeSample]]
     reload: Callable[[int], KneeSample]
+    generators: dict[str, str] = field(default_factory=dict)  # a synthetic set's renderers: name -> version
 
 
 def _entries_data(name: str, entries: list[ManifestEntry]) -> EvalData:
@@ -147,7 +148,8 @@ def resolve_data(spec: str, n_per_phase: int | None = None, workers: int = 1, pr
                 for renderer in RENDERER_PREFIXES[prefix] for phase in PHASE_NAMES if phase in phases
                 for seed in _set_seeds(seeds_of, phase, n_per_phase)]
         return EvalData(spec, len(jobs), lambda: render_samples(jobs, workers, desc=spec, progress=progress),
-                        lambda i: synthetic_sample(*jobs[i]))
+                        lambda i: synthetic_sample(*jobs[i]),
+                        {RENDERER_NAMES[r]: renderer_version(r) for r in RENDERER_PREFIXES[prefix]})
     if tuple(phases) != PHASE_NAMES:
         raise ValueError("a phase can be chosen for synthetic sets only; a directory or manifest is evaluated whole")
     path = Path(spec)
@@ -356,7 +358,8 @@ def run_evaluation(weights: str | Path | None, data: EvalData, device: str = "au
                                     disable=not progress, dynamic_ncols=True)):
         cases.append(evaluate_case(aligner, sample, i, use_tags))
     summary = summarize_cases(cases)
-    summary.update({"data": data.name, "weights": str(weights) if weights else "shipped",
+    summary.update({"data": data.name, **({"generators": data.generators} if data.generators else {}),
+                    "weights": str(weights) if weights else "shipped",
                     "laterality_input": "DICOM tag (true laterality given)" if use_tags else "image only (no tag)",
                     "model": {"name": aligner.bundle.name, "version": aligner.bundle.version},
                     "confidence_threshold": aligner.confidence_threshold})
@@ -396,7 +399,8 @@ def invariance(weights: str | Path | None, data: EvalData, angles: tuple[float, 
             for table in [diffs, confident] if both_confident else [diffs]:
                 for method, value in diff.items():
                     table.setdefault(name, {"fnts": [], "fts": []})[method].append(value)
-    return {"data": data.name, "n_cases": data.n, "no_result": failed,
+    return {"data": data.name, **({"generators": data.generators} if data.generators else {}),
+            "n_cases": data.n, "no_result": failed,
             "copies": _difference_stats(diffs), "copies_confident": _difference_stats(confident)}
 
 

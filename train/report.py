@@ -109,6 +109,8 @@ def markdown_report(summary: dict, command: str | None = None) -> str:
     parts = [f"# KneeAlign evaluation: {summary['data']}", ""]
     if command:
         parts += [f"Command: `{command}`", ""]
+    if summary.get("generators"):
+        parts.append("- Renderers: " + ", ".join(f"{k} {v}" for k, v in summary["generators"].items()))
     parts += [
         f"- Weights: {summary['weights']} ({summary['model']['name']} {summary['model']['version']})",
         (f"- Cases: {summary['n_cases']}; laterality input: {summary['laterality_input']}; "

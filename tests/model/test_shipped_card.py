@@ -32,3 +32,17 @@ def test_the_card_says_synthetic_and_carries_cross_renderer_metrics():
         measured = card["metrics"][held_out]
         assert measured["command"].startswith("knee-train evaluate")
         assert measured["model"]["version"] == card["version"]  # measured on these weights, not a predecessor
+
+
+def test_the_cards_renderer_figures_are_of_the_renderers_as_they_are():
+    """A renderer whose images or ground truth change (a new version) leaves the card's figures on it stale: every
+    card entry that records its renderers' versions must name the current ones, and the entries with the 3D
+    renderer must record them (the 2D generator's own entry predates the record)."""
+    from train.data.synthetic import renderer_version
+
+    _, card = _header_and_card()
+    current = {"synthetic": renderer_version("2d"), "xray3d": renderer_version("3d")}
+    assert all("generators" in card["metrics"][data] for data in ("xray3d:test", "mixed:hard"))
+    for data, measured in card["metrics"].items():
+        for name, version in measured.get("generators", {}).items():
+            assert version == current[name], f"the card's {data} figures are of {name} {version}, not {current[name]}"

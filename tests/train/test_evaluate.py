@@ -165,6 +165,11 @@ def test_renderer_sets_resolve_to_their_renderer():
     assert first.source.startswith("xray3d:") and "atfa_axes_deg" in first.meta
     mixed = resolve_data("mixed:hard", n_per_phase=1)
     assert mixed.n == 4
+    # Which renderer versions drew the images and their ground truth goes into every summary made of them.
+    from train.synth import GENERATOR_VERSION
+    from train.xray3d import RENDERER_VERSION
+    assert three.generators == {"xray3d": RENDERER_VERSION}
+    assert mixed.generators == {"synthetic": GENERATOR_VERSION, "xray3d": RENDERER_VERSION}
     with pytest.raises(ValueError, match="xray3d:test"):
         resolve_data("xray3d:nonsense")
 

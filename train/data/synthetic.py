@@ -20,6 +20,7 @@ from train.data.sample import KneeSample, as_spacing
 from train.data.store import SampleStore
 
 RENDERERS = ("2d", "3d")
+RENDERER_NAMES = {"2d": "synthetic", "3d": "xray3d"}  # as the data sets and the cases' sources name them
 MAX_DRAWS = 5  # the projection renderer draws a seed's case again when its outline misses a landmark level
 
 
@@ -40,6 +41,18 @@ def renderer_functions(renderer: str, variants: Sequence[str] = ()) -> tuple[Cal
     from train.synth import render_case as render_2d
     from train.synth import sample_case as sample_2d
     return functools.partial(sample_2d, **dict.fromkeys(variants, True)), render_2d, ()
+
+
+def renderer_version(renderer: str) -> str:
+    """The version of ``renderer``'s images and ground truth ("2d": ``train.synth``, "3d": ``train.xray3d``), as
+    recorded beside anything rendered or measured with it (caches, evaluation summaries, model cards)."""
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
+    if renderer == "3d":
+        from train.xray3d import RENDERER_VERSION
+        return RENDERER_VERSION
+    from train.synth import GENERATOR_VERSION
+    return GENERATOR_VERSION
 
 
 def render_synthetic(seed: int, phase: str | None = None, hard: bool = False, spacing_mm: float | None = None,
@@ -76,7 +89,7 @@ def synthetic_sample(seed: int, phase: str | None = None, hard: bool = False, sp
         laterality=img.laterality,
         phase=img.phase,
         pixel_spacing_mm=as_spacing(img.pixel_spacing_mm),
-        source=f"{'synthetic' if renderer == '2d' else 'xray3d'}:{seed}{':hard' if hard else ''}"
+        source=f"{RENDERER_NAMES[renderer]}:{seed}{':hard' if hard else ''}"
                f"{''.join(':' + v for v in variants)}",
         atfa_fts_deg=float(img.atfa_fts_deg),
         atfa_fnts_deg=float(img.atfa_fnts_deg),

@@ -12,7 +12,7 @@ from train.data.manifest import load_manifest
 from train.data.sample import coarsen
 from train.data.splits import training_seeds, validation_seeds
 from train.data.store import SampleStore
-from train.data.synthetic import render_store
+from train.data.synthetic import render_store, renderer_version
 from train.fitting.config import ManifestData, RunConfig, SyntheticData
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,8 @@ def _rendered(renderer: str, counts: dict[str, int], n_val: int, spacing: float,
     """Training and validation cases of one renderer, from its cache file when that was made the same way."""
     train_seeds = {p: training_seeds(p, counts[p], seed_offset) for p in phases if counts[p]}
     val_seeds = {p: validation_seeds(p, n_val) for p in phases if n_val}
-    if renderer == "2d":
-        from train.synth import GENERATOR_VERSION as version
-    else:
-        from train.xray3d import RENDERER_VERSION as version
     description = {"train": train_seeds, "val": val_seeds, "spacing_mm": spacing, "hard_fraction": hard_fraction,
-                   "generator": version, **({"renderer": renderer} if renderer != "2d" else {}),
+                   "generator": renderer_version(renderer), **({"renderer": renderer} if renderer != "2d" else {}),
                    **({"variants": sorted(variants)} if variants else {})}
     if cache_file and Path(cache_file).exists():
         store, saved = SampleStore.load(cache_file)
