@@ -349,6 +349,11 @@ def _reasons(cases: list[CaseResult]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def _data_fields(data: EvalData) -> dict:
+    """What a summary says of its data: the set's name and, for a synthetic set, its renderers' versions."""
+    return {"data": data.name, **({"generators": data.generators} if data.generators else {})}
+
+
 def run_evaluation(weights: str | Path | None, data: EvalData, device: str = "auto", use_tags: bool = False,
                    progress: bool = True) -> tuple[list[CaseResult], dict]:
     """Predict every case of ``data``; returns the per-case results and the summary tables."""
@@ -358,8 +363,7 @@ def run_evaluation(weights: str | Path | None, data: EvalData, device: str = "au
                                     disable=not progress, dynamic_ncols=True)):
         cases.append(evaluate_case(aligner, sample, i, use_tags))
     summary = summarize_cases(cases)
-    summary.update({"data": data.name, **({"generators": data.generators} if data.generators else {}),
-                    "weights": str(weights) if weights else "shipped",
+    summary.update({**_data_fields(data), "weights": str(weights) if weights else "shipped",
                     "laterality_input": "DICOM tag (true laterality given)" if use_tags else "image only (no tag)",
                     "model": {"name": aligner.bundle.name, "version": aligner.bundle.version},
                     "confidence_threshold": aligner.confidence_threshold})
@@ -399,8 +403,7 @@ def invariance(weights: str | Path | None, data: EvalData, angles: tuple[float, 
             for table in [diffs, confident] if both_confident else [diffs]:
                 for method, value in diff.items():
                     table.setdefault(name, {"fnts": [], "fts": []})[method].append(value)
-    return {"data": data.name, **({"generators": data.generators} if data.generators else {}),
-            "n_cases": data.n, "no_result": failed,
+    return {**_data_fields(data), "n_cases": data.n, "no_result": failed,
             "copies": _difference_stats(diffs), "copies_confident": _difference_stats(confident)}
 
 

@@ -24,14 +24,18 @@ RENDERER_NAMES = {"2d": "synthetic", "3d": "xray3d"}  # as the data sets and the
 MAX_DRAWS = 5  # the projection renderer draws a seed's case again when its outline misses a landmark level
 
 
+def _check_renderer(renderer: str) -> None:
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
+
+
 def renderer_functions(renderer: str, variants: Sequence[str] = ()) -> tuple[Callable, Callable,
                                                                            tuple[type[Exception], ...]]:
     """``(sample_case, render_case, redrawn)`` of ``renderer`` ("2d" or "3d"), each imported only when used:
     ``sample_case(seed, phase=, hard=, ...)`` with the 2D generator's ``variants`` switched on
     (``train.synth.anatomy.VARIANTS``; the 3D renderer has none), and the exceptions of ``render_case`` after which
     a case is drawn again (the projection renderer's outline misses)."""
-    if renderer not in RENDERERS:
-        raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
+    _check_renderer(renderer)
     if renderer == "3d":
         if variants:
             raise ValueError(f"variants {list(variants)} are options of the 2d renderer only")
@@ -46,8 +50,7 @@ def renderer_functions(renderer: str, variants: Sequence[str] = ()) -> tuple[Cal
 def renderer_version(renderer: str) -> str:
     """The version of ``renderer``'s images and ground truth ("2d": ``train.synth``, "3d": ``train.xray3d``), as
     recorded beside anything rendered or measured with it (caches, evaluation summaries, model cards)."""
-    if renderer not in RENDERERS:
-        raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
+    _check_renderer(renderer)
     if renderer == "3d":
         from train.xray3d import RENDERER_VERSION
         return RENDERER_VERSION
