@@ -181,6 +181,11 @@ def plateau_corners(tibia_px: np.ndarray, distal: np.ndarray, iterations: int = 
     return med, lat
 
 
+def _zero_crossing(values: np.ndarray, d: np.ndarray, i: int) -> float:
+    """What ``values`` is, linearly between samples ``i`` and ``i + 1``, where ``d`` changes sign between them."""
+    return float(values[i] + (values[i + 1] - values[i]) * d[i] / (d[i] - d[i + 1]))
+
+
 def _notch_apex(f: Contour, tip_m: float, tip_l: float, forward: bool) -> float:
     """Arc parameter of the notch apex: the roof's point midway between the notch walls where they cross the level
     ``NOTCH_CENTRE`` of the way from the roof's most proximal point down to the higher condyle tip. (The most
@@ -196,11 +201,8 @@ def _notch_apex(f: Contour, tip_m: float, tip_l: float, forward: bool) -> float:
     if not before.size or not after.size:
         raise OutlineError("the notch walls do not reach below its roof")
 
-    def x_at(i: int) -> float:  # where the segment from sample i to i + 1 crosses the level
-        return float(q[i, 0] + (q[i + 1, 0] - q[i, 0]) * d[i] / (d[i] - d[i + 1]))
-
     lo, hi = int(before[-1]), int(after[0])  # the crossings nearest the roof
-    x_mid = 0.5 * (x_at(lo) + x_at(hi))
+    x_mid = 0.5 * (_zero_crossing(q[:, 0], d, lo) + _zero_crossing(q[:, 0], d, hi))
     e = q[lo:hi + 2, 0] - x_mid
     over = lo + np.flatnonzero((e[:-1] > 0) != (e[1:] > 0))
     if not over.size:
@@ -230,7 +232,7 @@ def _femur_points(f: Contour, L: float) -> tuple[list[np.ndarray], dict]:
         if not idx.size:
             raise OutlineError("the notch wall does not reach its edge level")
         i = int(idx[0] if nearest_start else idx[-1])
-        return float(t[i] + (t[i + 1] - t[i]) * d[i] / (d[i] - d[i + 1]))
+        return _zero_crossing(t, d, i)
 
     edge_m = wall(tip_m, top, tip_m, nearest_start=False)  # the crossing nearest the roof
     edge_l = wall(top, tip_l, tip_l, nearest_start=True)
