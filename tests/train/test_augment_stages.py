@@ -11,13 +11,16 @@ import pytest
 from model.frames import FrameSpec, apply_affine, mirror_points
 from model.scheme import load_scheme
 from train.augment import (
+    ElasticAug,
     FrameJitter,
     GlobalAug,
     ImplantAug,
     IntensityAug,
     augment_global,
     augment_intensity,
+    elastic_warp,
     jitter_reference,
+    maybe_elastic,
 )
 from train.data.sample import KneeSample
 from train.data.stages import global_batch, global_example, implant_batch, implant_example, local_batch, local_example
@@ -222,3 +225,55 @@ def test_implant_example_labels_and_mirrors_with_its_points(phase):
     batch = implant_batch([s, _knee("L", "postop")], spec, np.random.default_rng(1), ImplantAug())
     assert batch.images.shape == (2, 1, 48, 48) and batch.coords.shape == (2, 2, 2)
     assert batch.aux[:, 0].tolist() == [float(phase == "postop"), 1.0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_an_elastic_bend_moves_points_with_the_image(seed):
+    """Shape randomisation: every blob's centre lands on its moved point, and the points really move."""
+    pts = np.array([[60.0, 70.0], [128.0, 128.0], [190.0, 100.0], [80.0, 200.0], [200.0, 210.0]])
+    params = ElasticAug(p=1.0, amplitude=(0.03, 0.03), cells=(3, 5))
+    out, moved = elastic_warp(_blobs(256, pts), pts, np.random.default_rng(seed), params)
+    assert out.shape == (256, 256) and out.dtype == np.float32
+    for p in moved:
+        assert np.linalg.norm(_peak(out, p) - p) < 0.6
+    shift = np.linalg.norm(moved - pts, axis=1)
+    assert shift.max() > 1.5 and shift.max() <= 0.03 * 256 * math.sqrt(2) + 1e-6
+    assert np.ptp(moved - pts, axis=0).max() > 0.5  # a bend, not a plain shift
+
+
+def test_no_elastic_bend_draws_nothing_from_the_generator():
+    """Configurations without the bend stay reproducible: p = 0 returns the inputs and leaves the generator as it
+    was; p = 1 bends."""
+    image, pts = _blobs(64, np.array([[30.0, 30.0]])), np.array([[30.0, 30.0]])
+    rng = np.random.default_rng(5)
+    out, moved = maybe_elastic(image, pts, rng, ElasticAug())
+    assert out is image and moved is pts
+    assert rng.random() == np.random.default_rng(5).random()
+    out, _ = maybe_elastic(image, pts, np.random.default_rng(5), ElasticAug(p=1.0))
+    assert not np.allclose(out, image)
+
+
+def test_global_and_local_examples_bend_landmarks_with_the_pixels():
+    """Through the stages' own builders: the global square's reference points and the local frame's landmarks
+    stay on their blobs when the bend is on."""
+    pts = np.array([[100.0, 140.0], [160.0, 135.0]])
+    params = GlobalAug(intensity=NEUTRAL, elastic=ElasticAug(p=1.0, amplitude=(0.03, 0.03)))
+    out, moved, _ = augment_global(_blobs(256, pts), pts, np.random.default_rng(2), params)
+    for p in moved:
+        assert np.linalg.norm(_peak(out, p) - p) < 0.6
+    spec = FrameSpec(half_width=1.0, above=1.5, below=1.5, width_px=192, height_px=288)
+    knee = _knee("L")
+    smooth = cv2.GaussianBlur(knee.image, (0, 0), 6.0)
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    sample = KneeSample(smooth, knee.landmarks, "L", "preop", (0.5, 0.5), "L")
+    jitter = FrameJitter(scale=0, rotation_deg=0, shift=0, intensity=NEUTRAL)
+    plain, plain_pts, _ = local_example(sample, spec, np.random.default_rng(0), jitter)
+    bent, bent_pts, _ = local_example(sample, spec, np.random.default_rng(0),
+                                      jitter.model_copy(update={"elastic": ElasticAug(p=1.0)}))
+    inside = (plain_pts[:, 0] > 20) & (plain_pts[:, 0] < 172) & (plain_pts[:, 1] > 20) & (plain_pts[:, 1] < 268)
+    assert inside.sum() > 10
+    assert np.abs(bent_pts - plain_pts)[inside].max() > 0.5
+    # the bent frame at a bent landmark shows what the plain frame showed at the landmark
+    for (px, py), (bx, by) in zip(plain_pts[inside][:20], bent_pts[inside][:20]):
+        assert abs(float(cv2.getRectSubPix(bent, (1, 1), (bx, by))[0, 0])
+                   - float(cv2.getRectSubPix(plain, (1, 1), (px, py))[0, 0])) < 0.02

@@ -29,6 +29,7 @@ from train.augment import (
     augment_global,
     augment_intensity,
     jitter_reference,
+    maybe_elastic,
     tight_field,
 )
 from train.data.sample import KneeSample
@@ -68,7 +69,8 @@ def global_example(sample: KneeSample, size: int, rng: np.random.Generator | Non
 
 def local_example(sample: KneeSample, spec: FrameSpec, rng: np.random.Generator | None,
                   params: FrameJitter | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(frame image in [0, 1], landmarks (N, 2) in frame px, the 2x3 image->frame matrix)`` for the left view."""
+    """``(frame image in [0, 1], landmarks (N, 2) in frame px, the 2x3 image->frame matrix)`` for the left view
+    (an elastic bend, when drawn, moves the frame's pixels and landmarks after that matrix)."""
     image, points = sample.left_view()
     reference = points[list(sample.scheme.roles["reference"])]
     if rng is not None and params is not None:
@@ -77,9 +79,11 @@ def local_example(sample: KneeSample, spec: FrameSpec, rng: np.random.Generator 
         reference = jitter_reference(reference, rng, params)
     matrix = frame_matrix(reference, spec)
     frame = warp_to_frame(image, matrix, spec)
+    points = apply_affine(matrix, points)
     if rng is not None and params is not None:
+        frame, points = maybe_elastic(frame, points, rng, params.elastic)
         frame = augment_intensity(frame, rng, params.intensity)
-    return frame, apply_affine(matrix, points), matrix
+    return frame, points, matrix
 
 
 def implant_example(sample: KneeSample, spec: FrameSpec, rng: np.random.Generator | None,
