@@ -23,7 +23,7 @@ import math
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from model.frames import apply_affine
 
@@ -63,11 +63,26 @@ class IntensityAug(_Params):
 class ElasticAug(_Params):
     """A smooth random displacement field over the whole input (a coarse grid of random offsets, upsampled
     cubically), the points moved with the pixels. Off unless ``p`` is set. At the defaults the field's slope stays
-    under about 0.7 (measured on 192 x 288 frames), short of the 1 at which an image would fold over itself."""
+    under about 0.7 (measured on 192 x 288 frames), short of the 1 at which an image would fold over itself and the
+    points could no longer follow their pixels; the slope grows with the amplitude times the grid's cells, so a
+    setting beyond the defaults' product is refused."""
 
     p: float = 0.0
     amplitude: tuple[float, float] = (0.01, 0.03)  # largest displacement, fraction of the input's longer side
     cells: tuple[int, int] = (3, 5)  # control grid across the input: fewer cells, larger-scale bends
+
+    @model_validator(mode="after")
+    def _never_folds(self) -> ElasticAug:
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"elastic p must lie in [0, 1], got {self.p}")
+        (low, high), (few, many) = self.amplitude, self.cells
+        if not 0.0 <= low <= high or not 2 <= few <= many:
+            raise ValueError(f"elastic amplitude needs 0 <= low <= high and cells 2 <= low <= high, got "
+                             f"{self.amplitude}, {self.cells}")
+        if high * (many - 1) > 0.12 + 1e-9:
+            raise ValueError(f"elastic amplitude {high} with {many} cells could fold the image over itself: keep "
+                             f"amplitude x (cells - 1) at most 0.12")
+        return self
 
 
 class FieldAug(_Params):

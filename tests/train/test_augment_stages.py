@@ -277,3 +277,13 @@ def test_global_and_local_examples_bend_landmarks_with_the_pixels():
     for (px, py), (bx, by) in zip(plain_pts[inside][:20], bent_pts[inside][:20]):
         assert abs(float(cv2.getRectSubPix(bent, (1, 1), (bx, by))[0, 0])
                    - float(cv2.getRectSubPix(plain, (1, 1), (px, py))[0, 0])) < 0.02
+
+
+@pytest.mark.parametrize("settings", [{"p": 1.5}, {"amplitude": (0.03, 0.01)}, {"cells": (1, 3)},
+                                      {"amplitude": (0.01, 0.05), "cells": (3, 4)}])
+def test_an_elastic_setting_that_could_fold_the_image_is_refused(settings):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        ElasticAug(**settings)
+    assert ElasticAug(amplitude=(0.01, 0.04), cells=(3, 4)).p == 0.0  # the ablation's setting is the limit
