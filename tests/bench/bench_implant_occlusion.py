@@ -37,6 +37,7 @@ def occlusion_map(net, images: torch.Tensor, patch: int, step: int) -> tuple[lis
 
 
 def main() -> None:
+    from model.vocabulary import IMPLANT_STAGE
     from model.weights import load_bundle
     from train.evaluate import resolve_data
 
@@ -49,12 +50,15 @@ def main() -> None:
     ap.add_argument("--picture", help="write the implant frames of each set's first knees to this PNG")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    bundles = {path: load_bundle(path) for path in args.weights}  # each read once, for every set
+    nets = {path: b.build_networks()[IMPLANT_STAGE].eval() for path, b in bundles.items()}
     rows = []
     for data in args.data:
         samples = list(resolve_data(data, args.n, args.workers, progress=False).samples())
-        rows.append(_first_frames(samples, load_bundle(args.weights[0]).implant_frame))
-        for path in args.weights:
-            _report(path, data, samples, args.patch)
+        rows.append(_first_frames(samples, bundles[args.weights[0]].implant_frame))
+        for path, bundle in bundles.items():
+            print(f"{path} on {data}:")
+            _report(nets[path], bundle.implant_frame, samples, args.patch)
     if args.picture:
         import cv2
 
@@ -72,20 +76,15 @@ def _first_frames(samples, spec) -> np.ndarray:
     return np.hstack([(f - f.min()) / max(float(np.ptp(f)), 1e-6) for f in frames])
 
 
-def _report(path: str, data: str, samples: list, patch: int) -> None:
-    """Print one bundle's calls per phase and, where it calls pre-op knees post-op, their occlusion map."""
-    from model.vocabulary import IMPLANT_STAGE, PREOP
-    from model.weights import load_bundle
+def _report(net, spec, samples: list, patch: int) -> None:
+    """Print an implant stage's calls per phase and, where it calls pre-op knees post-op, their occlusion map."""
+    from model.vocabulary import PREOP
     from train.data.stages import implant_batch
 
     phases = np.array([s.phase for s in samples])
-    bundle = load_bundle(path)
-    net = bundle.build_networks()[IMPLANT_STAGE].eval()
-    spec = bundle.implant_frame
     images = implant_batch(samples, spec).images
     with torch.no_grad():
         logits = net(images).aux[:, 0].numpy()
-    print(f"{path} on {data}:")
     for phase in dict.fromkeys(phases):
         mine = logits[phases == phase]
         print(f"  {phase}: {len(mine)} knees, called post-op {(mine > 0).sum()}, logit median {np.median(mine):+.2f}")
