@@ -1,7 +1,7 @@
 """``knee-train``: synthetic data, training and evaluation from the command line.
 
     knee-train synth --n 20 --out /tmp/synth [--seed 0] [--phase preop|postop] [--hard] [--compress j2k|rle]
-                     [--renderer 2d|3d] [--variant implant_designs|dense_plates]
+                     [--renderer 2d|3d] [--variant implant_designs|dense_plates|filled_notch]
     knee-train fit train/configs/cpu-v1.yaml
     knee-train steptime train/configs/cpu-v1.yaml [--steps 10]
     knee-train evaluate [--weights W] --data synthetic:test [--out DIR]   # W: the shipped weights if omitted
@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="2d: the parametric outline generator; 3d: 3D solids projected like X-rays")
     p.add_argument("--variant", action="append", choices=list(VARIANTS), default=[],
                    help="2d, repeatable: implant_designs (implants of other designs), dense_plates (pre-op knees "
-                        "with dense subchondral plates and a bright plateau rim)")
+                        "with dense subchondral plates and a bright plateau rim), filled_notch (pre-op knees with a "
+                        "grey notch under a denser patella)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("fit", help="train the stages of a run configuration and write a weights bundle")

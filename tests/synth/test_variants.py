@@ -1,6 +1,7 @@
 """The 2D generator's variants: implants of a wider range of designs (only the implant changes, faint metal is drawn
-faint) and native knees with dense plates (only the plates change, the rim is a bright band); a run's rendered
-cases say (and cache) which variants they were drawn from."""
+faint), native knees with dense plates (only the plates change, the rim is a bright band) and native knees with a
+filled notch (only the notch and the patella change; the notch is drawn brighter); a run's rendered cases say (and
+cache) which variants they were drawn from."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import dataclasses
 
 import numpy as np
 
+from model.frames import apply_affine, mirror_points
 from model.scheme import load_scheme
 from train.data.synthetic import render_store
 from train.fitting.sources import _rendered
 from train.synth import render_case, sample_case
+from train.synth.render import knee_matrix
 from train.synth.shapes import build_shapes
 
 
@@ -81,3 +84,37 @@ def test_a_flat_rim_is_a_straight_band_and_a_curved_one_follows_the_plateau():
 
     assert np.ptp(rim_top(1.0)) < 1e-9
     assert np.ptp(rim_top(0.0)) > 1.0  # the plateau's concavity, millimetres deep
+
+
+def test_a_filled_notch_changes_the_notch_and_patella_of_native_knees_and_nothing_else():
+    for seed in range(60, 66):
+        plain, filled = sample_case(seed, phase="preop"), sample_case(seed, phase="preop", filled_notch=True)
+        assert filled.acquisition == plain.acquisition and filled.anatomy.tibia == plain.anatomy.tibia
+        assert dataclasses.replace(filled.anatomy.femur, notch_fill=0.0) == plain.anatomy.femur
+        assert dataclasses.replace(filled.anatomy.patella, density=1.0) == plain.anatomy.patella
+        assert plain.anatomy.femur.notch_fill == 0.0 and filled.anatomy.femur.notch_fill > 0.0
+        assert filled.anatomy.patella.density > 1.0
+        both = sample_case(seed, phase="preop", filled_notch=True, dense_plates=True)
+        assert (both.anatomy.femur.notch_fill, both.anatomy.tibia) == (
+            filled.anatomy.femur.notch_fill, sample_case(seed, phase="preop", dense_plates=True).anatomy.tibia)
+    assert sample_case(60, phase="postop", filled_notch=True) == sample_case(60, phase="postop")
+
+
+def test_a_filled_notch_is_drawn_brighter_at_the_same_landmarks():
+    case = sample_case(61, phase="preop", filled_notch=True)
+    plain = sample_case(61, phase="preop")
+    # the notch's fill alone: the denser patella of the variant put back to the usual one
+    filled = dataclasses.replace(case, anatomy=dataclasses.replace(case.anatomy, patella=plain.anatomy.patella))
+    images = [render_case(c, 0.5, clean=True) for c in (plain, filled)]
+    np.testing.assert_array_equal(images[0].landmarks, images[1].landmarks)
+    notch = build_shapes(plain.anatomy).femur.notch
+    # inside the notch (half-way from the apex to the middle of the line between its edges) and in the tibia
+    points_mm = np.array([(notch[len(notch) // 2] + (notch[0] + notch[-1]) / 2) / 2, [0.0, 40.0]])
+    px = apply_affine(knee_matrix(plain.acquisition, 0.5), points_mm)
+    if plain.acquisition.laterality == "R":
+        px = mirror_points(px, images[0].image.shape[1])
+    (c0, r0), (c1, r1) = np.round(px).astype(int)
+    sign = 1 if images[0].photometric == "MONOCHROME2" else -1
+    notch_gain, tibia_gain = (sign * (int(images[1].image[r, c]) - int(images[0].image[r, c]))
+                              for c, r in ((c0, r0), (c1, r1)))
+    assert notch_gain > 0.05 * (1 << plain.acquisition.bits_stored) and abs(tibia_gain) < notch_gain / 5

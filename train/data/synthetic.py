@@ -63,7 +63,8 @@ def render_synthetic(seed: int, phase: str | None = None, hard: bool = False, sp
     """The renderer's image of the case of ``seed`` (``train.synth`` or ``train.xray3d``, with its DICOM attributes
     and ground truth); a projection whose outline misses a landmark level is drawn again, up to ``MAX_DRAWS`` times.
     ``open_field`` removes the collimator (the image's own borders still crop); ``variants`` (2D generator only)
-    widen its distribution (``train.synth.anatomy.VARIANTS``: ``implant_designs``, ``dense_plates``)."""
+    widen its distribution (``train.synth.anatomy.VARIANTS``: ``implant_designs``, ``dense_plates``,
+    ``filled_notch``)."""
     sample_case, render_case, redrawn = renderer_functions(renderer, variants)
     for draw in range(MAX_DRAWS):
         case = sample_case(seed, phase=phase, hard=hard, **({"draw": draw} if draw else {}))

@@ -114,7 +114,8 @@ class SyntheticData(_Strict):
     render_workers: int = Field(default=2, ge=1)
     cache_file: str | None = None  # .npz of the rendered store, reused when it matches
     # widenings of the 2D generator (train.synth.anatomy.VARIANTS): implant_designs (post-op implants of other
-    # designs), dense_plates (pre-op knees with dense subchondral plates and a bright plateau rim)
+    # designs), dense_plates (pre-op knees with dense subchondral plates and a bright plateau rim),
+    # filled_notch (pre-op knees with a grey notch under a denser patella)
     variants: list[Literal[VARIANTS]] = []
     xray3d: Xray3DData | None = None  # cases of the second renderer
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from model.vocabulary import PHASE_NAMES, PHASES, POSTOP
 
-VARIANTS = ("implant_designs", "dense_plates")  # optional widenings (``vary_implant_design``, ``vary_native_plates``)
+# optional widenings (``vary_implant_design``, ``vary_native_plates``, ``vary_native_notch``)
+VARIANTS = ("implant_designs", "dense_plates", "filled_notch")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class FemurParams:
     joint_space_lateral: float
     osteophyte: float  # spur on the medial condyle (mm, 0 = none)
     subchondral: float  # dense plate under the condylar articular surfaces (mm, 0 = none)
+    # A filled notch (``vary_native_notch``); the default is the generator's original dark notch.
+    notch_fill: float = 0.0  # line integral added inside the notch (the condyles' full depth is about 1)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class PatellaParams:
     halfwidth: float
     height: float
     taper: float  # narrowing toward the distal pole
+    density: float = 1.0  # times the usual attenuation (``vary_native_notch``)
 
 
 @dataclass(frozen=True)
@@ -299,6 +303,16 @@ def vary_native_plates(a: KneeAnatomy, rng: np.random.Generator) -> KneeAnatomy:
         posterior_rim_offset=flexion_rim if flexion_rim > 0 else u(0.5, 4.0), rim_thickness=u(0.9, 3.0),
         rim_flatness=u(0.0, 1.0))
     return dataclasses.replace(a, tibia=tibia, femur=dataclasses.replace(a.femur, subchondral=u(0.8, 3.5)))
+
+
+def vary_native_notch(a: KneeAnatomy, rng: np.random.Generator) -> KneeAnatomy:
+    """The same native knee with its intercondylar notch partly filled (the trochlea and the posterior condyles lie
+    in the X-ray's path through the notch, so a projected notch is grey, not black) and a denser patella over it:
+    hard negatives for the pre/post-op decision, which otherwise learns "a deep dark notch" as "a native knee".
+    Its own ``rng``."""
+    u = rng.uniform
+    femur = dataclasses.replace(a.femur, notch_fill=u(0.3, 0.9))
+    return dataclasses.replace(a, femur=femur, patella=dataclasses.replace(a.patella, density=u(1.5, 5.0)))
 
 
 def sample_anatomy(rng: np.random.Generator, phase: str, hard: bool = False,

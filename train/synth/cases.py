@@ -17,7 +17,9 @@ from model.alignment import compute_alignment
 from model.scheme import load_scheme
 from model.vocabulary import PHASE_NAMES
 from train.synth.acquisition import Acquisition, sample_acquisition
-from train.synth.anatomy import KneeAnatomy, sample_anatomy, vary_implant_design, vary_native_plates
+from train.synth.anatomy import (
+    KneeAnatomy, sample_anatomy, vary_implant_design, vary_native_notch, vary_native_plates,
+)
 from train.synth.landmarks import scheme_points
 from train.synth.render import render
 from train.synth.shapes import build_shapes
@@ -25,6 +27,7 @@ from train.synth.shapes import build_shapes
 GENERATOR_VERSION = "1.0"
 DESIGN_STREAM = 1  # the implant designs' own random stream: np.random.default_rng([seed, DESIGN_STREAM])
 PLATES_STREAM = 2  # the dense native plates' own stream
+NOTCH_STREAM = 3  # the filled native notch's own stream
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,14 @@ def _seed_of(rng_or_seed: np.random.Generator | int) -> int:
 
 def sample_case(rng_or_seed: np.random.Generator | int, phase: str | None = None, hard: bool = False, *,
                 atfa_deg: float | None = None, laterality: str | None = None,
-                implant_designs: bool = False, dense_plates: bool = False) -> SynthCase:
+                implant_designs: bool = False, dense_plates: bool = False,
+                filled_notch: bool = False) -> SynthCase:
     """Sample one case. ``phase=None`` draws pre-op or post-op at even odds; ``atfa_deg`` and
     ``laterality`` fix those parameters (everything else stays random). ``implant_designs`` draws the post-op
     implant from the wider range of designs (``vary_implant_design``); the knee and the acquisition stay those of
     the seed without it. ``dense_plates`` gives a pre-op knee denser subchondral plates and a bright posterior
-    rim (``vary_native_plates``), likewise from a stream of its own."""
+    rim (``vary_native_plates``), likewise from a stream of its own; ``filled_notch`` a grey notch under a denser
+    patella (``vary_native_notch``), from a third."""
     seed = _seed_of(rng_or_seed)
     rng = np.random.default_rng(seed)
     if phase is None:
@@ -88,6 +93,8 @@ def sample_case(rng_or_seed: np.random.Generator | int, phase: str | None = None
         anatomy = dataclasses.replace(anatomy, implant=design)
     if dense_plates and anatomy.implant is None:
         anatomy = vary_native_plates(anatomy, np.random.default_rng([seed, PLATES_STREAM]))
+    if filled_notch and anatomy.implant is None:
+        anatomy = vary_native_notch(anatomy, np.random.default_rng([seed, NOTCH_STREAM]))
     return SynthCase(seed, phase, hard, anatomy, acquisition)
 
 

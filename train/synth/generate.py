@@ -29,7 +29,8 @@ def generate(n: int, out_dir: str | Path, seed: int = 0, phase: str | None = Non
 
     ``phase``: None (mixed), ``"preop"`` or ``"postop"``. ``compress``: None, ``"jpeg2000"`` or ``"rle"``.
     ``drop_laterality``: fraction of files written without laterality tags (chosen per case, reproducibly).
-    ``variants`` (2d only): widenings of the generator (``VARIANTS``: ``implant_designs``, ``dense_plates``).
+    ``variants`` (2d only): widenings of the generator (``VARIANTS``: ``implant_designs``, ``dense_plates``,
+    ``filled_notch``).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")

@@ -44,11 +44,12 @@ class Look:
     radius: float
     cortex: float
     mu_inner: float
+    gain: float = 1.0  # denser (or lighter) bone of the same shape
 
     def values(self, d: np.ndarray) -> np.ndarray:
         outer = _chord(d, self.radius)
         inner = np.where(d > self.cortex, _chord(d - self.cortex, self.radius - self.cortex), 0.0)
-        return MU_CORTEX * (outer - inner) + self.mu_inner * inner
+        return self.gain * (MU_CORTEX * (outer - inner) + self.mu_inner * inner)
 
 
 def _chord(d: np.ndarray, radius: float) -> np.ndarray:
@@ -171,12 +172,15 @@ def _attenuation(shapes: KneeShapes, anatomy: KneeAnatomy, canvas: Canvas) -> No
     f, t = anatomy.femur, anatomy.tibia
     canvas.add_round(shapes.femur.polygon, epiphysis, Look(f.shaft_halfwidth, 0.38 * f.shaft_halfwidth, MU_MARROW),
                     shapes.femur.diaphysis)
+    if f.notch_fill > 0:
+        canvas.add_flat(shapes.femur.notch, f.notch_fill)
     canvas.add_round(shapes.tibia.polygon, Look(26.0, 1.4, MU_TRABECULAR),
                     Look(t.shaft_halfwidth, 0.33 * t.shaft_halfwidth, MU_MARROW), shapes.tibia.diaphysis)
     r = anatomy.fibula.shaft_halfwidth
     canvas.add_round(shapes.fibula.polygon, Look(12.0, 0.8, MU_TRABECULAR), Look(r, 0.3 * r, MU_MARROW),
                     shapes.fibula.diaphysis)
-    canvas.add_round(shapes.patella, Look(9.0, 0.6, 0.4 * MU_TRABECULAR), textured=False)
+    canvas.add_round(shapes.patella, Look(9.0, 0.6, 0.4 * MU_TRABECULAR, anatomy.patella.density),
+                    textured=False)
     for spur in shapes.osteophytes:
         canvas.add_round(spur, Look(4.0, 0.8, MU_TRABECULAR), textured=False)
     for plate in shapes.subchondral:
