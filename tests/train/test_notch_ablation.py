@@ -10,7 +10,8 @@ import pytest
 from train.fitting import load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "train" / "configs"
-VARIANT_PAIRS = [("loro-2d-aug-off-implant", "loro-2d-notch-implant", ["filled_notch"]),
+VARIANT_PAIRS = [("loro-2d-aug-off", "loro-2d-notch-global", ["dense_plates", "filled_notch"]),
+                 ("loro-2d-aug-off-implant", "loro-2d-notch-implant", ["filled_notch"]),
                  ("loro-2d-aug-off-implant", "loro-2d-notch-plates-implant", ["dense_plates", "filled_notch"]),
                  ("loro-2d-narrow", "loro-2d-notch-preop", ["dense_plates", "filled_notch"])]
 
