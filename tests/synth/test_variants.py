@@ -9,12 +9,10 @@ import dataclasses
 
 import numpy as np
 
-from model.frames import apply_affine, mirror_points
 from model.scheme import load_scheme
 from train.data.synthetic import render_store
 from train.fitting.sources import _rendered
 from train.synth import render_case, sample_case
-from train.synth.render import knee_matrix
 from train.synth.shapes import build_shapes
 
 
@@ -107,13 +105,12 @@ def test_a_filled_notch_is_drawn_brighter_at_the_same_landmarks():
     filled = dataclasses.replace(case, anatomy=dataclasses.replace(case.anatomy, patella=plain.anatomy.patella))
     images = [render_case(c, 0.5, clean=True) for c in (plain, filled)]
     np.testing.assert_array_equal(images[0].landmarks, images[1].landmarks)
-    notch = build_shapes(plain.anatomy).femur.notch
-    # inside the notch (half-way from the apex to the middle of the line between its edges) and in the tibia
-    points_mm = np.array([(notch[len(notch) // 2] + (notch[0] + notch[-1]) / 2) / 2, [0.0, 40.0]])
-    px = apply_affine(knee_matrix(plain.acquisition, 0.5), points_mm)
-    if plain.acquisition.laterality == "R":
-        px = mirror_points(px, images[0].image.shape[1])
-    (c0, r0), (c1, r1) = np.round(px).astype(int)
+    scheme, landmarks = load_scheme("preop"), images[0].landmarks
+    notch = landmarks[list(scheme.curve("intercondylar_notch").indices)]
+    # inside the notch (half-way from its middle point to the middle of the line between its edges) and in the tibia
+    inside = (notch[len(notch) // 2] + (notch[0] + notch[-1]) / 2) / 2
+    tibia = landmarks[list(scheme.roles["tibial_shaft_proximal"])].mean(0)
+    (c0, r0), (c1, r1) = np.round([inside, tibia]).astype(int)
     sign = 1 if images[0].photometric == "MONOCHROME2" else -1
     notch_gain, tibia_gain = (sign * (int(images[1].image[r, c]) - int(images[0].image[r, c]))
                               for c, r in ((c0, r0), (c1, r1)))
