@@ -8,4 +8,4 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "kneealign-v2.16.safetensors"
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "kneealign-v2.17.safetensors"
