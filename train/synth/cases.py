@@ -91,10 +91,11 @@ def sample_case(rng_or_seed: np.random.Generator | int, phase: str | None = None
     if implant_designs and anatomy.implant is not None:
         design = vary_implant_design(anatomy.implant, anatomy.tibia.width, np.random.default_rng([seed, DESIGN_STREAM]))
         anatomy = dataclasses.replace(anatomy, implant=design)
-    if dense_plates and anatomy.implant is None:
-        anatomy = vary_native_plates(anatomy, np.random.default_rng([seed, PLATES_STREAM]))
-    if filled_notch and anatomy.implant is None:
-        anatomy = vary_native_notch(anatomy, np.random.default_rng([seed, NOTCH_STREAM]))
+    if anatomy.implant is None:  # the native knee's variants, each from a random stream of its own
+        for wanted, vary, stream in ((dense_plates, vary_native_plates, PLATES_STREAM),
+                                     (filled_notch, vary_native_notch, NOTCH_STREAM)):
+            if wanted:
+                anatomy = vary(anatomy, np.random.default_rng([seed, stream]))
     return SynthCase(seed, phase, hard, anatomy, acquisition)
 
 
