@@ -1,6 +1,6 @@
 """``knee-train``: synthetic data, training and evaluation from the command line.
 
-    knee-train synth --n 20 --out /tmp/synth [--seed 0] [--phase preop|postop] [--hard] [--compress j2k|rle]
+    knee-train synth --n 20 --out /tmp/synth [--seed 0] [--start 0] [--phase preop|postop] [--hard] [--compress j2k|rle]
                      [--renderer 2d|3d] [--variant implant_designs|dense_plates|filled_notch]
     knee-train fit train/configs/cpu-v1.yaml
     knee-train steptime train/configs/cpu-v1.yaml [--steps 10]
@@ -27,7 +27,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     compress = {"j2k": "jpeg2000"}.get(args.compress, args.compress)
     generate(args.n, Path(args.out), seed=args.seed, phase=args.phase, hard=args.hard, compress=compress,
-             drop_laterality=args.drop_laterality, renderer=args.renderer, variants=args.variant)
+             drop_laterality=args.drop_laterality, renderer=args.renderer, variants=args.variant, start=args.start)
     print(f"wrote {args.n} synthetic radiographs to {args.out}")
     return 0
 
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", type=int, default=0, help="the first case's index (to write cases of a run again)")
     p.add_argument("--phase", choices=list(PHASE_NAMES), default=None, help="default: both, at random")
     p.add_argument("--hard", action="store_true", help="the harder robustness distribution")
     p.add_argument("--compress", choices=["j2k", "jpeg2000", "rle"], default=None,

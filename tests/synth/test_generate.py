@@ -91,3 +91,22 @@ def test_the_command_line_names_the_variants_and_refuses_others(tmp_path, capsys
     with pytest.raises(SystemExit):
         main(["synth", "--n", "1", "--out", str(tmp_path / "x"), "--variant", "metal_everywhere"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_case_written_again_alone_and_a_missed_projection_drawn_again(tmp_path):
+    """``start`` writes case i of a run on its own, byte for byte; the projection renderer's post-op case 171 of
+    seed 710000 misses a landmark level on its first draw, and the folder generator draws it again as the training
+    data does (the miss stopped the whole run before)."""
+    from train.xray3d import render_case as render_3d
+    from train.xray3d import sample_case as sample_3d
+    from train.xray3d.outlines import OutlineError
+
+    full = generate(2, tmp_path / "a", seed=5, phase="preop", progress=False)
+    (alone,) = generate(1, tmp_path / "b", seed=5, phase="preop", progress=False, start=1)
+    assert alone.name == full[1].name and alone.read_bytes() == full[1].read_bytes()
+    seed = case_seed(710000, 171)
+    with pytest.raises(OutlineError):
+        render_3d(sample_3d(seed, phase="postop"))
+    (path,) = generate(1, tmp_path / "c", seed=710000, phase="postop", renderer="3d", progress=False, start=171)
+    truth = json.loads(path.with_suffix(".json").read_text())
+    assert path.name == "xray3d_s710000_00171.dcm" and truth["phase"] == "postop" and len(truth["landmarks"]) == 181
