@@ -8,6 +8,7 @@
     knee-train invariance --weights W --data xray3d:test [--n-per-phase 100] [--angles 15 -15]
     knee-train export runs/RUN/weights.safetensors model/weights/kneealign-vN.safetensors --version N.0.0 [--float16]
     knee-train compare runs/eval/A runs/eval/B [--out DIR] [--resamples 2000] [--among read-right]   # knee by knee
+    knee-train preannotate [--weights W] --images DIR --out DIR [--all] [--val-fraction 0.15]   # the node's readings
 """
 
 from __future__ import annotations
@@ -130,6 +131,19 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preannotate(args: argparse.Namespace) -> int:
+    from model.inference import KneeAligner
+    from train.preannotate import preannotate
+
+    aligner = KneeAligner.load(args.weights, device=args.device, traced=True)
+    out = Path(args.out)
+    summary = preannotate(aligner, Path(args.images), out, args.val_fraction, args.all, progress=not args.no_progress)
+    print(f"read {summary.read} radiographs, wrote {summary.written} annotations ({dict(summary.splits)}); "
+          f"{summary.partial} with points beyond the image; skipped {dict(summary.skipped)}; "
+          f"manifest {out / 'manifest.csv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from model.vocabulary import PHASE_NAMES
 
@@ -214,6 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pair the knees both measured confidently (default), or both read in the right phase and on "
                         "the right side, confident or not (images of a source a bundle never trained on)")
     p.set_defaults(func=_compare)
+
+    p = sub.add_parser("preannotate", help="the node's readings of unlabelled radiographs as annotations + manifest "
+                                           "(to correct by hand, or to self-train on)")
+    p.add_argument("--weights", default=None, help="bundle (.safetensors); default: the shipped weights")
+    p.add_argument("--images", required=True, help="a DICOM file or a folder searched recursively")
+    p.add_argument("--out", required=True)
+    p.add_argument("--all", action="store_true",
+                   help="write the low-confidence readings too, with split 'flagged' (never trained on as written)")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="confident readings put in split 'val'")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_preannotate)
     return parser
 
 

@@ -194,6 +194,9 @@ def exposed_extent(sample: KneeSample, bone: str) -> float | None:
 
 
 def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags: bool) -> CaseResult:
+    if sample.unseen:
+        raise ValueError(f"{sample.source}: {len(sample.unseen)} point(s) marked unseen; the reference angles need "
+                         "every point annotated (leave such images out of the evaluation set)")
     truth = compute_alignment(sample.landmarks, sample.scheme, sample.laterality)
     case = CaseResult(index=index, source=sample.source, phase=sample.phase, laterality=sample.laterality,
                       atfa_fts=truth.atfa_fts_deg, atfa_fnts=truth.atfa_fnts_deg,

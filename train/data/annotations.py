@@ -11,7 +11,9 @@
 
 JSON: ``{"landmarks": [[x, y], ...], "laterality": "L" | "R", "phase": "preop" | "postop", ...}``; the
 ground-truth files the synthetic generator writes beside its DICOM files are read the same way (their exact
-``atfa_fts_deg``/``atfa_fnts_deg`` and ``pixel_spacing_mm`` are kept when present).
+``atfa_fts_deg``/``atfa_fnts_deg`` and ``pixel_spacing_mm`` are kept when present). ``"unseen": [i, ...]`` lists
+points the image does not show (a shaft beyond a tight field): their ``[x, y]`` are estimates and may lie outside the
+image; training does not learn them and evaluation refuses such a file. The plateau corners must always be seen.
 
 Coordinates are ``[x, y]`` in pixels of the image as stored, with pixel centres at integers.
 """
@@ -41,6 +43,7 @@ class Annotation:
     pixel_spacing_mm: float | list | None = None
     atfa_fts_deg: float | None = None
     atfa_fnts_deg: float | None = None
+    unseen: tuple[int, ...] = ()  # points beyond the image: estimates, not annotations (JSON only)
 
 
 _HEADER = re.compile(r"^\s*([A-Za-z_]+)\s*:\s*(\S+)\s*$")
@@ -113,6 +116,11 @@ def read_annotation_json(path: str | Path) -> Annotation:
     def opt_float(key: str) -> float | None:
         return float(data[key]) if data.get(key) is not None else None
 
+    unseen = data.get("unseen") or []
+    if (not isinstance(unseen, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in unseen)
+            or any(i < 0 or i >= len(landmarks) for i in unseen)):
+        raise AnnotationError(f"{path}: 'unseen' must be a list of point indices in 0..{len(landmarks) - 1}")
+
     return Annotation(
         landmarks=landmarks,
         phase=data.get("phase"),
@@ -120,6 +128,7 @@ def read_annotation_json(path: str | Path) -> Annotation:
         pixel_spacing_mm=data.get("pixel_spacing_mm"),
         atfa_fts_deg=opt_float("atfa_fts_deg"),
         atfa_fnts_deg=opt_float("atfa_fnts_deg"),
+        unseen=tuple(unseen),
     )
 
 

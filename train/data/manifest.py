@@ -139,6 +139,7 @@ def load_entry(entry: ManifestEntry) -> KneeSample:
     h, w = image.shape
     pts = annotation.landmarks
     outside = (pts[:, 0] < -0.5) | (pts[:, 0] > w - 0.5) | (pts[:, 1] < -0.5) | (pts[:, 1] > h - 0.5)
+    outside[list(annotation.unseen)] = False  # estimates beyond the image, declared as such
     if outside.any():
         raise AnnotationError(f"{entry.landmarks}: {int(outside.sum())} landmark(s) outside the {w}x{h} image "
                               f"{entry.image.name}, e.g. point {int(np.argmax(outside))}")
@@ -146,7 +147,7 @@ def load_entry(entry: ManifestEntry) -> KneeSample:
         image=image, landmarks=pts, laterality=laterality, phase=phase,
         pixel_spacing_mm=spacing or as_spacing(annotation.pixel_spacing_mm), source=str(entry.image),
         atfa_fts_deg=annotation.atfa_fts_deg, atfa_fnts_deg=annotation.atfa_fnts_deg,
-        meta={"split": entry.split} if entry.split else {},
+        meta={"split": entry.split} if entry.split else {}, unseen=annotation.unseen,
     )
 
 

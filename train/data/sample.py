@@ -30,6 +30,9 @@ class KneeSample:
     atfa_fts_deg: float | None = None  # exact ground truth when known (synthetic), else None
     atfa_fnts_deg: float | None = None
     meta: dict = field(default_factory=dict)
+    # Points the image does not show (beyond its edge): their positions are estimates, never trained on or measured
+    # against (``train.data.annotations``: the JSON key ``unseen``). Never the reference points.
+    unseen: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.laterality not in LATERALITIES:
@@ -39,6 +42,11 @@ class KneeSample:
         if self.image.ndim != 2:
             raise ValueError(f"{self.source}: image must be 2-D, got shape {self.image.shape}")
         self.landmarks = self.scheme.check_points(self.landmarks, self.source or "landmarks")
+        self.unseen = tuple(sorted({int(i) for i in self.unseen}))
+        if any(i < 0 or i >= len(self.landmarks) for i in self.unseen):
+            raise ValueError(f"{self.source}: unseen point indices must lie in 0..{len(self.landmarks) - 1}")
+        if set(self.unseen) & set(self.scheme.roles["reference"]):
+            raise ValueError(f"{self.source}: the plateau corners (the reference points) must be seen")
 
     @property
     def scheme(self) -> LandmarkScheme:

@@ -136,7 +136,9 @@ def local_batch(samples: Sequence[KneeSample], spec: FrameSpec, rng: np.random.G
     images, coords, weights = [], [], []
     for s in samples:
         frame, pts, _ = local_example(s, spec, rng, params)
+        weight = _inside(pts, spec.width_px, spec.height_px).astype(np.float32)
+        weight[list(s.unseen)] = 0.0  # an estimate beyond the image is not a label
         images.append(frame)
         coords.append(pts)
-        weights.append(_inside(pts, spec.width_px, spec.height_px).astype(np.float32))
+        weights.append(weight)
     return _stack(images, coords, weights, None)

@@ -28,6 +28,7 @@ class _Compact:
     source: str
     atfa_fts_deg: float | None
     atfa_fnts_deg: float | None
+    unseen: tuple[int, ...] = ()
 
 
 class SampleStore:
@@ -41,7 +42,7 @@ class SampleStore:
     def append(self, s: KneeSample) -> None:
         pixels = np.round(np.clip(s.image, 0.0, 1.0) * _SCALE).astype(np.uint16)
         self._items.append(_Compact(pixels, np.asarray(s.landmarks, np.float64), s.laterality, s.phase,
-                                    s.pixel_spacing_mm, s.source, s.atfa_fts_deg, s.atfa_fnts_deg))
+                                    s.pixel_spacing_mm, s.source, s.atfa_fts_deg, s.atfa_fnts_deg, s.unseen))
 
     def __len__(self) -> int:
         return len(self._items)
@@ -51,7 +52,7 @@ class SampleStore:
         return KneeSample(
             image=c.pixels.astype(np.float32) / np.float32(_SCALE), landmarks=c.landmarks.copy(),
             laterality=c.laterality, phase=c.phase, pixel_spacing_mm=c.pixel_spacing_mm, source=c.source,
-            atfa_fts_deg=c.atfa_fts_deg, atfa_fnts_deg=c.atfa_fnts_deg,
+            atfa_fts_deg=c.atfa_fts_deg, atfa_fnts_deg=c.atfa_fnts_deg, unseen=c.unseen,
         )
 
     def indices(self, phase: str | None = None) -> list[int]:
@@ -86,7 +87,8 @@ class SampleStore:
             arrays[f"img{i}"] = c.pixels
             arrays[f"pts{i}"] = c.landmarks
             meta.append({"laterality": c.laterality, "phase": c.phase, "pixel_spacing_mm": c.pixel_spacing_mm,
-                         "source": c.source, "atfa_fts_deg": c.atfa_fts_deg, "atfa_fnts_deg": c.atfa_fnts_deg})
+                         "source": c.source, "atfa_fts_deg": c.atfa_fts_deg, "atfa_fnts_deg": c.atfa_fnts_deg,
+                         **({"unseen": list(c.unseen)} if c.unseen else {})})
         arrays["meta"] = np.frombuffer(json.dumps({"description": description or {}, "samples": meta}).encode(),
                                        dtype=np.uint8)
         tmp = path.with_name(path.name + ".tmp.npz")
@@ -103,5 +105,6 @@ class SampleStore:
             for i, m in enumerate(meta["samples"]):
                 spacing = tuple(m["pixel_spacing_mm"]) if m["pixel_spacing_mm"] is not None else None
                 store._items.append(_Compact(data[f"img{i}"], data[f"pts{i}"], m["laterality"], m["phase"],
-                                             spacing, m["source"], m["atfa_fts_deg"], m["atfa_fnts_deg"]))
+                                             spacing, m["source"], m["atfa_fts_deg"], m["atfa_fnts_deg"],
+                                             tuple(m.get("unseen", ()))))
         return store, meta["description"]

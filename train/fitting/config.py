@@ -144,14 +144,18 @@ class SyntheticData(_Strict):
 
 class ManifestData(_Strict):
     source: Literal["manifest"]
-    manifest: str
+    manifest: str | list[str]  # one manifest, or several whose entries are trained on together
     train_split: str | None = "train"
     val_split: str | None = "val"
     spacing_mm: float | None = 0.5  # downsample images finer than this (when their spacing is known)
     max_side: int = 1200  # otherwise downsample to at most this many pixels
 
     def describe(self) -> str:
-        return f"annotated images listed in {self.manifest} (split {self.train_split!r})"
+        return f"annotated images listed in {self.manifests} (split {self.train_split!r})"
+
+    @property
+    def manifests(self) -> list[str]:
+        return [self.manifest] if isinstance(self.manifest, str) else list(self.manifest)
 
 
 class RunConfig(_Strict):

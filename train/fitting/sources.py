@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.vocabulary import PHASE_NAMES, POSTOP, PREOP, STAGE_NAMES, STAGES
-from train.data.manifest import load_manifest
+from train.data.manifest import ManifestError, load_entry, read_manifest
 from train.data.sample import coarsen
 from train.data.splits import training_seeds, validation_seeds
 from train.data.store import SampleStore
@@ -71,7 +71,10 @@ def _synthetic(data: SyntheticData, phases: list[str], progress: bool = True) ->
 
 def _manifest(data: ManifestData, phases: list[str]) -> tuple[SampleStore, SampleStore]:
     def load(split: str | None) -> SampleStore:
-        samples = load_manifest(data.manifest, split)
+        entries = [e for m in data.manifests for e in read_manifest(m) if split is None or e.split == split]
+        if not entries:
+            raise ManifestError(f"{', '.join(data.manifests)}: no entries with split {split!r}")
+        samples = (load_entry(e) for e in entries)
         return SampleStore(coarsen(s, data.spacing_mm, data.max_side) for s in samples if s.phase in phases)
 
     train = load(data.train_split)
