@@ -137,7 +137,12 @@ def _preannotate(args: argparse.Namespace) -> int:
 
     aligner = KneeAligner.load(args.weights, device=args.device, traced=True)
     out = Path(args.out)
-    summary = preannotate(aligner, Path(args.images), out, args.val_fraction, args.all, progress=not args.no_progress)
+    try:
+        summary = preannotate(aligner, Path(args.images), out, args.val_fraction, args.all,
+                              progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"knee-train preannotate: {exc}", file=sys.stderr)
+        return 2
     print(f"read {summary.read} radiographs, wrote {summary.written} annotations ({dict(summary.splits)}); "
           f"{summary.partial} with points beyond the image; skipped {dict(summary.skipped)}; "
           f"manifest {out / 'manifest.csv'}")

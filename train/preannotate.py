@@ -2,7 +2,7 @@
 
 ``knee-train preannotate --weights W --images DIR --out OUT`` reads every DICOM file under ``DIR`` with the node's
 inference (tags as the files carry them, every check as in production) and writes, per radiograph it reads, a JSON
-annotation in that image's pixels (``OUT/annotations/<file>.json``, readable by ``train.data.annotations``) and one
+annotation in that image's pixels (``OUT/annotations/<file name>.json``, readable by ``train.data.annotations``) and one
 row of ``OUT/manifest.csv`` (``train.data.manifest``). Two uses:
 
 - a starting point for a person annotating a hospital's own radiographs: correct the points, do not place them;
@@ -99,6 +99,8 @@ def preannotate(aligner, images: Path, out: Path, val_fraction: float = 0.15, in
     """Read every DICOM file under ``images`` with ``aligner`` and write annotations and ``out/manifest.csv``."""
     from tqdm import tqdm
 
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"the validation fraction must be at least 0 and below 1, got {val_fraction}")
     files = dicom_files(images)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     summary = PreannotationSummary(skipped=Counter(), splits=Counter())
@@ -128,7 +130,7 @@ def preannotate(aligner, images: Path, out: Path, val_fraction: float = 0.15, in
         uid = str(getattr(ds, "SOPInstanceUID", "") or path.name)
         split = FLAGGED_SPLIT if pred.low_confidence else split_for(uid, val_fraction)
         relative = path.relative_to(images) if images.is_dir() else Path(path.name)
-        target = out / "annotations" / relative.with_suffix(".json")
+        target = out / "annotations" / relative.parent / f"{relative.name}.json"  # UID-named files keep every dot
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(annotation_json(pred, uid, visible)))
         rows.append({"image": os.path.relpath(path.resolve(), out.resolve()),

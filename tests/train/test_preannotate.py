@@ -111,18 +111,21 @@ def test_inside_image_edges():
 
 @pytest.fixture(scope="module")
 def preannotated(tmp_path_factory):
-    """Three radiographs of the 2D generator (one with its tags removed, so its side comes from the image), a blank
-    one (no knee) and a file that is not DICOM, pre-annotated with the shipped weights."""
+    """Three radiographs of the 2D generator (one with its tags removed, so its side comes from the image; two named
+    by UIDs that differ only after their last dot, as PACS exports name files), a blank one (no knee) and a file that
+    is not DICOM, pre-annotated with the shipped weights."""
     import pydicom
     from pydicom.uid import generate_uid
 
     root = tmp_path_factory.mktemp("pre")
     assert main(["synth", "--n", "3", "--out", str(root / "images"), "--seed", "5", "--phase", "preop"]) == 0
     truth = {}
-    for p in sorted((root / "images").glob("*.json")):
-        truth[p.with_suffix(".dcm").name] = json.loads(p.read_text())
+    names = ["synth_s5_00000.dcm", "1.2.826.0.1.3680043.1", "1.2.826.0.1.3680043.2"]
+    for p, name in zip(sorted((root / "images").glob("*.json")), names):
+        truth[name] = json.loads(p.read_text())
         p.rename(root / p.name)  # unlabelled images: the ground truth leaves the folder
-    first = sorted((root / "images").glob("*.dcm"))[0]
+        p.with_suffix(".dcm").rename(root / "images" / name)
+    first = root / "images" / names[0]
     ds = pydicom.dcmread(first)
     del ds.ImageLaterality
     if "Laterality" in ds:
@@ -145,6 +148,7 @@ def test_preannotation_is_the_node_reading(preannotated):
     assert summary["read"] == 4 and summary["skipped"] == {"not DICOM": 1, "not read": 1}
     assert summary["written"] == 3 and len(rows) == 3
     samples = load_manifest(root / "out/manifest.csv")
+    assert sorted(r["landmarks"] for r in rows) == sorted(f"annotations/{name}.json" for name in truth)
     aligner = KneeAligner.load(None, device="cpu")
     for row, sample in zip(rows, samples):
         name = row["image"].split("/")[-1]
@@ -163,6 +167,15 @@ def test_preannotation_is_the_node_reading(preannotated):
         assert annotation["annotated_by"]["sha256"] == pred.model_sha256
     assert sum(r["split"] != "flagged" for r in rows) >= 2  # the 2D generator's knees are read confidently
     assert read_annotation(root / "out" / rows[0]["landmarks"]).laterality == rows[0]["laterality"]
+
+
+def test_preannotate_refuses_a_bad_fraction_and_a_missing_folder(tmp_path, capsys):
+    assert main(["preannotate", "--images", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"),
+                 "--device", "cpu"]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert main(["preannotate", "--images", str(tmp_path), "--out", str(tmp_path / "o"), "--val-fraction", "1.5",
+                 "--device", "cpu"]) == 2
+    assert "validation fraction must be at least 0 and below 1, got 1.5" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("config", ["finetune-manifest.yaml", "selftrain-manifest.yaml"])
