@@ -1,7 +1,8 @@
 """Pre-annotate radiographs with a weights bundle: the node's own readings as landmark files and a manifest.
 
 ``knee-train preannotate --weights W --images DIR --out OUT`` reads every DICOM file under ``DIR`` with the node's
-inference (tags as the files carry them, every check as in production) and writes, per radiograph it reads, a JSON
+inference (tags as the files carry them, every check as in production; unlike the node it does not select knee AP
+views by their tags, so give it a folder of knee AP radiographs) and writes, per radiograph it reads, a JSON
 annotation in that image's pixels (``OUT/annotations/<file name>.json``, readable by ``train.data.annotations``) and one
 row of ``OUT/manifest.csv`` (``train.data.manifest``). Two uses:
 
@@ -14,7 +15,8 @@ Instance UID's hash, so a rerun splits alike); with ``--all`` the low-confidence
 split ``flagged``, which no run trains on until a person has looked at them. Points beyond the image (a tightly
 collimated shaft) are written as the model's estimates and listed as ``unseen``: the loader accepts them there and
 the landmark stages are not trained on them; a reading whose plateau corners leave the image is not written. Nothing
-here logs a patient's name or ID: files are named by their path.
+here logs a patient's name or ID: the log names a file by its number, and its path only at DEBUG level (a file name
+may hold a patient's name).
 """
 
 from __future__ import annotations

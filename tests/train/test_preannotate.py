@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
+from pydicom.uid import generate_uid
 
 from model.inference import KneeAligner
 from model.scheme import load_scheme
+from model.shipped import SHIPPED_WEIGHTS
 from model.weights import load_bundle
 from train.cli import main
 from train.data import AnnotationError, SampleStore, load_manifest, read_annotation
 from train.data.sample import KneeSample
 from train.data.stages import local_batch
 from train.evaluate import evaluate_case
-from train.fitting.config import ManifestData
+from train.fitting.config import ManifestData, load_config
 from train.fitting.sources import _manifest
 from train.preannotate import inside_image, split_for
 from tests.train.test_data_annotations import _manifest_csv, _png, _points
@@ -114,9 +118,6 @@ def preannotated(tmp_path_factory):
     """Three radiographs of the 2D generator (one with its tags removed, so its side comes from the image; two named
     by UIDs that differ only after their last dot, as PACS exports name files), a blank one (no knee) and a file that
     is not DICOM, pre-annotated with the shipped weights."""
-    import pydicom
-    from pydicom.uid import generate_uid
-
     root = tmp_path_factory.mktemp("pre")
     assert main(["synth", "--n", "3", "--out", str(root / "images"), "--seed", "5", "--phase", "preop"]) == 0
     truth = {}
@@ -157,7 +158,7 @@ def test_preannotation_is_the_node_reading(preannotated):
         assert row["split"] == ("flagged" if row["status"] == "low_confidence" else split_for(gt["sop_instance_uid"],
                                                                                                0.15))
         # the points are the node's reading of that file, and on its own generator they lie near the truth
-        pred = aligner.predict(__import__("pydicom").dcmread(root / "images" / name))
+        pred = aligner.predict(pydicom.dcmread(root / "images" / name))
         assert np.allclose(sample.landmarks, pred.landmarks, atol=0.01)
         plateau = np.linalg.norm(np.subtract(*np.asarray(gt["landmarks"])[REFERENCE]))
         error = np.linalg.norm(sample.landmarks - np.asarray(gt["landmarks"]), axis=1).mean() / plateau
@@ -181,11 +182,6 @@ def test_preannotate_refuses_a_bad_fraction_and_a_missing_folder(tmp_path, capsy
 @pytest.mark.parametrize("config", ["finetune-manifest.yaml", "selftrain-manifest.yaml"])
 def test_the_hospital_configs_start_from_the_shipped_weights(config):
     """The configs a hospital runs on its own images fine-tune the weights the node ships, not an older release."""
-    from pathlib import Path
-
-    from model.shipped import SHIPPED_WEIGHTS
-    from train.fitting.config import load_config
-
     root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "train" / "configs" / config)
     assert (root / cfg.init_weights).resolve() == SHIPPED_WEIGHTS.resolve()
