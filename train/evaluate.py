@@ -40,7 +40,8 @@ from model.inference import KneeAligner
 from model.preprocess import UnsupportedImage
 from model.scheme import LandmarkScheme, load_scheme
 from model.vocabulary import PHASE_NAMES, PREOP
-from train.data.manifest import ManifestEntry, load_entry, read_directory, read_manifest
+from train.data.annotations import read_annotation
+from train.data.manifest import ManifestEntry, ManifestError, load_entry, read_directory, read_manifest
 from train.data.sample import KneeSample
 from train.data.splits import N_TEST_PER_PHASE, held_out_seeds, validation_seeds
 from train.data.synthetic import RENDERER_NAMES, render_samples, renderer_version, synthetic_sample
@@ -119,6 +120,13 @@ class EvalData:
 
 
 def _entries_data(name: str, entries: list[ManifestEntry]) -> EvalData:
+    """Annotated images to evaluate; refused before any is read when an annotation marks points unseen (the
+    reference angles need every point), so that a long evaluation does not stop half-way."""
+    partial = [e for e in entries if read_annotation(e.landmarks).unseen]
+    if partial:
+        raise ManifestError(f"{partial[0].landmarks}: point(s) marked unseen ({len(partial)} such file(s) in "
+                            f"{name}); the reference angles need every point annotated (leave such images out of "
+                            "the evaluation set)")
     return EvalData(name, len(entries), lambda: (load_entry(e) for e in entries), lambda i: load_entry(entries[i]))
 
 
@@ -194,9 +202,6 @@ def exposed_extent(sample: KneeSample, bone: str) -> float | None:
 
 
 def evaluate_case(aligner: KneeAligner, sample: KneeSample, index: int, use_tags: bool) -> CaseResult:
-    if sample.unseen:
-        raise ValueError(f"{sample.source}: {len(sample.unseen)} point(s) marked unseen; the reference angles need "
-                         "every point annotated (leave such images out of the evaluation set)")
     truth = compute_alignment(sample.landmarks, sample.scheme, sample.laterality)
     case = CaseResult(index=index, source=sample.source, phase=sample.phase, laterality=sample.laterality,
                       atfa_fts=truth.atfa_fts_deg, atfa_fnts=truth.atfa_fnts_deg,

@@ -17,10 +17,10 @@ from model.scheme import load_scheme
 from model.shipped import SHIPPED_WEIGHTS
 from model.weights import load_bundle
 from train.cli import main
-from train.data import AnnotationError, SampleStore, load_manifest, read_annotation
+from train.data import AnnotationError, ManifestError, SampleStore, load_manifest, read_annotation
 from train.data.sample import KneeSample
 from train.data.stages import local_batch
-from train.evaluate import evaluate_case
+from train.evaluate import resolve_data
 from train.fitting.config import ManifestData, load_config
 from train.fitting.sources import _manifest
 from train.preannotate import inside_image, split_for
@@ -83,10 +83,10 @@ def test_unseen_points_not_trained_on_and_kept_by_the_store(tmp_path):
     assert loaded[0].unseen == () and loaded[1].unseen == chosen
 
 
-def test_evaluation_refuses_unseen_points():
-    sample = KneeSample(np.zeros((400, 300), np.float32), _points(134), "L", "preop", None, "x.dcm", unseen=(7,))
-    with pytest.raises(ValueError, match="x.dcm: 1 point.* marked unseen"):
-        evaluate_case(None, sample, 0, use_tags=False)
+def test_evaluation_refuses_unseen_points(tmp_path):
+    manifest, _ = _partial_annotation(tmp_path, [7], [])
+    with pytest.raises(ManifestError, match=r"a\.json: point.* marked unseen \(1 such file"):
+        resolve_data(str(manifest))
 
 
 def test_several_manifests_train_together(tmp_path):

@@ -151,7 +151,7 @@ class ManifestData(_Strict):
     max_side: int = 1200  # otherwise downsample to at most this many pixels
 
     def describe(self) -> str:
-        return f"annotated images listed in {self.manifests} (split {self.train_split!r})"
+        return f"annotated images listed in {', '.join(self.manifests)} (split {self.train_split!r})"
 
     @property
     def manifests(self) -> list[str]:
