@@ -148,6 +148,7 @@ class AssociationPool:
         else:
             sock.close()
             self.limiter.release(conn)
+            conn.ended.set()
 
     def _lost(self, worker: _Worker) -> None:
         """An association process ended (or its pipe broke): free its connections' slots. Lock held."""
@@ -157,6 +158,7 @@ class AssociationPool:
         for conn, sock in orphans:
             sock.close()
             self.limiter.release(conn)
+            conn.ended.set()
         if not self._stopping.is_set():
             LOG.error("association process %d (pid %s) ended; %d connection(s) closed with it", worker.number,
                       worker.process.pid, len(orphans))

@@ -11,7 +11,9 @@ runs in the accept loop, before any byte is read and before a thread is started,
 * A connection is *pending* until its association is accepted. When a known source needs a slot and the caps
   are reached, the oldest pending connection (unknown sources first, then the same source, then any) is closed
   to make room: half-open or trickling connections cannot keep a configured peer out. Only when every slot
-  holds an accepted association is a known source refused.
+  holds an accepted association is a known source refused. The evicted connection's slot is free at once, but
+  its threads take a moment to notice the closed socket: the server waits for them (``Connection.ended``)
+  before it starts threads for the newcomer, so the threads stay bounded by the caps during a flood too.
 
 The limiter keeps its counts in one process. Its interface (admit / mark accepted / release) is what a shared
 implementation across receiver processes would offer too.
@@ -50,6 +52,7 @@ class Connection:
     tls: bool = False
     closed_reason: str | None = None  # why the node closed it before an association was accepted
     instances: int = 0
+    ended: threading.Event = field(default_factory=threading.Event)  # its threads are done (or never started)
 
     @property
     def source(self) -> str:

@@ -43,7 +43,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 from pynetdicom.utils import make_target
 
 from dicomnode.audit import AuditTrail
-from dicomnode.audit.events import MAJOR_FAILURE, MINOR_FAILURE, SERIOUS_FAILURE, SUCCESS
+from dicomnode.audit.events import MINOR_FAILURE, SERIOUS_FAILURE, SUCCESS
 from dicomnode.config import NodeConfig
 from dicomnode.receive.limits import Connection, ConnectionLimiter
 from dicomnode.safetext import escape
@@ -56,6 +56,7 @@ MAX_CONTROL_PDU = 64
 PDV_COMMAND, PDV_LAST = 0x01, 0x02
 READ_CHUNK = 64 * 1024
 REFUSAL_WINDOW_S = 10.0
+EVICTION_WAIT_S = 1.0  # how long the accept loop waits for an evicted connection's threads to end
 LISTEN_BACKLOG = 128  # a flood fills the kernel's queue, not a configured peer's SYN retries
 
 
@@ -325,6 +326,7 @@ class GuardedRequestHandler(RequestHandler):
                 if conn is not None:
                     server.policy.limiter.release(conn)
                     server.policy.ended(conn, assoc)
+                    conn.ended.set()
 
     def _secure(self, conn: Connection, sock: socket.socket) -> socket.socket | None:
         """The TLS-wrapped socket after a handshake within the negotiation deadline, or ``sock`` itself."""
@@ -402,12 +404,25 @@ class GuardedServer(ThreadedAssociationServer):
         for victim in admission.evicted:
             victim.closed_reason = "evicted before its association to make room for a configured peer"
             victim.close()
+        if admission.evicted:
+            self.await_ended(admission.evicted, time.monotonic() + EVICTION_WAIT_S)
         if not admission.admitted:
             self.policy.refused(conn, admission.reason)
             return False
         with self._admitted_lock:
             self._admitted[request] = conn
         return True
+
+    def await_ended(self, conns: tuple[Connection, ...], deadline: float) -> None:
+        """Wait (in the accept loop) until the threads of ``conns``, just closed, have ended, or ``deadline``.
+
+        An evicted connection's slot is free at once, but its threads run on until they notice the closed
+        socket, which takes milliseconds, longer on a loaded machine. Starting the newcomer's threads only after
+        theirs have ended keeps the node's threads bounded by the caps even when every new connection of a
+        flood from a configured peer's address evicts one. A thread stuck past the deadline is not waited for:
+        the configured peer's connection is not held back for it."""
+        for conn in conns:
+            conn.ended.wait(max(0.0, deadline - time.monotonic()))
 
     def take_connection(self, request: socket.socket) -> Connection | None:
         with self._admitted_lock:
@@ -422,6 +437,7 @@ class GuardedServer(ThreadedAssociationServer):
                 conn.closed_reason = "no thread could be started for it"
                 self.policy.limiter.release(conn)
                 self.policy.ended(conn, None)
+                conn.ended.set()
             raise
 
     def service_actions(self) -> None:
@@ -448,6 +464,13 @@ class HandingOverServer(GuardedServer):
         super().service_actions()
         self.pool.drain()
 
+    def await_ended(self, conns: tuple[Connection, ...], deadline: float) -> None:
+        """As :meth:`GuardedServer.await_ended`; the threads are in the association processes, which report
+        a connection's end on the pipe."""
+        while not all(conn.ended.is_set() for conn in conns) and time.monotonic() < deadline:
+            self.pool.drain()
+            time.sleep(0.002)
+
     def process_request(self, request: Any, client_address: Any) -> None:
         conn = self.take_connection(request)
         if conn is None:
@@ -457,6 +480,7 @@ class HandingOverServer(GuardedServer):
             conn.closed_reason = "no association process could take it"
             self.policy.limiter.release(conn)
             self.policy.ended(conn, None)
+            conn.ended.set()
             self.shutdown_request(request)
 
 

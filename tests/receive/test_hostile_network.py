@@ -240,8 +240,11 @@ def test_a_connection_flood_keeps_threads_bounded_and_the_peer_served(node):
             sock.close()
         stop.set()
         watcher.join()
-    # One handler, one association and one DUL thread per held connection, plus this test's few.
-    assert peak[0] - baseline <= 3 * (CAP + 2) + 4, f"{peak[0] - baseline} threads for a 300-connection flood"
+    # One handler, one association and one DUL thread per held connection (at most CAP: an evicted connection's
+    # threads end before the newcomer's start), two for this test's C-ECHO, its watcher, and two to spare for a
+    # handler thread's last instructions after its connection ended. Before the node waited for evicted
+    # connections' threads, a loaded machine saw up to 11 handlers for a cap of 6 here.
+    assert peak[0] - baseline <= 3 * CAP + 5, f"{peak[0] - baseline} threads for a 300-connection flood"
 
 
 @pytest.mark.parametrize(("calling", "called", "source", "expected"), [
