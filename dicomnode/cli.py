@@ -140,7 +140,8 @@ def cmd_process(config: NodeConfig, args: argparse.Namespace) -> int:
     kinds = [k.strip() for k in args.outputs.split(",") if k.strip()]
     unknown = sorted(set(kinds) - set(ALL_OUTPUTS))
     if unknown or not kinds:
-        raise ConfigError(f"--outputs: expected a comma-separated subset of {','.join(ALL_OUTPUTS)}, got {args.outputs!r}")
+        raise ConfigError(f"--outputs: expected a comma-separated subset of {','.join(ALL_OUTPUTS)}, "
+                          f"got {args.outputs!r}")
     updates: dict[str, Any] = {}
     if args.weights:
         updates["weights"] = Path(args.weights).resolve()

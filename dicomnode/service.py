@@ -42,13 +42,13 @@ from dicomnode.db.intake import record_instance
 from dicomnode.db.jobs import requeue_running
 from dicomnode.dispatch.dispatcher import Dispatcher
 from dicomnode.filemodes import private_paths, remove_world_access, restrict_umask
-from dicomnode.pipeline.selection import skip_reason_for_tags
 from dicomnode.receive.instance import StoredInstance
 from dicomnode.runtime.logsetup import configure_logging
 from dicomnode.runtime.scheduler import DISPATCH_JOB, build_scheduler, run_soon
 from dicomnode.runtime.worker import parent_watch, worker_id, worker_main
 from dicomnode.web import events, multiproc
 from dicomnode.web.control import ProcessState
+from model.selection import skip_reason_for_tags
 
 log = logging.getLogger(__name__)
 DEFAULT_GRACE_SECONDS = 30.0

@@ -1,9 +1,9 @@
-"""The node's vocabularies, each defined once and read by the configuration, the CLI, the pipeline and the outputs:
-the kinds of result objects (with their SOP class, series, description and builder) and the source images the node
-measures. The other vocabularies have one home each too: surgical phases and network stages in ``model.vocabulary``
-(shared with training), the states of instances, jobs and deliveries with their meanings on their tables in
-``dicomnode.db.models``. Light on purpose: importing it loads no builder (a builder is imported when it is first
-asked for)."""
+"""The node's vocabularies, each defined once and read by the configuration, the CLI, the pipeline and the outputs: the
+kinds of result objects (with their SOP class, series, description and builder). The other vocabularies have one
+home each too: surgical phases and network stages in ``model.vocabulary`` (shared with training), the images the
+method is for (DX and CR knee AP views, by attributes and SOP class) in ``model.selection``, the states of
+instances, jobs and deliveries with their meanings on their tables in ``dicomnode.db.models``. Light on purpose:
+importing it loads no builder (a builder is imported when it is first asked for)."""
 
 from __future__ import annotations
 
@@ -41,12 +41,6 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (  # also the
                "dicomnode.outputs.gsps:build_gsps", "the lines and labels as a presentation state (optional)"),
 )}
 OUTPUT_KIND_NAMES = tuple(OUTPUT_KINDS)
-# The source images the node measures (selection: dicomnode.pipeline.selection), by SOP Class UID.
-PROJECTION_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.1": "Computed Radiography Image Storage",
-    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
-    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
-}
 DEFAULT_OUTPUTS = ("sr", "sc")
 
 

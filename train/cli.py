@@ -8,7 +8,7 @@
     knee-train invariance --weights W --data xray3d:test [--n-per-phase 100] [--angles 15 -15]
     knee-train export runs/RUN/weights.safetensors model/weights/kneealign-vN.safetensors --version N.0.0 [--float16]
     knee-train compare runs/eval/A runs/eval/B [--out DIR] [--resamples 2000] [--among read-right]   # knee by knee
-    knee-train preannotate [--weights W] --images DIR --out DIR [--all] [--val-fraction 0.15]   # the node's readings
+    knee-train preannotate [--weights W] --images DIR --out DIR [--all] [--any-view] [--val-fraction F]  # readings
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def _preannotate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         summary = preannotate(aligner, Path(args.images), out, args.val_fraction, args.all,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, any_view=args.any_view)
     except (FileNotFoundError, ValueError) as exc:
         print(f"knee-train preannotate: {exc}", file=sys.stderr)
         return 2
@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true",
                    help="write the low-confidence readings too, with split 'flagged' (never trained on as written)")
     p.add_argument("--val-fraction", type=float, default=0.15, help="confident readings put in split 'val'")
+    p.add_argument("--any-view", action="store_true",
+                   help="read every DICOM image, not only those the node would process (knee AP/PA DX or CR "
+                        "by their attributes); for exports whose tags were stripped")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_preannotate)

@@ -1,10 +1,11 @@
 """Pre-annotate radiographs with a weights bundle: the node's own readings as landmark files and a manifest.
 
-``knee-train preannotate --weights W --images DIR --out OUT`` reads every DICOM file under ``DIR`` with the node's
-inference (tags as the files carry them, every check as in production; unlike the node it does not select knee AP
-views by their tags, so give it a folder of knee AP radiographs) and writes, per radiograph it reads, a JSON
-annotation in that image's pixels (``OUT/annotations/<file name>.json``, readable by ``train.data.annotations``) and one
-row of ``OUT/manifest.csv`` (``train.data.manifest``). Two uses:
+``knee-train preannotate --weights W --images DIR --out OUT`` reads every DICOM file under ``DIR`` that the node
+would process (knee AP or PA projection radiographs by their attributes, ``model.selection``; ``--any-view`` reads
+every image, for exports whose tags were stripped) with the node's inference (tags as the files carry them, every
+check as in production) and writes, per radiograph it reads, a JSON annotation in that image's pixels
+(``OUT/annotations/<file name>.json``, readable by ``train.data.annotations``) and one row of ``OUT/manifest.csv``
+(``train.data.manifest``; written row by row, so an interrupted run leaves a manifest of what it wrote). Two uses:
 
 - a starting point for a person annotating a hospital's own radiographs: correct the points, do not place them;
 - self-training on unlabelled radiographs of a new source: fine-tune on the confident readings
@@ -36,6 +37,7 @@ import pydicom.errors
 
 from model.preprocess import UnsupportedImage
 from model.scheme import load_scheme
+from model.selection import skip_reason
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +99,9 @@ def annotation_json(pred, uid: str, visible: np.ndarray) -> dict:
 
 
 def preannotate(aligner, images: Path, out: Path, val_fraction: float = 0.15, include_flagged: bool = False,
-                progress: bool = True) -> PreannotationSummary:
-    """Read every DICOM file under ``images`` with ``aligner`` and write annotations and ``out/manifest.csv``."""
+                progress: bool = True, any_view: bool = False) -> PreannotationSummary:
+    """Read every knee AP radiograph under ``images`` (every DICOM image with ``any_view``) with ``aligner``;
+    write annotations and ``out/manifest.csv``."""
     from tqdm import tqdm
 
     if not 0.0 <= val_fraction < 1.0:
@@ -106,44 +109,55 @@ def preannotate(aligner, images: Path, out: Path, val_fraction: float = 0.15, in
     files = dicom_files(images)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     summary = PreannotationSummary(skipped=Counter(), splits=Counter())
-    rows = []
-    for number, path in enumerate(tqdm(files, desc="pre-annotating", unit="image", disable=not progress), 1):
-        try:
-            ds = pydicom.dcmread(str(path))
-        except (pydicom.errors.InvalidDicomError, OSError, ValueError):
-            summary.skipped["not DICOM"] += 1
-            continue
-        summary.read += 1
-        try:
-            pred = aligner.predict(ds)
-        except UnsupportedImage as exc:  # no knee, or pixels that cannot be decoded: counted, the batch goes on
-            log.warning("file %d of %d not read: %s", number, len(files), exc)  # a file name may hold a name
-            log.debug("file %d is %s", number, path)
-            summary.skipped["not read"] += 1
-            continue
-        if pred.low_confidence and not include_flagged:
-            summary.skipped["low confidence"] += 1
-            continue
-        visible = inside_image(pred.landmarks, (int(ds.Rows), int(ds.Columns)))
-        if not visible[list(load_scheme(pred.phase).roles["reference"])].all():
-            summary.skipped["plateau corners outside the image"] += 1
-            continue
-        summary.partial += int(not visible.all())
-        uid = str(getattr(ds, "SOPInstanceUID", "") or path.name)
-        split = FLAGGED_SPLIT if pred.low_confidence else split_for(uid, val_fraction)
-        relative = path.relative_to(images) if images.is_dir() else Path(path.name)
-        target = out / "annotations" / relative.parent / f"{relative.name}.json"  # UID-named files keep every dot
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(annotation_json(pred, uid, visible)))
-        rows.append({"image": os.path.relpath(path.resolve(), out.resolve()),
-                     "landmarks": str(target.relative_to(out)),
-                     "laterality": pred.laterality, "phase": pred.phase, "split": split, "status": pred.status,
-                     "confidence": f"{pred.confidence:.4f}", "warnings": "; ".join(pred.warnings)})
-        summary.written += 1
-        summary.splits[split] += 1
-    with (out / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
+    with (out / "manifest.csv").open("w", newline="") as manifest:
+        writer = csv.DictWriter(manifest, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
-        writer.writerows(rows)
+        for number, path in enumerate(tqdm(files, desc="pre-annotating", unit="image", disable=not progress), 1):
+            row = _preannotate_file(aligner, path, number, len(files), images, out, val_fraction, include_flagged,
+                                    any_view, summary)
+            if row is not None:
+                writer.writerow(row)
+                manifest.flush()
     (out / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
     return summary
+
+
+def _preannotate_file(aligner, path: Path, number: int, total: int, images: Path, out: Path, val_fraction: float,
+                      include_flagged: bool, any_view: bool, summary: PreannotationSummary) -> dict | None:
+    """Read one file; write its annotation and return its manifest row, or count why not and return None."""
+    try:
+        ds = pydicom.dcmread(str(path))
+    except (pydicom.errors.InvalidDicomError, OSError, ValueError):
+        summary.skipped["not DICOM"] += 1
+        return None
+    summary.read += 1
+    reason = None if any_view else skip_reason(ds)
+    if reason is not None:  # a lateral view, another body part, not a radiograph: the node would skip it too
+        summary.skipped[f"not processed by the node: {reason}"] += 1
+        return None
+    try:
+        pred = aligner.predict(ds)
+    except UnsupportedImage as exc:  # no knee, or pixels that cannot be decoded: counted, the batch goes on
+        log.warning("file %d of %d not read: %s", number, total, exc)  # a file name may hold a name
+        log.debug("file %d is %s", number, path)
+        summary.skipped["not read"] += 1
+        return None
+    if pred.low_confidence and not include_flagged:
+        summary.skipped["low confidence"] += 1
+        return None
+    visible = inside_image(pred.landmarks, (int(ds.Rows), int(ds.Columns)))
+    if not visible[list(load_scheme(pred.phase).roles["reference"])].all():
+        summary.skipped["plateau corners outside the image"] += 1
+        return None
+    summary.partial += int(not visible.all())
+    uid = str(getattr(ds, "SOPInstanceUID", "") or path.name)
+    split = FLAGGED_SPLIT if pred.low_confidence else split_for(uid, val_fraction)
+    relative = path.relative_to(images) if images.is_dir() else Path(path.name)
+    target = out / "annotations" / relative.parent / f"{relative.name}.json"  # UID-named files keep every dot
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(annotation_json(pred, uid, visible)))
+    summary.written += 1
+    summary.splits[split] += 1
+    return {"image": os.path.relpath(path.resolve(), out.resolve()), "landmarks": str(target.relative_to(out)),
+            "laterality": pred.laterality, "phase": pred.phase, "split": split, "status": pred.status,
+            "confidence": f"{pred.confidence:.4f}", "warnings": "; ".join(pred.warnings)}

@@ -34,8 +34,8 @@ from highdicom.sr import (
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from dicomnode.vocabulary import PROJECTION_SOP_CLASSES
 from model.result import KneePrediction
+from model.selection import PROJECTION_SOP_CLASSES
 
 _ACQ = RelationshipTypeValues.HAS_ACQ_CONTEXT
 _PIXELS = Code("{pixels}", "UCUM", "Pixels")
@@ -66,7 +66,7 @@ def _orientation(source: pydicom.Dataset) -> tuple[str, str] | None:
 
 def coded_modality(source: pydicom.Dataset) -> Code:
     """CID 29 code of a projection radiograph: from the SOP class when it is a CR or DX one, else from Modality
-    (the node processes only DX and CR images, see ``dicomnode.pipeline.selection``)."""
+    (the node processes only DX and CR images, see ``model.selection``)."""
     sop_class = str(source.SOPClassUID)
     if sop_class in PROJECTION_SOP_CLASSES:
         is_cr = sop_class == _CR_SOP_CLASS

@@ -10,10 +10,10 @@ from typing import Any, Protocol
 
 import pydicom
 
-from dicomnode.pipeline.selection import skip_reason
 from dicomnode.vocabulary import kind_of
 from model.preprocess import UndecodableImage, UnsupportedImage
 from model.result import KneePrediction
+from model.selection import skip_reason
 
 STATUS_SKIPPED = "skipped"
 STATUS_ERROR = "error"

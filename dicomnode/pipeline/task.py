@@ -31,8 +31,8 @@ from dicomnode.pipeline.image_checks import (
     read_instance,
 )
 from dicomnode.pipeline.output_files import encode, spool_output_path
-from dicomnode.pipeline.selection import skip_reason
 from dicomnode.vocabulary import kind_of
+from model.selection import skip_reason
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pydicom.uid import (
     DigitalXRayImageStorageForProcessing,
 )
 
-from dicomnode.pipeline.selection import skip_reason
+from model.selection import skip_reason
 from tests.node.nodehelpers import CT_IMAGE_STORAGE, radiograph_dataset
 
 
@@ -68,8 +68,8 @@ def test_the_attributes_saved_at_receipt_decide_as_the_whole_dataset_does(change
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from dicomnode.pipeline.selection import skip_reason_for_tags
     from dicomnode.receive.instance import StoredInstance, filter_attributes
+    from model.selection import skip_reason_for_tags
 
     ds = radiograph_dataset(**changes)
     stored = StoredInstance(Path("/x.dcm"), str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(ds.StudyInstanceUID),

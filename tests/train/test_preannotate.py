@@ -23,7 +23,7 @@ from train.data.stages import local_batch
 from train.evaluate import resolve_data
 from train.fitting.config import ManifestData, load_config
 from train.fitting.sources import _manifest
-from train.preannotate import inside_image, split_for
+from train.preannotate import inside_image, preannotate, split_for
 from tests.train.test_data_annotations import _manifest_csv, _png, _points
 
 PREOP = load_scheme("preop")
@@ -113,11 +113,23 @@ def test_inside_image_edges():
     assert inside_image(pts, (400, 300)).tolist() == [True, False, True, False]
 
 
+def _relabelled(source: Path, target: Path, **attributes) -> Path:
+    """A copy of the radiograph ``source`` with a new SOP Instance UID and ``attributes`` changed."""
+    ds = pydicom.dcmread(source)
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    ds.save_as(target)
+    return target
+
+
 @pytest.fixture(scope="module")
 def preannotated(tmp_path_factory):
     """Three radiographs of the 2D generator (one with its tags removed, so its side comes from the image; two named
-    by UIDs that differ only after their last dot, as PACS exports name files), a blank one (no knee) and a file that
-    is not DICOM, pre-annotated with the shipped weights."""
+    by UIDs that differ only after their last dot, as PACS exports name files), a blank one (no knee), a lateral
+    view and a chest film (by their attributes: the node would not process them) and a file that is not DICOM,
+    pre-annotated with the shipped weights."""
     root = tmp_path_factory.mktemp("pre")
     assert main(["synth", "--n", "3", "--out", str(root / "images"), "--seed", "5", "--phase", "preop"]) == 0
     truth = {}
@@ -135,6 +147,8 @@ def preannotated(tmp_path_factory):
     ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
     ds.SOPInstanceUID = generate_uid()
     ds.save_as(root / "images" / "zz-blank.dcm")
+    _relabelled(first, root / "images" / "zz-lateral.dcm", ViewPosition="LL")
+    _relabelled(first, root / "images" / "zz-chest.dcm", BodyPartExamined="CHEST")
     (root / "images" / "notes.txt").write_text("not a radiograph")
     assert main(["preannotate", "--images", str(root / "images"), "--out", str(root / "out"), "--all",
                  "--no-progress", "--device", "cpu"]) == 0
@@ -146,7 +160,9 @@ def test_preannotation_is_the_node_reading(preannotated):
     with (root / "out/manifest.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     summary = json.loads((root / "out/summary.json").read_text())
-    assert summary["read"] == 4 and summary["skipped"] == {"not DICOM": 1, "not read": 1}
+    assert summary["read"] == 6 and summary["skipped"] == {
+        "not DICOM": 1, "not read": 1, "not processed by the node: ViewPosition is not AP or PA": 1,
+        "not processed by the node: BodyPartExamined is not KNEE": 1}
     assert summary["written"] == 3 and len(rows) == 3
     samples = load_manifest(root / "out/manifest.csv")
     assert sorted(r["landmarks"] for r in rows) == sorted(f"annotations/{name}.json" for name in truth)
@@ -168,6 +184,35 @@ def test_preannotation_is_the_node_reading(preannotated):
         assert annotation["annotated_by"]["sha256"] == pred.model_sha256
     assert sum(r["split"] != "flagged" for r in rows) >= 2  # the 2D generator's knees are read confidently
     assert read_annotation(root / "out" / rows[0]["landmarks"]).laterality == rows[0]["laterality"]
+
+
+class _StopsAtTheSecond:
+    """The shipped weights' aligner, interrupted (as by Ctrl-C) when asked for its second reading."""
+
+    def __init__(self):
+        self.aligner, self.calls = KneeAligner.load(None, device="cpu"), 0
+
+    def predict(self, ds):
+        self.calls += 1
+        if self.calls == 2:
+            raise KeyboardInterrupt
+        return self.aligner.predict(ds)
+
+
+def test_any_view_reads_what_the_node_would_skip_and_an_interrupted_run_keeps_its_manifest(preannotated, tmp_path):
+    root, _ = preannotated
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a-lateral.dcm").write_bytes((root / "images/zz-lateral.dcm").read_bytes())
+    (images / "b-knee.dcm").write_bytes((root / "images/synth_s5_00000.dcm").read_bytes())
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        preannotate(_StopsAtTheSecond(), images, out, include_flagged=True, progress=False, any_view=True)
+    with (out / "manifest.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    # the lateral copy was read (any view), its row is in the manifest the interrupted run left, and it loads
+    assert [r["landmarks"] for r in rows] == ["annotations/a-lateral.dcm.json"]
+    assert len(load_manifest(out / "manifest.csv")) == 1
 
 
 def test_preannotate_refuses_a_bad_fraction_and_a_missing_folder(tmp_path, capsys):

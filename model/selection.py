@@ -1,5 +1,7 @@
-"""Which received instances are processed: projection radiographs (DX or CR, or a DX/CR SOP class) of the knee
-in an AP or PA view. Everything else is recorded as skipped with the reason returned here, never as failed.
+"""Which DICOM images the method is for: projection radiographs (DX or CR, or a DX/CR SOP class) of the knee in an
+AP or PA view, told from their attributes. The node records everything else as skipped with the reason returned
+here, never as failed; ``knee-train preannotate`` skips the same images, so that a hospital's folder of mixed views
+gives annotations of knee AP radiographs only.
 
 Body part: BodyPartExamined KNEE; when it is missing or empty, a knee word in the study or series description
 or the protocol name will do. View: ViewPosition AP or PA, or missing (many modalities leave it out).
@@ -15,8 +17,11 @@ from collections.abc import Callable
 
 import pydicom
 
-from dicomnode.vocabulary import PROJECTION_SOP_CLASSES
-
+PROJECTION_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1": "Computed Radiography Image Storage",
+    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
+}
 PROJECTION_MODALITIES = {"DX", "CR"}
 KNEE_BODY_PARTS = {"KNEE"}
 ACCEPTED_VIEWS = {"AP", "PA"}
