@@ -82,7 +82,8 @@ def choose_bone_levels(bone: str, exposed: set[float]) -> tuple[float, float] | 
 
 def short_shaft_reason(bone: str) -> str:
     """Why a bone's axis is not measured, e.g. "less than 1.1 plateau widths of femoral shaft exposed"."""
-    return f"less than {MIN_LEVEL[bone]:.1f} plateau widths of {'femoral' if bone == 'femur' else 'tibial'} shaft exposed"
+    side = "femoral" if bone == "femur" else "tibial"
+    return f"less than {MIN_LEVEL[bone]:.1f} plateau widths of {side} shaft exposed"
 
 
 def choose_levels(exposed: dict[str, set[float]]) -> tuple[ShaftLevels | None, list[str]]:

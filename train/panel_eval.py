@@ -68,7 +68,8 @@ def measurement_block(entries: list[dict], name: str) -> dict:
     confident = [e for e in measured if e["status"] == "ok"]
 
     def table(sel: list[dict]) -> dict:
-        return agreement(np.array([e["pred"] for e in sel], float), np.array([e["truth"] for e in sel], float)).as_dict()
+        pred, truth = (np.array([e[key] for e in sel], float) for key in ("pred", "truth"))
+        return agreement(pred, truth).as_dict()
 
     block = {
         "unit": SPECS[name].unit, "n": len(entries), "n_truth_measurable": len(with_truth),

@@ -151,7 +151,8 @@ def test_syslog_messages_parse_as_rfc5424_dicom_audit_messages(rsyslog, protocol
                                                              "enterprise_site_id": "RADIOLOGY"}}})
     trail = AuditTrail.for_config(config, Database(f"sqlite:///{tmp_path / 'a.sqlite'}"))
     trail.record("instance-received", source="127.0.0.1:40000", calling_ae="PACS", called_ae="KNEEALIGN",
-                 peer="pacs", study_instance_uid="1.2.3", sop_instance_uid="1.2.3.4", sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1")
+                 peer="pacs", study_instance_uid="1.2.3", sop_instance_uid="1.2.3.4",
+                 sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1")
     trail.record("association-rejected", "minor-failure", source="127.0.0.2:40001", calling_ae="EVIL\nAE",
                  reason="unknown calling AE title\r\nforged line")
     trail.record("node-start", details={"node": {"port": 11112}})

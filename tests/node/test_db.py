@@ -392,7 +392,8 @@ def test_an_image_skipped_at_receipt_is_recorded_with_its_reason_and_never_queue
     assert again.duplicate and again.job_id is None
     with db.session() as session:
         instance = session.scalars(select(Instance)).one()
-        assert (instance.state, instance.reason, instance.receive_count) == ("skipped", "BodyPartExamined is not KNEE", 2)
+        assert (instance.state, instance.reason, instance.receive_count) == (
+            "skipped", "BodyPartExamined is not KNEE", 2)
     assert _count(db, Job) == 0
     study = record_instance(db, arrival(study="9.9"), "study", 5, skip="ViewPosition is not AP or PA")
     assert study.job_id is None and queue_quiet_studies(db, 0, 5, now=utcnow() + timedelta(seconds=10)) == []

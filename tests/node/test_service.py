@@ -138,7 +138,8 @@ def test_destination_down_receives_everything_once_back(tmp_path, tiny_weights, 
         db.dispose()
         return done and count >= 4
 
-    wait_for(failed_attempts_after_the_study, 90, "the study processed and delivery attempts to the destination that is down")
+    wait_for(failed_attempts_after_the_study, 90,
+             "the study processed and delivery attempts to the destination that is down")
     db = _db(tmp_path)
     with db.session() as session:
         jobs = list(session.scalars(select(Job)))

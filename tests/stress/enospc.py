@@ -9,8 +9,9 @@ root or CAP_SYS_ADMIN, without which the script says so and exits 2), puts
 from filling, so writes really fail with ENOSPC; with a reserve, the receiver answers 0xA700 and the worker pauses
 before that), fills the rest but a few MiB with a file, and sends ``--images`` synthetic knees with dcmtk's
 ``storescu``, each retried until acknowledged. The filler leaves room for ``--fit`` images but not for their
-results; once processing has been held back by the full disk (5 s after it first was), the filler is deleted. Prints: refused sends, jobs deferred without using an attempt, database writes retried, dead jobs, and
-whether every acknowledged image ended with exactly one SR and one SC (duplicate copies counted).
+results; once processing has been held back by the full disk (5 s after it first was), the filler is deleted.
+Prints: refused sends, jobs deferred without using an attempt, database writes retried, dead jobs, and whether
+every acknowledged image ended with exactly one SR and one SC (duplicate copies counted).
 """
 
 from __future__ import annotations

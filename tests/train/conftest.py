@@ -23,7 +23,8 @@ def _template(n_points: int, reference: tuple[int, int]) -> np.ndarray:
     return pts
 
 
-def toy_knee(phase: str, laterality: str, seed: int, size: tuple[int, int] = (320, 256)) -> tuple[np.ndarray, np.ndarray]:
+def toy_knee(phase: str, laterality: str, seed: int,
+             size: tuple[int, int] = (320, 256)) -> tuple[np.ndarray, np.ndarray]:
     """A 16-bit image with every landmark drawn as a dot (the reference corners bigger), and the landmarks."""
     scheme = load_scheme(phase)
     rng = np.random.default_rng(seed)

@@ -102,9 +102,10 @@ def viewer(browser, studies, tmp_path):
 def _group_labels(sr) -> list[list[str]]:
     """The lines OHIF should draw for each of the SR's measurement groups (the aTFA, then the alignment panel):
     "<concept name>: <value, 2 decimals> <unit>"."""
+    groups = sr.ContentSequence[-1].ContentSequence
     return [[f"{n.ConceptNameCodeSequence[0].CodeMeaning}: {float(n.MeasuredValueSequence[0].NumericValue):.2f} "
              f"{n.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue}"
-             for n in group.ContentSequence if n.ValueType == "NUM"] for group in sr.ContentSequence[-1].ContentSequence]
+             for n in group.ContentSequence if n.ValueType == "NUM"] for group in groups]
 
 
 def _keep_screenshot(viewer: OhifViewer, tmp_path: Path, name: str) -> None:

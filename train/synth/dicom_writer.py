@@ -90,7 +90,8 @@ def build_dataset(img: SynthImage, modality: str | None = None, laterality_tags:
     ds.Modality = modality
     ds.SeriesNumber = 1
     ds.SeriesDate, ds.SeriesTime = STUDY_DATE, STUDY_TIME
-    ds.SeriesDescription = f"KneeAlign synthetic {img.phase}" + (" (3D projection)" if namespace != "kneealign-synth" else "")
+    projected = " (3D projection)" if namespace != "kneealign-synth" else ""
+    ds.SeriesDescription = f"KneeAlign synthetic {img.phase}{projected}"
     ds.BodyPartExamined = "KNEE"
     ds.ViewPosition = "AP"
     if modality == "DX":

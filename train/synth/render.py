@@ -128,8 +128,10 @@ class Canvas:
         direction = direction / np.hypot(*direction)
         step = RAMP_STEP
         h, w = roi[0].stop - roi[0].start, roi[1].stop - roi[1].start
-        ys = (np.arange(roi[0].start, roi[0].stop + step, step, dtype=np.float32) - p[1]) * (direction[1] * self.spacing)
-        xs = (np.arange(roi[1].start, roi[1].stop + step, step, dtype=np.float32) - p[0]) * (direction[0] * self.spacing)
+        ys = np.arange(roi[0].start, roi[0].stop + step, step, dtype=np.float32)
+        xs = np.arange(roi[1].start, roi[1].stop + step, step, dtype=np.float32)
+        ys = (ys - p[1]) * (direction[1] * self.spacing)
+        xs = (xs - p[0]) * (direction[0] * self.spacing)
         ramp = ((ys[:, None] + xs[None, :] - dia.none) * (1.0 / (dia.full - dia.none))).astype(np.float32)
         np.clip(ramp, 0.0, 1.0, out=ramp)
         return _expand(ramp, step, 0.0, (h, w))  # output pixel i samples the ramp at i / step

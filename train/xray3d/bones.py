@@ -164,7 +164,8 @@ def condyle_layout(f: Femur3D) -> CondyleLayout:
     x_l = f.notch_halfwidth + f.condyle_rx_lateral
     tip_l = -(x_l - x_m) * math.tan(math.radians(90.0 - f.aldfa_deg))
     roof = min(0.0, tip_l) - f.notch_height
-    return CondyleLayout(np.array([x_m, -f.condyle_ry, f.condyle_z]), np.array([x_l, tip_l - f.condyle_ry, f.condyle_z]),
+    return CondyleLayout(np.array([x_m, -f.condyle_ry, f.condyle_z]),
+                         np.array([x_l, tip_l - f.condyle_ry, f.condyle_z]),
                          0.0, tip_l, roof)
 
 
@@ -259,7 +260,8 @@ def _tibial_parts(k: Knee3D, imp: Implant3D) -> tuple[list[Material], float]:
     """Tray, stem with keel and cement in the tray's frame (origin at the cut's middle); returns the cut's width."""
     t = k.tibia
     med, lat, cz, az = (float(v[0]) for v in tibia_extent(t, np.array([imp.resection_below])))
-    tray = Tube([-imp.tray_thickness, 0.0], [(med + lat) / 2 + 0.5 * (imp.tray_overhang_lateral - imp.tray_overhang_medial)] * 2,
+    centre = (med + lat) / 2 + 0.5 * (imp.tray_overhang_lateral - imp.tray_overhang_medial)
+    tray = Tube([-imp.tray_thickness, 0.0], [centre] * 2,
                 [cz] * 2, [(lat - med) / 2 + 0.5 * (imp.tray_overhang_medial + imp.tray_overhang_lateral)] * 2,
                 [az * 0.95] * 2)
     r, length = imp.stem_radius, imp.stem_length

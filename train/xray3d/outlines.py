@@ -306,7 +306,8 @@ def _implant_points(comp: Contour, tray: Contour, stem: Contour, L: float) -> li
     cross = []
     for i in idx:
         t = d[i] / (d[i] - d[i + 1])
-        cross.append((stem.pts[i, 0] + t * (stem.pts[i + 1, 0] - stem.pts[i, 0]), stem.s[i] + t * (stem.s[i + 1] - stem.s[i])))
+        cross.append((stem.pts[i, 0] + t * (stem.pts[i + 1, 0] - stem.pts[i, 0]),
+                      stem.s[i] + t * (stem.s[i + 1] - stem.s[i])))
     s_med, s_lat = min(cross)[1], max(cross)[1]
     tip = stem.support((0.0, 1.0))
     stem_pts = stem.sample(s_med, s_lat, stem.direction_through(s_med, s_lat, tip), 10)
