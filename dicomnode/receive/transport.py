@@ -324,9 +324,11 @@ class GuardedRequestHandler(RequestHandler):
                 self.request.close()
             finally:
                 if conn is not None:
-                    server.policy.limiter.release(conn)
-                    server.policy.ended(conn, assoc)
-                    conn.ended.set()
+                    try:
+                        server.policy.limiter.release(conn)
+                        server.policy.ended(conn, assoc)
+                    finally:
+                        conn.ended.set()  # even if the log or the audit trail failed: the accept loop waits on it
 
     def _secure(self, conn: Connection, sock: socket.socket) -> socket.socket | None:
         """The TLS-wrapped socket after a handshake within the negotiation deadline, or ``sock`` itself."""
