@@ -28,8 +28,9 @@ import json
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -108,56 +109,70 @@ def preannotate(aligner, images: Path, out: Path, val_fraction: float = 0.15, in
         raise ValueError(f"the validation fraction must be at least 0 and below 1, got {val_fraction}")
     files = dicom_files(images)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
-    summary = PreannotationSummary(skipped=Counter(), splits=Counter())
+    batch = _Batch(aligner, images, out, val_fraction, include_flagged, any_view, len(files))
     with (out / "manifest.csv").open("w", newline="") as manifest:
         writer = csv.DictWriter(manifest, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
         for number, path in enumerate(tqdm(files, desc="pre-annotating", unit="image", disable=not progress), 1):
-            row = _preannotate_file(aligner, path, number, len(files), images, out, val_fraction, include_flagged,
-                                    any_view, summary)
+            row = batch.read(path, number)
             if row is not None:
                 writer.writerow(row)
                 manifest.flush()
-    (out / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
-    return summary
+    (out / "summary.json").write_text(json.dumps(batch.summary.as_dict(), indent=2))
+    return batch.summary
 
 
-def _preannotate_file(aligner, path: Path, number: int, total: int, images: Path, out: Path, val_fraction: float,
-                      include_flagged: bool, any_view: bool, summary: PreannotationSummary) -> dict | None:
-    """Read one file; write its annotation and return its manifest row, or count why not and return None."""
-    try:
-        ds = pydicom.dcmread(str(path))
-    except (pydicom.errors.InvalidDicomError, OSError, ValueError):
-        summary.skipped["not DICOM"] += 1
-        return None
-    summary.read += 1
-    reason = None if any_view else skip_reason(ds)
-    if reason is not None:  # a lateral view, another body part, not a radiograph: the node would skip it too
-        summary.skipped[f"not processed by the node: {reason}"] += 1
-        return None
-    try:
-        pred = aligner.predict(ds)
-    except UnsupportedImage as exc:  # no knee, or pixels that cannot be decoded: counted, the batch goes on
-        log.warning("file %d of %d not read: %s", number, total, exc)  # a file name may hold a name
-        log.debug("file %d is %s", number, path)
-        summary.skipped["not read"] += 1
-        return None
-    if pred.low_confidence and not include_flagged:
-        summary.skipped["low confidence"] += 1
-        return None
-    visible = inside_image(pred.landmarks, (int(ds.Rows), int(ds.Columns)))
-    if not visible[list(load_scheme(pred.phase).roles["reference"])].all():
-        summary.skipped["plateau corners outside the image"] += 1
-        return None
-    summary.partial += int(not visible.all())
-    uid = str(getattr(ds, "SOPInstanceUID", "") or path.name)
-    split = FLAGGED_SPLIT if pred.low_confidence else split_for(uid, val_fraction)
-    relative = path.relative_to(images) if images.is_dir() else Path(path.name)
-    target = out / "annotations" / relative.parent / f"{relative.name}.json"  # UID-named files keep every dot
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(annotation_json(pred, uid, visible)))
-    summary.written += 1
-    summary.splits[split] += 1
-    return {"image": os.path.relpath(path.resolve(), out.resolve()), "landmarks": str(target.relative_to(out)),
-            "laterality": pred.laterality, "phase": pred.phase, "split": split, "status": pred.status,
-            "confidence": f"{pred.confidence:.4f}", "warnings": "; ".join(pred.warnings)}
+@dataclass
+class _Batch:
+    """One pre-annotation run: its settings, and the counts of what it did so far."""
+
+    aligner: Any
+    images: Path
+    out: Path
+    val_fraction: float
+    include_flagged: bool
+    any_view: bool
+    total: int  # files to look at (for the log)
+    summary: PreannotationSummary = field(
+        default_factory=lambda: PreannotationSummary(skipped=Counter(), splits=Counter()))
+
+    def read(self, path: Path, number: int) -> dict | None:
+        """Read one file; write its annotation and return its manifest row, or count why not and return None."""
+        summary = self.summary
+        try:
+            ds = pydicom.dcmread(str(path))
+        except (pydicom.errors.InvalidDicomError, OSError, ValueError):
+            summary.skipped["not DICOM"] += 1
+            return None
+        summary.read += 1
+        reason = None if self.any_view else skip_reason(ds)
+        if reason is not None:  # a lateral view, another body part, not a radiograph: the node would skip it too
+            summary.skipped[f"not processed by the node: {reason}"] += 1
+            return None
+        try:
+            pred = self.aligner.predict(ds)
+        except UnsupportedImage as exc:  # no knee, or pixels that cannot be decoded: counted, the batch goes on
+            log.warning("file %d of %d not read: %s", number, self.total, exc)  # a file name may hold a name
+            log.debug("file %d is %s", number, path)
+            summary.skipped["not read"] += 1
+            return None
+        if pred.low_confidence and not self.include_flagged:
+            summary.skipped["low confidence"] += 1
+            return None
+        visible = inside_image(pred.landmarks, (int(ds.Rows), int(ds.Columns)))
+        if not visible[list(load_scheme(pred.phase).roles["reference"])].all():
+            summary.skipped["plateau corners outside the image"] += 1
+            return None
+        summary.partial += int(not visible.all())
+        uid = str(getattr(ds, "SOPInstanceUID", "") or path.name)
+        split = FLAGGED_SPLIT if pred.low_confidence else split_for(uid, self.val_fraction)
+        relative = path.relative_to(self.images) if self.images.is_dir() else Path(path.name)
+        target = self.out / "annotations" / relative.parent / f"{relative.name}.json"  # UID-named: keep every dot
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(annotation_json(pred, uid, visible)))
+        summary.written += 1
+        summary.splits[split] += 1
+        return {"image": os.path.relpath(path.resolve(), self.out.resolve()),
+                "landmarks": str(target.relative_to(self.out)), "laterality": pred.laterality, "phase": pred.phase,
+                "split": split, "status": pred.status, "confidence": f"{pred.confidence:.4f}",
+                "warnings": "; ".join(pred.warnings)}

@@ -144,9 +144,7 @@ def preannotated(tmp_path_factory):
     if "Laterality" in ds:
         del ds.Laterality
     ds.save_as(first)
-    ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
-    ds.SOPInstanceUID = generate_uid()
-    ds.save_as(root / "images" / "zz-blank.dcm")
+    _relabelled(first, root / "images" / "zz-blank.dcm", PixelData=np.zeros_like(ds.pixel_array).tobytes())
     _relabelled(first, root / "images" / "zz-lateral.dcm", ViewPosition="LL")
     _relabelled(first, root / "images" / "zz-chest.dcm", BodyPartExamined="CHEST")
     (root / "images" / "notes.txt").write_text("not a radiograph")
