@@ -14,7 +14,9 @@
    that contradicts it makes the result low-confidence with the reason, never a number measured on the other
    side. Without a tag the image decides, with its probability in the result. The pre/post-op decision (the
    implant logit) likewise: an uncertain one is low confidence. Right knees are mirrored to look like left knees
-   from here on.
+   from here on. Where the global stage cannot tell the two corners apart (both decoded on one point: each
+   corner's map peaks at both corners), the maps' two modes are the corners, ordered by the tag; without a tag
+   the right-knee classifier orders them and the result is low-confidence, so no side is ever guessed.
 3. Local stage: the similarity frame fixed by the reference points is resampled and the phase's network
    (134 pre-op or 181 post-op landmarks) runs on it; optionally once more on the frame rebuilt from its own
    reference points (refinement). Points are mapped back to the source image (and un-mirrored). The other
@@ -49,7 +51,7 @@ from model.alignment import ShaftLevels, choose_bone_levels, compute_alignment, 
 from model.exposure import exposed_levels
 from model.frames import apply_affine, frame_matrix, invert_affine, mirror_points
 from model.measurements import ReferenceRange, apply_site_ranges, compute_measurements, grade, resolve_names
-from model.network import decode_heatmaps
+from model.network import decode_heatmaps, decode_two_modes
 from model.preprocess import FrameSampler, UnsupportedImage, letterbox, load_radiograph, to_network_input
 from model.result import KneePrediction
 from model.scheme import load_scheme
@@ -171,13 +173,16 @@ class KneeAligner:
     def _run(self, stage: str, image: np.ndarray, method: str | None = None):
         """One stage on one image: points (in the image's pixels), their confidences, the auxiliary outputs;
         ``method``: the heatmap decoder (default: the one ``DECODER`` names for the stage)."""
-        x = torch.from_numpy(to_network_input(image))[None, None].to(self.device)
-        with torch.inference_mode():
-            out = self.nets[stage](x)
+        out = self._forward(stage, image)
         coords, conf = decode_heatmaps(out.heatmaps, self.nets[stage].cfg.stem_stride,
                                        method=method or DECODER.get(stage, "integral"))
         aux = torch.sigmoid(out.aux[0]).cpu().numpy() if out.aux is not None else None
         return coords[0].cpu().numpy().astype(np.float64), conf[0].cpu().numpy().astype(np.float64), aux
+
+    def _forward(self, stage: str, image: np.ndarray):
+        x = torch.from_numpy(to_network_input(image))[None, None].to(self.device)
+        with torch.inference_mode():
+            return self.nets[stage](x)
 
     def plateau_corners(self, image: np.ndarray, method: str | None = None):
         """The global stage on the whole radiograph: the two tibial plateau corners in the image's pixels, their
@@ -185,6 +190,33 @@ class KneeAligner:
         square, to_square = letterbox(image, self.bundle.global_size)
         corners, conf, aux = self._run(GLOBAL_STAGE, square, method)
         return apply_affine(invert_affine(to_square), corners), conf, aux
+
+    def plateau_corner_modes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The global stage's two strongest separate corner modes (``decode_two_modes`` on both corners' maps) in the
+        image's pixels, strongest first, and the probability each corner's map puts at each (rows: medial, lateral
+        map; columns: mode); None when the maps do not show two points."""
+        square, to_square = letterbox(image, self.bundle.global_size)
+        heatmaps = self._forward(GLOBAL_STAGE, square).heatmaps[0]
+        found = decode_two_modes(heatmaps, self.nets[GLOBAL_STAGE].cfg.stem_stride)
+        if found is None:
+            return None
+        modes, mass = (t.cpu().numpy().astype(np.float64) for t in found)
+        return apply_affine(invert_affine(to_square), modes), mass
+
+    def _corners_told_apart(self, image: np.ndarray, tag: str | None, p_right: float
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        """Both plateau corners decoded on one point: the global stage cannot tell which corner is which (the knee's
+        side), and each corner's map peaks at both corners. Its two modes are the corners, ordered by the laterality
+        tag (a right knee as acquired has its lateral corner on the image's left), or without one by the
+        right-knee classifier (the caller then makes the result low-confidence). Their confidence: the mean
+        probability both maps put at each. Raises ``UnsupportedImage`` when the maps show no two points."""
+        found = self.plateau_corner_modes(image)
+        if found is None or np.linalg.norm(found[0][1] - found[0][0]) < MIN_REFERENCE_FRACTION * max(image.shape):
+            raise UnsupportedImage("no knee found: the tibial plateau corners could not be told apart")
+        modes, mass = found
+        right = tag == "R" if tag is not None else p_right >= 0.5
+        order = [0, 1] if (modes[0, 0] > modes[1, 0]) == right else [1, 0]  # medial corner first
+        return modes[order], mass.mean(axis=0)[order]
 
     def _implant_probability(self, image_left: np.ndarray | FrameSampler, reference: np.ndarray) -> float:
         """The implant stage's probability of an implant, from the joint in its frame (left view)."""
@@ -242,13 +274,18 @@ class KneeAligner:
         image = frames.image
         h, w = image.shape
         reference, ref_conf, aux = self.plateau_corners(image)
-        if np.linalg.norm(reference[1] - reference[0]) < MIN_REFERENCE_FRACTION * max(h, w):
-            raise UnsupportedImage("no knee found: the tibial plateau corners could not be told apart")
         p_right, p_implant = float(aux[0]), float(aux[1])
+        one_point = bool(np.linalg.norm(reference[1] - reference[0]) < MIN_REFERENCE_FRACTION * max(h, w))
+        if one_point:
+            reference, ref_conf = self._corners_told_apart(image, laterality_tag, p_right)
         timings[GLOBAL_STAGE] = (time.perf_counter() - t) * 1000
         order_right = bool(reference[1, 0] < reference[0, 0])  # lateral corner left of the medial one
 
         laterality, source, p_side, c_side = self._decide_laterality(laterality_tag, order_right, p_right, warnings)
+        if one_point and source == "image":
+            warnings.append(f"laterality uncertain: the plateau corners could not be told apart; the right-knee "
+                            f"classifier reads {laterality} (probability {p_side:.2f})")
+            c_side = 0.0
         image_left = frames.mirrored() if laterality == "R" else frames
         ref_left = mirror_points(reference, w) if laterality == "R" else reference
         if IMPLANT_STAGE in self.nets:
@@ -286,8 +323,8 @@ class KneeAligner:
             return float(np.max(np.linalg.norm(final_ref - ref, axis=1))) / max(length, 1e-6)
 
         shifts = {"global": moved(ref_left), "frame": moved(frame_ref)}
-        if source == "image" and c_side > 0.0:
-            c_side = self._fibula_confirms_side(conf, scheme, laterality, warnings)
+        if (source == "image" or one_point) and c_side > 0.0:  # the tag ordered the corners: the fibula checks it
+            c_side = self._fibula_confirms_side(conf, scheme, laterality, source, warnings)
 
         landmarks = mirror_points(points, w) if laterality == "R" else points
         whole_reasons = list(warnings)  # so far every warning concerns the landmark set as a whole
@@ -392,18 +429,20 @@ class KneeAligner:
         return from_image, "image", p_image, 1.0
 
     @staticmethod
-    def _fibula_confirms_side(conf: np.ndarray, scheme, laterality: str, warnings: list[str]) -> float:
+    def _fibula_confirms_side(conf: np.ndarray, scheme, laterality: str, source: str, warnings: list[str]) -> float:
         """1.0, or 0.0 with a warning when the fibula's landmarks are weak: the landmark stages read a left knee
         (right ones mirrored), whose fibula lies lateral; a knee mirrored the wrong way shows it on the other side.
-        Only for a side read from the image (a tag is never overruled). A scheme without fibula curves passes."""
+        For a side read from the image, and for corners the tag ordered (``_corners_told_apart``); a tag is never
+        overruled, only made low-confidence. A scheme without fibula curves passes."""
         fibula = [i for curve in scheme.curves if curve.bone == "fibula" for i in curve.indices]
         if not fibula:
             return 1.0
         c_fibula = float(np.mean(conf[fibula]))
         if c_fibula >= FIBULA_SIDE_CONFIDENCE:
             return 1.0
-        warnings.append(f"laterality uncertain: the fibula is not found where the side read from the image "
-                        f"({laterality}) puts it (confidence {c_fibula:.2f})")
+        by = "the laterality tag" if source == "tag" else "the side read from the image"
+        warnings.append(f"laterality uncertain: the fibula is not found where {by} ({laterality}) puts it "
+                        f"(confidence {c_fibula:.2f})")
         return 0.0
 
     def _implant_outline_indices(self) -> list[int]:

@@ -7,7 +7,8 @@ each level below the top is twice as wide as its parent, up to that cap. ``forwa
 coordinates (a soft-argmax over each whole map, used for the Wing loss in training) and optional auxiliary logits
 (global stage: right knee as acquired, implant present).
 ``decode_heatmaps`` is the inference decoder: the soft-argmax the network was trained with (or, optionally, the peak
-refined to sub-pixel accuracy), plus a per-landmark confidence (the probability mass around the peak).
+refined to sub-pixel accuracy), plus a per-landmark confidence (the probability mass around the peak);
+``decode_two_modes`` finds the two points of a pair of maps that each peak at both.
 """
 
 from __future__ import annotations
@@ -212,6 +213,44 @@ def decode_heatmaps(heatmaps: torch.Tensor, stride: int, radius: int = 2,
     if method == "integral":
         return soft_argmax(heatmaps, stride), mass
     return _to_input_px(grid, stride), mass
+
+
+def decode_two_modes(heatmaps: torch.Tensor, stride: int, radius: int = 2, separation: int = 3,
+                     min_mass: float = 0.2) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The two strongest separate modes of a pair of maps taken together, for a pair of points each map may mistake
+    for the other (the plateau corners of a knee whose side the network cannot tell: each corner's map then peaks at
+    both corners, and the peaks of both maps may fall on the same one).
+
+    ``heatmaps``: (2, H, W) logits. Returns ``(modes (2, 2) input px, mass (2 maps, 2 modes))``, the modes ordered by
+    strength, each the soft-argmax of the summed probability in the (2 ``radius`` + 1)^2 window around a local
+    maximum at least ``separation`` cells from the other, and the probability each map puts in each window; None
+    when the second mode holds less than ``min_mass`` of the summed probability (2 in all): a single point or a flat
+    map, not two."""
+    n, h, w = heatmaps.shape
+    if n != 2:
+        raise ValueError(f"expected a pair of maps, got {n}")
+    prob = torch.softmax(heatmaps.reshape(2, h * w).float(), dim=-1).reshape(2, h, w)
+    total = prob.sum(0)
+    is_max = total == F.max_pool2d(total[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0]
+    order = torch.argsort(total.reshape(-1), descending=True)
+    cells = [(int(i) // w, int(i) % w) for i in order[is_max.reshape(-1)[order]][:64]]
+    first = cells[0]
+    second = next((c for c in cells[1:] if max(abs(c[0] - first[0]), abs(c[1] - first[1])) >= separation), None)
+    if second is None:
+        return None
+    modes, masses = [], []
+    for y, x in (first, second):
+        y0, y1, x0, x1 = max(y - radius, 0), min(y + radius + 1, h), max(x - radius, 0), min(x + radius + 1, w)
+        window = total[y0:y1, x0:x1]
+        ys, xs = torch.meshgrid(torch.arange(y0, y1, dtype=window.dtype), torch.arange(x0, x1, dtype=window.dtype),
+                                indexing="ij")
+        mass = window.sum()
+        modes.append(torch.stack([(window * xs).sum() / mass, (window * ys).sum() / mass]))
+        masses.append(prob[:, y0:y1, x0:x1].sum((1, 2)))
+    mass = torch.stack(masses, dim=1)  # (map, mode)
+    if float(mass[:, 1].sum()) < min_mass:
+        return None
+    return _to_input_px(torch.stack(modes), stride), mass
 
 
 def count_parameters(net: nn.Module) -> int:

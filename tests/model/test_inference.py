@@ -139,13 +139,17 @@ def test_weak_fibula_landmarks_make_a_side_read_from_the_image_uncertain():
     assert len(fibula) == 22
     conf = np.full(scheme.n_points, 0.95)
     warnings = []
-    assert KneeAligner._fibula_confirms_side(conf, scheme, "L", warnings) == 1.0 and not warnings
+    assert KneeAligner._fibula_confirms_side(conf, scheme, "L", "image", warnings) == 1.0 and not warnings
     conf[fibula] = 0.6
-    assert KneeAligner._fibula_confirms_side(conf, scheme, "L", warnings) == 0.0
+    assert KneeAligner._fibula_confirms_side(conf, scheme, "L", "image", warnings) == 0.0
+    assert KneeAligner._fibula_confirms_side(conf, scheme, "R", "tag", warnings) == 0.0
     assert warnings == ["laterality uncertain: the fibula is not found where the side read from the image (L) puts "
-                        "it (confidence 0.60)"]
+                        "it (confidence 0.60)",
+                        "laterality uncertain: the fibula is not found where the laterality tag (R) puts it "
+                        "(confidence 0.60)"]
     no_fibula = dataclasses.replace(scheme, curves=tuple(c for c in scheme.curves if c.bone != "fibula"))
-    assert KneeAligner._fibula_confirms_side(conf, no_fibula, "L", []) == 1.0  # a site's scheme without a fibula
+    # a site's scheme without a fibula
+    assert KneeAligner._fibula_confirms_side(conf, no_fibula, "L", "image", []) == 1.0
 
 
 def test_the_fibula_check_applies_to_a_side_from_the_image_never_to_a_tag(shipped, monkeypatch):
@@ -218,6 +222,33 @@ def test_untrained_networks_never_give_a_confident_number(tiny_weights):
         assert "no knee found" in str(exc)
     else:
         assert pred.status == "low_confidence"
+
+
+def test_plateau_corners_on_one_point_are_ordered_by_the_tag_and_never_by_a_guess(shipped):
+    """The shipped global stage reads both plateau corners of this 3D-renderer knee (a validation seed) onto one
+    point: it cannot tell the knee's side, and each corner's map peaks at both corners. With the laterality tag the
+    maps' two modes are the corners in the tag's order and the knee is measured (here flagged, as its corners lie far
+    from the local stage's); without a tag the result is low-confidence with the reason, whatever side it shows."""
+    from model.alignment import compute_alignment
+    from model.inference import MIN_REFERENCE_FRACTION
+    from train.data.synthetic import synthetic_sample
+
+    sample = synthetic_sample(1000181, "preop", renderer="3d")
+    aligner = KneeAligner.load(shipped)
+    corners, _, _ = aligner.plateau_corners(sample.image)
+    assert np.linalg.norm(corners[1] - corners[0]) < MIN_REFERENCE_FRACTION * max(sample.image.shape), (
+        "the global stage now tells this knee's corners apart: choose another case for this test")
+    truth = compute_alignment(sample.landmarks, sample.scheme, sample.laterality)
+    tagged = aligner.predict_image(sample.image, sample.laterality, sample.pixel_spacing_mm)
+    assert tagged.laterality == sample.laterality == "L" and tagged.phase == "preop"
+    reference = list(sample.scheme.roles["reference"])
+    width = np.linalg.norm(np.subtract(*sample.landmarks[reference]))
+    assert np.linalg.norm(tagged.landmarks[reference] - sample.landmarks[reference], axis=1).max() < 0.05 * width
+    assert abs(tagged.alignment.atfa_fnts_deg - truth.atfa_fnts_deg) < 1.0
+    untagged = aligner.predict_image(sample.image, None, sample.pixel_spacing_mm)
+    assert untagged.low_confidence and untagged.laterality_source == "image"
+    assert any(w.startswith("laterality uncertain: the plateau corners could not be told apart") for w in
+               untagged.warnings)
 
 
 def test_missing_tag_means_laterality_from_the_image(shipped):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from model.network import (CPU_GLOBAL, CPU_LOCAL_POSTOP, CPU_LOCAL_PREOP, PAPER_GLOBAL, PAPER_LOCAL_POSTOP,
-                           PAPER_LOCAL_PREOP, HourglassConfig, LandmarkNet, decode_heatmaps, soft_argmax)
+                           PAPER_LOCAL_PREOP, HourglassConfig, LandmarkNet, decode_heatmaps, decode_two_modes,
+                           soft_argmax)
 from model.weights import ModelBundle, WeightsError, load_bundle, save_bundle
 
 TINY = dict(global_cfg=HourglassConfig(2, 8, 2, n_aux=2),
@@ -112,6 +113,40 @@ def test_flat_map_gives_low_confidence_and_soft_argmax_centre_bias():
     _, conf = decode_heatmaps(flat, stride=1)
     assert conf.item() < 0.05
     assert np.allclose(soft_argmax(flat, 1)[0, 0].numpy(), [14.5, 19.5])
+
+
+def bimodal(a, b, weight_b, h=40, w=30, sigma=1.2):
+    """A map peaking at ``a`` and at ``b``, ``b`` with ``weight_b`` of ``a``'s mass."""
+    ys, xs = np.mgrid[0:h, 0:w]
+    at_a = -((xs - a[0]) ** 2 + (ys - a[1]) ** 2) / (2 * sigma**2)
+    at_b = -((xs - b[0]) ** 2 + (ys - b[1]) ** 2) / (2 * sigma**2) + np.log(weight_b)
+    return np.logaddexp(at_a, at_b)
+
+
+def test_two_modes_are_the_two_points_of_a_pair_of_maps_that_both_peak_at_one():
+    """Both corners' maps peak at the same corner (the peak decoder puts both there); the second mode is the other
+    corner, found in the maps taken together, with each map's share at each."""
+    a, b = (8.0, 10.0), (22.0, 12.0)
+    maps = torch.tensor(np.array([bimodal(a, b, 0.6), bimodal(a, b, 0.8)]), dtype=torch.float32)
+    peaks, _ = decode_heatmaps(maps[None], stride=4, method="peak")
+    assert np.linalg.norm(peaks[0, 0].numpy() - peaks[0, 1].numpy()) < 0.5  # one point
+    modes, mass = decode_two_modes(maps, stride=4)
+    expected = (np.array([a, b]) + 0.5) * 4 - 0.5
+    assert np.allclose(modes.numpy(), expected, atol=0.1)  # strongest first
+    m = mass.numpy()  # (map, mode): the share of each map in each mode's 5 x 5 window (about 94 % of a blob)
+    assert np.allclose(m[:, 1] / m[:, 0], [0.6, 0.8], atol=0.01)
+    assert np.allclose(m.sum(axis=1), 0.94, atol=0.02)
+
+
+def test_two_modes_need_a_second_point_with_mass():
+    one = torch.tensor(np.array([bimodal((8, 10), (9, 11), 1.0), bimodal((8, 10), (9, 11), 1.0)]),
+                       dtype=torch.float32)
+    assert decode_two_modes(one, stride=4) is None  # a single blob, not two
+    faint = torch.tensor(np.array([bimodal((8, 10), (22, 12), 0.05)] * 2), dtype=torch.float32)
+    assert decode_two_modes(faint, stride=4) is None  # the second mode holds 9 % of the summed mass (2), under 0.2
+    assert decode_two_modes(torch.zeros(2, 40, 30), stride=4) is None  # flat
+    with pytest.raises(ValueError, match="pair"):
+        decode_two_modes(torch.zeros(3, 40, 30), stride=4)
 
 
 def test_bundle_round_trip_and_predictions_identical(tmp_path):
