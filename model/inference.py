@@ -203,7 +203,7 @@ class KneeAligner:
         modes, mass = (t.cpu().numpy().astype(np.float64) for t in found)
         return apply_affine(invert_affine(to_square), modes), mass
 
-    def _corners_told_apart(self, image: np.ndarray, tag: str | None, p_right: float
+    def corners_told_apart(self, image: np.ndarray, tag: str | None, p_right: float
                             ) -> tuple[np.ndarray, np.ndarray]:
         """Both plateau corners decoded on one point: the global stage cannot tell which corner is which (the knee's
         side), and each corner's map peaks at both corners. Its two modes are the corners, ordered by the laterality
@@ -277,7 +277,7 @@ class KneeAligner:
         p_right, p_implant = float(aux[0]), float(aux[1])
         one_point = bool(np.linalg.norm(reference[1] - reference[0]) < MIN_REFERENCE_FRACTION * max(h, w))
         if one_point:
-            reference, ref_conf = self._corners_told_apart(image, laterality_tag, p_right)
+            reference, ref_conf = self.corners_told_apart(image, laterality_tag, p_right)
         timings[GLOBAL_STAGE] = (time.perf_counter() - t) * 1000
         order_right = bool(reference[1, 0] < reference[0, 0])  # lateral corner left of the medial one
 
@@ -432,7 +432,7 @@ class KneeAligner:
     def _fibula_confirms_side(conf: np.ndarray, scheme, laterality: str, source: str, warnings: list[str]) -> float:
         """1.0, or 0.0 with a warning when the fibula's landmarks are weak: the landmark stages read a left knee
         (right ones mirrored), whose fibula lies lateral; a knee mirrored the wrong way shows it on the other side.
-        For a side read from the image, and for corners the tag ordered (``_corners_told_apart``); a tag is never
+        For a side read from the image, and for corners the tag ordered (``corners_told_apart``); a tag is never
         overruled, only made low-confidence. A scheme without fibula curves passes."""
         fibula = [i for curve in scheme.curves if curve.bone == "fibula" for i in curve.indices]
         if not fibula:
