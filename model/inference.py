@@ -61,6 +61,8 @@ from model.weights import ModelBundle, load_bundle
 
 # Reference points closer than this fraction of the image's longer side mean no knee was found.
 MIN_REFERENCE_FRACTION = 0.02
+# The warning of a result whose plateau corners the global stage read onto one point and no tag ordered.
+CORNERS_NOT_TOLD_APART = "laterality uncertain: the plateau corners could not be told apart"
 # Without a tag, the side is read from the order of the plateau corners; the right-knee classifier must not
 # contradict it with this certainty. The pre/post-op decision (implant classifier) must be at least this certain.
 LATERALITY_CERTAINTY = 0.9
@@ -276,15 +278,15 @@ class KneeAligner:
         reference, ref_conf, aux = self.plateau_corners(image)
         p_right, p_implant = float(aux[0]), float(aux[1])
         one_point = bool(np.linalg.norm(reference[1] - reference[0]) < MIN_REFERENCE_FRACTION * max(h, w))
-        if one_point:
+        if one_point:  # rare: the global network runs once more to read both maps' modes
             reference, ref_conf = self.corners_told_apart(image, laterality_tag, p_right)
         timings[GLOBAL_STAGE] = (time.perf_counter() - t) * 1000
         order_right = bool(reference[1, 0] < reference[0, 0])  # lateral corner left of the medial one
 
         laterality, source, p_side, c_side = self._decide_laterality(laterality_tag, order_right, p_right, warnings)
         if one_point and source == "image":
-            warnings.append(f"laterality uncertain: the plateau corners could not be told apart; the right-knee "
-                            f"classifier reads {laterality} (probability {p_side:.2f})")
+            warnings.append(f"{CORNERS_NOT_TOLD_APART}; the right-knee classifier reads {laterality} "
+                            f"(probability {p_side:.2f})")
             c_side = 0.0
         image_left = frames.mirrored() if laterality == "R" else frames
         ref_left = mirror_points(reference, w) if laterality == "R" else reference
@@ -387,6 +389,12 @@ class KneeAligner:
             except UnsupportedImage:
                 pred.consistency[name] = None
                 self._distrust(pred, f"inconsistent: no knee found in a {name}")
+                continue
+            if any(w.startswith(CORNERS_NOT_TOLD_APART) for w in other.warnings):
+                # the copy's side is the right-knee classifier's alone, which can be as wrong on the copy as on the
+                # original: a knee measured on the wrong side twice agrees with itself, so this confirms nothing
+                pred.consistency[name] = None
+                self._distrust(pred, f"inconsistent: the plateau corners of a {name} could not be told apart")
                 continue
             theirs = {"FNTS": other.alignment.atfa_fnts_deg, "FTS": other.alignment.atfa_fts_deg}
             diff = {k: theirs[k] - mine[k] for k in mine}

@@ -251,6 +251,21 @@ def test_plateau_corners_on_one_point_are_ordered_by_the_tag_and_never_by_a_gues
                untagged.warnings)
 
 
+def test_a_copy_whose_corners_no_tag_ordered_confirms_nothing(shipped):
+    """A held-out post-op right knee of the 3D renderer that the shipped weights read as a left one, untagged; its
+    mirrored copy's plateau corners fall on one point, so the copy's side is the right-knee classifier's, which errs
+    the same way: the copy agrees with the wrong reading. Such a copy must leave the result low-confidence (it did
+    when the copy found no knee); found by the held-out evaluation of the change that measures such copies."""
+    from train.data.synthetic import synthetic_sample
+
+    sample = synthetic_sample(9100146, "postop", renderer="3d")
+    pred = KneeAligner.load(shipped).predict_image(sample.image, None, sample.pixel_spacing_mm)
+    assert sample.laterality == "R" and pred.laterality == "L", "the shipped weights now read this knee's side right"
+    assert pred.low_confidence and pred.status == "low_confidence"
+    assert "inconsistent: the plateau corners of a mirrored copy could not be told apart" in pred.warnings
+    assert pred.consistency["mirrored copy"] is None
+
+
 def test_missing_tag_means_laterality_from_the_image(shipped):
     pred = KneeAligner.load(shipped).predict(synthetic_knee_dx("R", tags=False))
     assert pred.laterality == "R" and pred.laterality_source == "image"
