@@ -29,7 +29,8 @@
    low-confidence. A whole-result confidence; below the threshold the result is low-confidence.
 5. Consistency: the same measurement on a mirrored copy (laterality swapped) and on a copy rotated by a few
    degrees, at the same shaft levels, must agree within ``CONSISTENCY_TOLERANCE_DEG``; otherwise the result is
-   low-confidence with the reason.
+   low-confidence with the reason. A copy that finds no knee, or whose corners fell on one point with no tag to
+   order them, confirms nothing: low confidence too.
 6. The measurement panel (``model.measurements``): the configured measurements from the same landmarks and
    axes (a bone without enough exposed shaft makes only the measurements on its axis not measurable), each
    graded by the confidence of its own landmarks and of the landmark set as a whole (laterality, phase, the
