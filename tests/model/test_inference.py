@@ -224,7 +224,7 @@ def test_untrained_networks_never_give_a_confident_number(tiny_weights):
         assert pred.status == "low_confidence"
 
 
-def test_plateau_corners_on_one_point_are_ordered_by_the_tag_and_never_by_a_guess(shipped):
+def test_plateau_corners_on_one_point_are_ordered_by_the_tag_and_never_by_a_guess(shipped, monkeypatch):
     """The shipped global stage reads both plateau corners of this 3D-renderer knee (a validation seed) onto one
     point: it cannot tell the knee's side, and each corner's map peaks at both corners. With the laterality tag the
     maps' two modes are the corners in the tag's order and the knee is measured (here flagged, as its corners lie far
@@ -245,6 +245,14 @@ def test_plateau_corners_on_one_point_are_ordered_by_the_tag_and_never_by_a_gues
     width = np.linalg.norm(np.subtract(*sample.landmarks[reference]))
     assert np.linalg.norm(tagged.landmarks[reference] - sample.landmarks[reference], axis=1).max() < 0.05 * width
     assert abs(tagged.alignment.atfa_fnts_deg - truth.atfa_fnts_deg) < 1.0
+    import model.inference as inference
+
+    with monkeypatch.context() as patch:  # the fibula must confirm the order the tag gave
+        patch.setattr(inference, "FIBULA_SIDE_CONFIDENCE", 1.01)
+        unconfirmed = aligner.predict_image(sample.image, sample.laterality, sample.pixel_spacing_mm)
+    assert unconfirmed.laterality == "L" and unconfirmed.low_confidence
+    assert "laterality uncertain: the fibula is not found where the laterality tag (L) puts it" in "; ".join(
+        unconfirmed.warnings)
     untagged = aligner.predict_image(sample.image, None, sample.pixel_spacing_mm)
     assert untagged.low_confidence and untagged.laterality_source == "image"
     assert any(w.startswith("laterality uncertain: the plateau corners could not be told apart") for w in
