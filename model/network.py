@@ -242,8 +242,8 @@ def decode_two_modes(heatmaps: torch.Tensor, stride: int, radius: int = 2, separ
     for y, x in (first, second):
         y0, y1, x0, x1 = max(y - radius, 0), min(y + radius + 1, h), max(x - radius, 0), min(x + radius + 1, w)
         window = total[y0:y1, x0:x1]
-        ys, xs = torch.meshgrid(torch.arange(y0, y1, dtype=window.dtype), torch.arange(x0, x1, dtype=window.dtype),
-                                indexing="ij")
+        grid = {"dtype": window.dtype, "device": window.device}  # the maps' device: CUDA when present
+        ys, xs = torch.meshgrid(torch.arange(y0, y1, **grid), torch.arange(x0, x1, **grid), indexing="ij")
         mass = window.sum()
         modes.append(torch.stack([(window * xs).sum() / mass, (window * ys).sum() / mass]))
         masses.append(prob[:, y0:y1, x0:x1].sum((1, 2)))
