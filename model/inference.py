@@ -62,6 +62,13 @@ from model.weights import ModelBundle, load_bundle
 
 # Reference points closer than this fraction of the image's longer side mean no knee was found.
 MIN_REFERENCE_FRACTION = 0.02
+
+
+def on_one_point(points: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether two reference points (plateau corners) lie closer than ``MIN_REFERENCE_FRACTION`` of an image of
+    ``shape``'s longer side: one point, not two."""
+    return bool(np.linalg.norm(points[1] - points[0]) < MIN_REFERENCE_FRACTION * max(shape))
+
 # The warning of a result whose plateau corners the global stage read onto one point and no tag ordered.
 CORNERS_NOT_TOLD_APART = "laterality uncertain: the plateau corners could not be told apart"
 # Without a tag, the side is read from the order of the plateau corners; the right-knee classifier must not
@@ -214,7 +221,7 @@ class KneeAligner:
         right-knee classifier (the caller then makes the result low-confidence). Their confidence: the mean
         probability both maps put at each. Raises ``UnsupportedImage`` when the maps show no two points."""
         found = self.plateau_corner_modes(image)
-        if found is None or np.linalg.norm(found[0][1] - found[0][0]) < MIN_REFERENCE_FRACTION * max(image.shape):
+        if found is None or on_one_point(found[0], image.shape):
             raise UnsupportedImage("no knee found: the tibial plateau corners could not be told apart")
         modes, mass = found
         right = tag == "R" if tag is not None else p_right >= 0.5
@@ -278,7 +285,7 @@ class KneeAligner:
         h, w = image.shape
         reference, ref_conf, aux = self.plateau_corners(image)
         p_right, p_implant = float(aux[0]), float(aux[1])
-        one_point = bool(np.linalg.norm(reference[1] - reference[0]) < MIN_REFERENCE_FRACTION * max(h, w))
+        one_point = on_one_point(reference, image.shape)
         if one_point:  # rare: the global network runs once more to read both maps' modes
             reference, ref_conf = self.corners_told_apart(image, laterality_tag, p_right)
         timings[GLOBAL_STAGE] = (time.perf_counter() - t) * 1000
@@ -311,7 +318,7 @@ class KneeAligner:
             timings["phase_check"] = (time.perf_counter() - t) * 1000
         scheme = self.schemes[phase]
         first_ref = points[list(scheme.roles["reference"])]
-        collapsed = np.linalg.norm(first_ref[1] - first_ref[0]) < MIN_REFERENCE_FRACTION * max(h, w)
+        collapsed = on_one_point(first_ref, image.shape)
         if collapsed:
             warnings.append("local stage put the plateau corners together: no refinement, result unreliable")
         if self.refine and not collapsed:

@@ -42,12 +42,12 @@ def told_apart(aligner, sample) -> tuple[float, bool] | None:
     """For a knee whose corners the node's decoder reads onto one point: the worse corner's error (% of the plateau
     width) once the maps' two modes are ordered by the true side (nan when they show no two points) and whether the
     right-knee classifier reads the side right; None for the other knees."""
-    from model.inference import DECODER, MIN_REFERENCE_FRACTION
+    from model.inference import DECODER, on_one_point
     from model.preprocess import UnsupportedImage
     from model.vocabulary import GLOBAL_STAGE
 
     points, _, aux = aligner.plateau_corners(sample.image, DECODER[GLOBAL_STAGE])
-    if np.linalg.norm(points[1] - points[0]) >= MIN_REFERENCE_FRACTION * max(sample.image.shape):
+    if not on_one_point(points, sample.image.shape):
         return None
     truth = sample.landmarks[list(sample.scheme.roles["reference"])]
     classifier_right = (aux[0] >= 0.5) == (sample.laterality == "R")
