@@ -205,3 +205,36 @@ def compute_alignment(
         tibial_axis=axis(t_prox, t_dist),
         levels=levels,
     )
+
+
+# FNTS draws the femoral axis to the notch's midpoint. A notch whose roof lies less than this fraction of the plateau
+# width proximal of the shallower condyle's most distal point has no roof to place it on (a femoral component seen
+# with its box hidden, a flat distal contour): its midpoint slides along the flat contour, in an annotation as in a
+# reading, and the axis with it. Chosen on the 3D renderer's validation seeds with kneealign-v2.17 (python
+# tests/bench/bench_notch_depth.py --n 376; docs/results/flat-notch.md): of its 341 post-op knees read in the right
+# phase and side, the three notches read shallower than 3 % (0.4, 2.3 and 2.6 %; ground truth 0.7, 1.8 and 2.4 %)
+# had FNTS 8.2, 3.2 and 8.3 degrees off, two of them with confidences 0.73 and 0.67 and no warning; the next
+# shallowest are read at 3.8 %. Native notches, and the 2D generator's components, are far deeper (at least 8 %).
+MIN_NOTCH_DEPTH = 0.03
+
+
+def notch_depth(points: np.ndarray, scheme: LandmarkScheme,
+                pixel_spacing_mm: tuple[float, float] | None = None) -> float | None:
+    """How far the femoral notch's roof (its most proximal landmark) lies proximal of the shallower condyle's most
+    distal landmark, across the plateau line, as a fraction of the plateau width (in millimetres for non-square
+    pixels); None for a scheme without the condyles' distal contours and the notch."""
+    names = ("medial_condyle_distal", "intercondylar_notch", "lateral_condyle_distal")
+    if not all(any(c.name == n for c in scheme.curves) for n in names):
+        return None
+    pts = scheme.check_points(points)
+    if pixel_spacing_mm is not None:
+        pts = pts * np.array([pixel_spacing_mm[1], pixel_spacing_mm[0]], dtype=np.float64)
+    medial, lateral = pts[list(scheme.roles["reference"])]
+    width = max(float(np.linalg.norm(lateral - medial)), 1e-12)
+    across = (lateral - medial) / width
+    distal = np.array([-across[1], across[0]])
+    if (_midpoint(pts, scheme.roles["femoral_shaft_proximal"]) - medial) @ distal > 0:
+        distal = -distal  # the femur lies proximal
+    depth = {n: (pts[list(scheme.curve(n).indices)] - medial) @ distal for n in names}
+    tips = min(depth["medial_condyle_distal"].max(), depth["lateral_condyle_distal"].max())
+    return float(tips - depth["intercondylar_notch"].min()) / width

@@ -26,7 +26,9 @@
    to another renderer where the implant stage does not.
 4. Alignment: aTFA by FTS and FNTS through the most distant shaft levels whose cortices the image shows
    (``model.exposure``, ``model.alignment.choose_bone_levels``); too little shaft exposed makes the result
-   low-confidence. A whole-result confidence; below the threshold the result is low-confidence.
+   low-confidence, and so does a femoral notch too shallow to place FNTS's midpoint on
+   (``model.alignment.MIN_NOTCH_DEPTH``; the panel's measurements drawn to it too). A whole-result confidence;
+   below the threshold the result is low-confidence.
 5. Consistency: the same measurement on a mirrored copy (laterality swapped) and on a copy rotated by a few
    degrees, at the same shaft levels, must agree within ``CONSISTENCY_TOLERANCE_DEG``; otherwise the result is
    low-confidence with the reason. A copy that finds no knee, or whose corners fell on one point with no tag to
@@ -48,10 +50,12 @@ import numpy as np
 import pydicom
 import torch
 
-from model.alignment import ShaftLevels, choose_bone_levels, compute_alignment, short_shaft_reason
+from model.alignment import (MIN_NOTCH_DEPTH, ShaftLevels, choose_bone_levels, compute_alignment, notch_depth,
+                             short_shaft_reason)
 from model.exposure import exposed_levels
 from model.frames import apply_affine, frame_matrix, invert_affine, mirror_points
-from model.measurements import ReferenceRange, apply_site_ranges, compute_measurements, grade, resolve_names
+from model.measurements import (ReferenceRange, apply_site_ranges, compute_measurements, distrust_through, grade,
+                                resolve_names)
 from model.network import decode_heatmaps, decode_two_modes
 from model.preprocess import FrameSampler, UnsupportedImage, letterbox, load_radiograph, to_network_input
 from model.result import KneePrediction
@@ -347,8 +351,12 @@ class KneeAligner:
         panel_levels = ShaftLevels(femur=bone_levels["femur"] or default.femur, tibia=tibia_levels)
         levels = at_levels or (None if unmeasurable else panel_levels)
         alignment = compute_alignment(landmarks, scheme, laterality, pixel_spacing_mm, levels or default)
+        flat_notch = self._flat_notch(landmarks, scheme, pixel_spacing_mm)
+        if flat_notch:
+            warnings.append(flat_notch)
         c_aligned, c_whole, graded = self._confidence(conf, scheme, shifts["global"], alignment, length,
                                                       pixel_spacing_mm, float(ref_conf.min()), warnings, whole_reasons)
+        c_aligned *= 0.0 if flat_notch else 1.0
         c_whole *= c_side * c_phase
         confidence = c_aligned * c_whole * (1.0 if levels is not None else 0.0)
         if confidence < self.confidence_threshold and not warnings:  # no check failed outright: name the weakest
@@ -366,6 +374,8 @@ class KneeAligner:
                 landmarks, scheme, laterality, pixel_spacing_mm, levels=panel_levels, unmeasurable_axes=unmeasurable,
                 visible=inside, spacing_source=spacing_source, names=self.measurement_names, alignment=same)
             measurements = grade(geometric, conf, self.confidence_threshold, c_whole, whole_reasons)
+            if flat_notch:  # the panel's femoral axis runs to the notch's midpoint too
+                measurements = distrust_through(measurements, scheme.roles["femoral_notch"], flat_notch)
             timings["measurements"] = (time.perf_counter() - t) * 1000
         timings["total"] = sum(timings.values())
         return KneePrediction(
@@ -443,6 +453,16 @@ class KneeAligner:
                             f"side (probability {1.0 - p_image:.2f})")
             return from_image, "image", p_image, 0.0
         return from_image, "image", p_image, 1.0
+
+    @staticmethod
+    def _flat_notch(landmarks: np.ndarray, scheme, spacing: tuple[float, float] | None) -> str | None:
+        """The reason FNTS cannot be trusted when the femoral notch is too shallow to place its midpoint
+        (``model.alignment.MIN_NOTCH_DEPTH``), else None."""
+        depth = notch_depth(landmarks, scheme, spacing)
+        if depth is None or depth >= MIN_NOTCH_DEPTH:
+            return None
+        return (f"femoral notch too shallow to place its midpoint (its roof {100 * depth:.1f} % of the plateau "
+                f"width above the condyles, less than {100 * MIN_NOTCH_DEPTH:g} %): FNTS not reliable")
 
     @staticmethod
     def _fibula_confirms_side(conf: np.ndarray, scheme, laterality: str, source: str, warnings: list[str]) -> float:

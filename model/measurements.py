@@ -639,6 +639,14 @@ def grade(measurements: Mapping[str, Measurement], landmark_confidence: np.ndarr
     return out
 
 
+def distrust_through(measurements: Mapping[str, Measurement], landmarks: Iterable[int], reason: str
+                     ) -> dict[str, Measurement]:
+    """Every ``ok`` measurement drawn through one of ``landmarks`` becomes low-confidence with ``reason``."""
+    used = set(landmarks)
+    return {n: replace(m, status=STATUS_LOW_CONFIDENCE, reason=reason)
+            if m.status == STATUS_OK and used & set(m.landmarks) else m for n, m in measurements.items()}
+
+
 def apply_site_ranges(measurements: Mapping[str, Measurement], ranges: Mapping[str, ReferenceRange] | None
                       ) -> dict[str, Measurement]:
     """Attach each site's reference range to its measurement (shown as "outside the site's range", never as a

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from model.alignment import compute_alignment
+from model.alignment import MIN_NOTCH_DEPTH, compute_alignment, notch_depth
 from model.frames import mirror_points
 from model.scheme import load_scheme
 
@@ -115,3 +115,40 @@ def test_wrong_number_of_points_is_refused():
         compute_alignment(np.zeros((181, 2)), scheme)
     with pytest.raises(ValueError, match="laterality"):
         compute_alignment(build_left_knee(scheme, 0.0), scheme, "B")
+
+
+@pytest.mark.parametrize("phase", ["preop", "postop"])
+@pytest.mark.parametrize("laterality,rotation,spacing", [("L", 0.0, (1.0, 1.0)), ("R", 25.0, (0.1, 0.1)),
+                                                         ("L", -15.0, (0.1, 0.2))])
+def test_notch_depth_in_plateau_widths_in_every_view(phase, laterality, rotation, spacing):
+    """The hand-built pre-op knee (``tests/model/knee_builder``): condyles of radius 15 mm sampled from 10 to 60
+    degrees off their tips toward the notch, notch edges at 70 degrees, roof 12 mm above the edges, plateau 80 mm
+    wide; so the roof lies 12 + 15 (cos 10 - cos 70) mm above the nearest sampled condyle point. Rotation, a right
+    knee and anisotropic pixels change nothing."""
+    from tests.model.knee_builder import KneeSpec, build, to_image
+
+    scheme = load_scheme(phase)
+    mm = build(KneeSpec(), phase)
+    depth = notch_depth(mm, scheme)
+    if phase == "preop":
+        c = math.cos
+        assert depth == pytest.approx((12.0 + 15.0 * (c(math.radians(10)) - c(math.radians(70)))) / 80.0, abs=1e-9)
+    assert MIN_NOTCH_DEPTH < 0.1 < depth < 0.35  # a notch that shows (post-op: the component's box)
+    seen = notch_depth(to_image(mm, laterality, rotation, spacing), scheme, spacing)
+    assert seen == pytest.approx(depth, abs=1e-9)
+
+
+def test_a_flat_notch_is_shallower_than_the_minimum():
+    """Notch landmarks laid on the line through both condyles' most distal points (a component seen with its box
+    hidden): no roof above the condyles, no midpoint to place; a roof 4 % of the plateau width up is one again."""
+    from tests.model.knee_builder import KneeSpec, build
+
+    scheme = load_scheme("postop")
+    mm = build(KneeSpec(), "postop")
+    notch = list(scheme.curve("intercondylar_notch").indices)
+    tips = [max(scheme.curve(n).indices, key=lambda i: mm[i, 1]) for n in ("medial_condyle_distal",
+                                                                            "lateral_condyle_distal")]
+    mm[notch] = mm[tips[0]] + np.linspace(0.0, 1.0, len(notch))[:, None] * (mm[tips[1]] - mm[tips[0]])
+    assert abs(notch_depth(mm, scheme)) < 1e-9 < MIN_NOTCH_DEPTH
+    mm[notch[len(notch) // 2]] -= (0.0, 0.04 * 80.0)  # proximal is -y in the builder's frame (mpta 87: nearly so)
+    assert notch_depth(mm, scheme) >= MIN_NOTCH_DEPTH

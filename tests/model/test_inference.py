@@ -274,6 +274,29 @@ def test_a_copy_whose_corners_no_tag_ordered_confirms_nothing(shipped):
     assert pred.consistency["mirrored copy"] is None
 
 
+def test_a_notch_too_shallow_to_place_leaves_fnts_and_what_uses_it_low_confidence(shipped):
+    """A post-op knee of the 3D renderer (a validation seed) whose femoral component shows a flat distal contour, its
+    box hidden: the notch has no roof, its midpoint slides along the contour in the annotation as in the reading, and
+    the shipped weights measured FNTS 8 degrees off the ground truth with confidence 0.73 and no warning (FTS within
+    1 degree). It is low-confidence with the reason, as is the femoral component angle drawn to the same notch; the
+    tibial component angle is not."""
+    from model.alignment import MIN_NOTCH_DEPTH, compute_alignment, notch_depth
+    from train.data.synthetic import synthetic_sample
+
+    sample = synthetic_sample(1050047, "postop", renderer="3d")
+    assert notch_depth(sample.landmarks, sample.scheme, sample.pixel_spacing_mm) < MIN_NOTCH_DEPTH
+    pred = KneeAligner.load(shipped).predict_image(sample.image, None, sample.pixel_spacing_mm)
+    assert (pred.phase, pred.laterality) == ("postop", sample.laterality)
+    truth = compute_alignment(sample.landmarks, sample.scheme, sample.laterality, sample.pixel_spacing_mm,
+                              pred.alignment.levels)
+    assert abs(pred.alignment.atfa_fts_deg - truth.atfa_fts_deg) < 1.5
+    assert pred.low_confidence and pred.status == "low_confidence"
+    assert any(w.startswith("femoral notch too shallow to place its midpoint") for w in pred.warnings)
+    assert pred.measurements["femoral_component"].status == "low_confidence"
+    assert "femoral notch too shallow" in pred.measurements["femoral_component"].reason
+    assert pred.measurements["tibial_component"].status == "ok"
+
+
 def test_missing_tag_means_laterality_from_the_image(shipped):
     pred = KneeAligner.load(shipped).predict(synthetic_knee_dx("R", tags=False))
     assert pred.laterality == "R" and pred.laterality_source == "image"

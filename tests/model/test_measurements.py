@@ -7,7 +7,8 @@ import pytest
 from model.alignment import ShaftLevels
 from model.measurements import (ALWAYS_MEASURED, DETECTOR_SPACING_NOTE, JSW_OVERLAP_TOLERANCE_MM, MEASUREMENT_NAMES,
                                 SPECS, STATUS_LOW_CONFIDENCE, STATUS_NOT_MEASURABLE, STATUS_OK, Measurement,
-                                ReferenceRange, apply_site_ranges, compute_measurements, grade, resolve_names)
+                                ReferenceRange, apply_site_ranges, compute_measurements, distrust_through, grade,
+                                resolve_names)
 from model.scheme import load_scheme
 from tests.model.knee_builder import KneeSpec, build, to_image
 
@@ -196,6 +197,20 @@ def test_grade_uses_each_measurements_own_landmarks_and_the_whole_set():
     assert {x.status for n, x in whole.items() if x.value is not None} == {STATUS_LOW_CONFIDENCE}
     assert whole["jsw_lateral"].reason == "laterality tag L contradicted"
     assert grade(m, np.ones(PRE.n_points), 0.5)["mpta"].status == STATUS_OK
+
+
+def test_measurements_through_a_distrusted_landmark_become_low_confidence_with_the_reason():
+    """A femoral notch too shallow to place (``model.inference``): what is drawn through it is flagged, the rest not."""
+    m = measure(KneeSpec(), "postop", spacing=(0.1, 0.1))
+    notch = POST.roles["femoral_notch"]
+    out = distrust_through(m, notch, "femoral notch too shallow")
+    through = {n for n, x in m.items() if x.status == STATUS_OK and set(notch) & set(x.landmarks)}
+    assert {"atfa_fnts", "femoral_component"} <= through and "tibial_component" not in through
+    for name, x in out.items():
+        if name in through:
+            assert (x.status, x.reason, x.value) == (STATUS_LOW_CONFIDENCE, "femoral notch too shallow", m[name].value)
+        else:
+            assert x == m[name]  # untouched, a not-measurable one included
 
 
 def test_names_the_atfa_always_and_in_panel_order():
