@@ -461,8 +461,9 @@ class KneeAligner:
         depth = notch_depth(landmarks, scheme, spacing)
         if depth is None or depth >= MIN_NOTCH_DEPTH:
             return None
-        return (f"femoral notch too shallow to place its midpoint (its roof {100 * depth:.1f} % of the plateau "
-                f"width above the condyles, less than {100 * MIN_NOTCH_DEPTH:g} %): FNTS not reliable")
+        where = "above" if depth >= 0 else "below"  # below: landmarks in disarray, other warnings say why
+        return (f"femoral notch too shallow to place its midpoint (its roof {100 * abs(depth):.1f} % of the plateau "
+                f"width {where} the condyles, less than {100 * MIN_NOTCH_DEPTH:g} % above): FNTS not reliable")
 
     @staticmethod
     def _fibula_confirms_side(conf: np.ndarray, scheme, laterality: str, source: str, warnings: list[str]) -> float:
