@@ -187,7 +187,10 @@ class KneeAligner:
     def _run(self, stage: str, image: np.ndarray, method: str | None = None):
         """One stage on one image: points (in the image's pixels), their confidences, the auxiliary outputs;
         ``method``: the heatmap decoder (default: the one ``DECODER`` names for the stage)."""
-        out = self._forward(stage, image)
+        return self._decode(stage, self._forward(stage, image), method)
+
+    def _decode(self, stage: str, out, method: str | None = None):
+        """A stage's output as ``_run`` gives it."""
         coords, conf = decode_heatmaps(out.heatmaps, self.nets[stage].cfg.stem_stride,
                                        method=method or DECODER.get(stage, "integral"))
         aux = torch.sigmoid(out.aux[0]).cpu().numpy() if out.aux is not None else None
@@ -198,33 +201,41 @@ class KneeAligner:
         with torch.inference_mode():
             return self.nets[stage](x)
 
-    def plateau_corners(self, image: np.ndarray, method: str | None = None):
-        """The global stage on the whole radiograph: the two tibial plateau corners in the image's pixels, their
-        confidences and the auxiliary outputs (P(right), P(implant)); ``method`` as for ``_run``."""
+    def global_pass(self, image: np.ndarray):
+        """The global network on the whole radiograph, letterboxed to its square: ``(output, to_square)``, which
+        ``plateau_corners``, ``plateau_corner_modes`` and ``corners_told_apart`` take as ``seen`` so that the network
+        runs once per image."""
         square, to_square = letterbox(image, self.bundle.global_size)
-        corners, conf, aux = self._run(GLOBAL_STAGE, square, method)
+        return self._forward(GLOBAL_STAGE, square), to_square
+
+    def plateau_corners(self, image: np.ndarray, method: str | None = None, seen=None):
+        """The global stage on the whole radiograph: the two tibial plateau corners in the image's pixels, their
+        confidences and the auxiliary outputs (P(right), P(implant)); ``method`` as for ``_run``; ``seen``: this
+        image's ``global_pass`` when already made."""
+        out, to_square = seen or self.global_pass(image)
+        corners, conf, aux = self._decode(GLOBAL_STAGE, out, method)
         return apply_affine(invert_affine(to_square), corners), conf, aux
 
-    def plateau_corner_modes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def plateau_corner_modes(self, image: np.ndarray, seen=None) -> tuple[np.ndarray, np.ndarray] | None:
         """The global stage's two strongest separate corner modes (``decode_two_modes`` on both corners' maps) in the
         image's pixels, strongest first, and the probability each corner's map puts at each (rows: medial, lateral
-        map; columns: mode); None when the maps do not show two points."""
-        square, to_square = letterbox(image, self.bundle.global_size)
-        heatmaps = self._forward(GLOBAL_STAGE, square).heatmaps[0]
-        found = decode_two_modes(heatmaps, self.nets[GLOBAL_STAGE].cfg.stem_stride)
+        map; columns: mode); None when the maps do not show two points. ``seen`` as for ``plateau_corners``."""
+        out, to_square = seen or self.global_pass(image)
+        found = decode_two_modes(out.heatmaps[0], self.nets[GLOBAL_STAGE].cfg.stem_stride)
         if found is None:
             return None
         modes, mass = (t.cpu().numpy().astype(np.float64) for t in found)
         return apply_affine(invert_affine(to_square), modes), mass
 
-    def corners_told_apart(self, image: np.ndarray, tag: str | None, p_right: float
+    def corners_told_apart(self, image: np.ndarray, tag: str | None, p_right: float, seen=None
                             ) -> tuple[np.ndarray, np.ndarray]:
         """Both plateau corners decoded on one point: the global stage cannot tell which corner is which (the knee's
         side), and each corner's map peaks at both corners. Its two modes are the corners, ordered by the laterality
         tag (a right knee as acquired has its lateral corner on the image's left), or without one by the
         right-knee classifier (the caller then makes the result low-confidence). Their confidence: the mean
-        probability both maps put at each. Raises ``UnsupportedImage`` when the maps show no two points."""
-        found = self.plateau_corner_modes(image)
+        probability both maps put at each. Raises ``UnsupportedImage`` when the maps show no two points. ``seen`` as
+        for ``plateau_corners``."""
+        found = self.plateau_corner_modes(image, seen)
         if found is None or on_one_point(found[0], image.shape):
             raise UnsupportedImage("no knee found: the tibial plateau corners could not be told apart")
         modes, mass = found
@@ -287,11 +298,12 @@ class KneeAligner:
         frames = FrameSampler.of(image)
         image = frames.image
         h, w = image.shape
-        reference, ref_conf, aux = self.plateau_corners(image)
+        seen = self.global_pass(image)
+        reference, ref_conf, aux = self.plateau_corners(image, seen=seen)
         p_right, p_implant = float(aux[0]), float(aux[1])
         one_point = on_one_point(reference, image.shape)
-        if one_point:  # rare: the global network runs once more to read both maps' modes
-            reference, ref_conf = self.corners_told_apart(image, laterality_tag, p_right)
+        if one_point:  # rare: both maps' modes are read
+            reference, ref_conf = self.corners_told_apart(image, laterality_tag, p_right, seen)
         timings[GLOBAL_STAGE] = (time.perf_counter() - t) * 1000
         order_right = bool(reference[1, 0] < reference[0, 0])  # lateral corner left of the medial one
 
