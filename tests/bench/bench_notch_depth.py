@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--phases", nargs="+", choices=PHASE_NAMES, default=list(PHASE_NAMES))
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")
     args = ap.parse_args()
-    inference.MIN_NOTCH_DEPTH = 0.0  # the confidence without this check: what it would change
+    inference.MIN_NOTCH_DEPTH = float("-inf")  # the confidence without this check: what it would change
     aligner = KneeAligner.load(args.weights, device="cpu", consistency=False)
     for renderer in args.renderers:
         for phase in args.phases:
