@@ -231,3 +231,26 @@ def test_the_notch_apex_is_the_middle_of_a_flat_roof_however_the_femur_tilts(til
     assert untilted == pytest.approx([0.0, -25.0], abs=1.0)
     notch = parts[3] @ np.array([[c, -s], [s, c]])
     assert notch[[2, 6]].mean(axis=0)[0] == pytest.approx(0.0, abs=1.0)  # the FNTS notch midpoint, centred
+
+
+def test_a_post_op_notch_is_the_component_box_even_where_the_native_notch_is_shallower():
+    """The box cut removes the bone in the femoral component's box (renderer 1.3): a native notch 11 mm deep under
+    a 20 mm box left a shelf of bone in the box, faint in the image, on which the ground-truth notch lay (7.8 px
+    from the metal here with renderer 1.2). Every notch landmark is now on the component's own silhouette (to 0.5 px,
+    0.3 mm: the bone behind the metal shifts the joint's silhouette a little), and no bone is left in the box under
+    the notch points."""
+    case = posed(11, "postop", **STILL)
+    knee = dataclasses.replace(case.knee, femur=dataclasses.replace(case.knee.femur, notch_height=11.0),
+                               implant=dataclasses.replace(case.knee.implant, box_height=20.0))
+    case = dataclasses.replace(case, knee=knee)
+    model = build_knee(case.knee)
+    lay = _layout(case, model, SPACING)
+    proj = project(model.parts, lay.canvas, step=0.95 * SPACING, dz=1.5)
+    component = Contour(outline(proj.thickness["femoral_component"]))
+    img = render_case(case, SPACING)
+    notch = load_scheme("postop").curve("intercondylar_notch")
+    pts = img.landmarks[list(notch.indices)] + list(lay.fov[:2])
+    gaps = [float(np.min(np.linalg.norm(component.pts - p, axis=1))) for p in pts]
+    assert max(gaps) < 0.5, gaps
+    below_roof = np.round(pts[[2, 6]].mean(axis=0) + [0.0, 3.0 / SPACING]).astype(int)  # 3 mm under the roof
+    assert proj.thickness["femur"][below_roof[1], below_roof[0]] == pytest.approx(0.0, abs=0.05)

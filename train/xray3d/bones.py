@@ -216,6 +216,20 @@ def _notch_cut(f: Femur3D, lay: CondyleLayout, lowered: float) -> Cut:
     return Cut(surface, "above", region=(lay.roof - 3.0, 1e9))
 
 
+def _box_roof(imp: Implant3D, lay: CondyleLayout) -> float:
+    """y of the femoral component's intercondylar box roof: ``box_height`` above its more distal runner's tip."""
+    return max(lay.tip_medial, lay.tip_lateral) + imp.runner_margin - imp.box_height
+
+
+def _box_cut(imp: Implant3D, lay: CondyleLayout) -> Box:
+    """The bone the box cut removes (renderer 1.3): between the condyles' centres, from the component's box roof
+    distally, through the whole depth. Under the component's runners it is hidden by metal anyway; in the box it
+    would be bone that a posterior-stabilised knee no longer has, and whose faint edge, where the native notch is
+    shallower than the box, is not where the radiograph shows the notch (its metal walls and roof)."""
+    return Box((float(lay.medial_centre[0]), _box_roof(imp, lay), -1e3),
+               (float(lay.lateral_centre[0]), max(lay.tip_medial, lay.tip_lateral) + 50.0, 1e3))
+
+
 def _femur(k: Knee3D, lay: CondyleLayout) -> Material:
     f, w = k.femur, k.tibia.width
     lobes = [Ellipsoid(tuple(c), (rx, f.condyle_ry, f.condyle_rz))
@@ -223,8 +237,10 @@ def _femur(k: Knee3D, lay: CondyleLayout) -> Material:
     inset = f.cortex_metaphysis
     lobes_in = [Ellipsoid(tuple(c), (rx - inset, f.condyle_ry - inset, f.condyle_rz - inset))
                 for c, rx in ((lay.medial_centre, f.condyle_rx_medial), (lay.lateral_centre, f.condyle_rx_lateral))]
-    outer = Solid([_femur_column(f, lay, w, 0.0, 0.0), *lobes], cuts=[_notch_cut(f, lay, 0.0)])
-    core = Solid([_femur_column(f, lay, w, inset, f.cortex_shaft), *lobes_in], cuts=[_notch_cut(f, lay, -inset)])
+    holes = [] if k.implant is None else [_box_cut(k.implant, lay)]
+    outer = Solid([_femur_column(f, lay, w, 0.0, 0.0), *lobes], holes=holes, cuts=[_notch_cut(f, lay, 0.0)])
+    core = Solid([_femur_column(f, lay, w, inset, f.cortex_shaft), *lobes_in], holes=holes,
+                 cuts=[_notch_cut(f, lay, -inset)])
     return Material("femur", outer, k.mu_cortex, core, k.mu_cancellous)
 
 
@@ -243,7 +259,7 @@ def _femoral_component(k: Knee3D, imp: Implant3D, lay: CondyleLayout) -> Materia
     tip = max(lay.tip_medial, lay.tip_lateral) + m
     top = tip - imp.flange_height
     runner_top = min(lay.medial_centre[1], lay.lateral_centre[1]) + m  # up to the condyles' widest level
-    roof = tip - imp.box_height
+    roof = _box_roof(imp, lay)
     x0 = lay.medial_centre[0] - f.condyle_rx_medial - m + 0.5
     x1 = lay.lateral_centre[0] + f.condyle_rx_lateral + m - 0.5
     front = f.condyle_z + f.condyle_rz + m

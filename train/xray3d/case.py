@@ -26,8 +26,10 @@ from train.xray3d.outlines import LEVEL, outline, scheme_landmarks
 from train.xray3d.panel import design_values, projected_values
 from train.xray3d.projection import Detector, project
 
-RENDERER_VERSION = "1.2"  # 1.1: the tibial flare landmarks go down their own side (1.0 went round the bone);
-# 1.2: the notch apex is the roof's centre between the notch walls (1.1: its most proximal point)
+RENDERER_VERSION = "1.3"  # 1.1: the tibial flare landmarks go down their own side (1.0 went round the bone);
+# 1.2: the notch apex is the roof's centre between the notch walls (1.1: its most proximal point);
+# 1.3: post-op, the box cut removes the bone in the femoral component's box (``bones._box_cut``; 1.2 left the native
+# notch's bone there, a faint edge the images do not show, where the ground-truth notch then lay)
 METAL = frozenset({"femoral_component", "tray", "stem"})
 MIN_RENDER_SPACING = 0.3  # finer detectors get the physics at this spacing, then resampled before the noise
 
