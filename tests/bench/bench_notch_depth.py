@@ -20,21 +20,33 @@ import numpy as np
 CANDIDATES = (0.01, 0.02, 0.03, 0.05, 0.08)
 
 
+def read_with_truth(aligner, sample):
+    """``(prediction, ground truth at the shaft levels the prediction used)`` for a knee read in its phase and side
+    (laterality from the image), else None."""
+    from model.alignment import compute_alignment
+    from model.preprocess import UnsupportedImage
+
+    try:
+        p = aligner.predict_image(sample.image, None, sample.pixel_spacing_mm)
+    except UnsupportedImage:
+        return None
+    if (p.phase, p.laterality) != (sample.phase, sample.laterality):
+        return None
+    return p, compute_alignment(sample.landmarks, sample.scheme, sample.laterality, sample.pixel_spacing_mm,
+                                p.alignment.levels)
+
+
 def rows_of(aligner, samples) -> list[tuple[float, float, float, float, float]]:
     """Per knee read in the right phase and side: (depth read, depth true, |FNTS error|, |FTS error|, confidence)."""
-    from model.alignment import compute_alignment, notch_depth
-    from model.preprocess import UnsupportedImage
+    from model.alignment import notch_depth
 
     rows = []
     for s in samples:
-        try:
-            p = aligner.predict_image(s.image, None, s.pixel_spacing_mm)
-        except UnsupportedImage:
+        read = read_with_truth(aligner, s)
+        if read is None:
             continue
-        if (p.phase, p.laterality) != (s.phase, s.laterality):
-            continue
+        p, truth = read
         scheme = aligner.schemes[p.phase]
-        truth = compute_alignment(s.landmarks, s.scheme, s.laterality, s.pixel_spacing_mm, p.alignment.levels)
         rows.append((notch_depth(p.landmarks, scheme, s.pixel_spacing_mm),
                      notch_depth(s.landmarks, s.scheme, s.pixel_spacing_mm),
                      abs(p.alignment.atfa_fnts_deg - truth.atfa_fnts_deg),

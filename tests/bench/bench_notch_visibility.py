@@ -48,17 +48,12 @@ def _mean(x: np.ndarray) -> float:
 
 def confident_fnts_error(aligner, sample) -> float:
     """|FNTS error| (degrees) of a confident reading in the right phase and side; NaN otherwise."""
-    from model.alignment import compute_alignment
-    from model.preprocess import UnsupportedImage
+    from bench_notch_depth import read_with_truth
 
-    try:
-        p = aligner.predict_image(sample.image, None, sample.pixel_spacing_mm)
-    except UnsupportedImage:
+    read = read_with_truth(aligner, sample)
+    if read is None or read[0].low_confidence:
         return float("nan")
-    if p.low_confidence or (p.phase, p.laterality) != (sample.phase, sample.laterality):
-        return float("nan")
-    truth = compute_alignment(sample.landmarks, sample.scheme, sample.laterality, sample.pixel_spacing_mm,
-                              p.alignment.levels)
+    p, truth = read
     return abs(p.alignment.atfa_fnts_deg - truth.atfa_fnts_deg)
 
 
